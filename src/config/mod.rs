@@ -1,0 +1,328 @@
+//! The desired-state file as written: raw values with the byte spans they came from.
+//!
+//! Loading walks the TOML tree by hand (with `toml_edit`, which keeps spans) so that every
+//! unknown key, wrong type and missing key in the file is reported at once, each with a
+//! "did you mean" hint. Nothing here checks meaning (references, names, overlaps): that is
+//! the model's job. Nothing here reads other files.
+
+mod reader;
+
+use crate::diag::{Diagnostic, SourceFile};
+use reader::{Reader, TableView};
+use serde_json::Value;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A value with the byte span of the file it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Option<Range<usize>>,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: Option<Range<usize>>) -> Self {
+        Spanned { value, span }
+    }
+}
+
+/// The whole file, as written.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    pub source: SourceFile,
+    /// The directory of the file; relative paths in it are relative to this.
+    pub base_dir: PathBuf,
+    pub ca: Option<RawCa>,
+    pub clusters: Vec<RawCluster>,
+    pub logical_clouds: Vec<RawLogicalCloud>,
+    pub resources: Vec<RawResource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawCa {
+    pub span: Option<Range<usize>>,
+    pub root_cert: Option<Spanned<String>>,
+    pub ca_cert: Option<Spanned<String>>,
+    pub ca_key: Option<Spanned<String>>,
+    pub cert_chain: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawCluster {
+    pub name: Spanned<String>,
+    pub dir: Option<Spanned<String>>,
+    pub context: Option<Spanned<String>>,
+    pub pod_cidr: Option<Spanned<String>>,
+    pub service_cidr: Option<Spanned<String>>,
+    pub cluster_domain: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
+    pub gateway: Option<Spanned<String>>,
+    pub dns: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawLogicalCloud {
+    pub name: Spanned<String>,
+    pub clusters: Option<Spanned<Vec<Spanned<String>>>>,
+    pub suffix: Option<Spanned<String>>,
+    pub istio_namespace: Option<Spanned<String>>,
+    pub injection_namespaces: Vec<Spanned<String>>,
+    pub dns_forward: Vec<(Spanned<String>, Spanned<String>)>,
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawService {
+    pub span: Option<Range<usize>>,
+    pub name: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    pub clusters: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ports: Vec<RawPort>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawPort {
+    pub span: Option<Range<usize>>,
+    pub name: Option<Spanned<String>>,
+    pub number: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+}
+
+/// One `[[resources]]` entry.
+#[derive(Debug, Clone)]
+pub struct RawResource {
+    /// Position in the `resources` array (0-based).
+    pub index: usize,
+    pub span: Option<Range<usize>>,
+    /// Optional name, so that others can say `depends_on = ["resources.<name>"]`.
+    pub name: Option<Spanned<String>>,
+    pub clusters: Option<Spanned<Vec<Spanned<String>>>>,
+    pub file: Option<Spanned<String>>,
+    pub manifest: Option<Spanned<Value>>,
+    pub depends_on: Vec<Spanned<String>>,
+}
+
+/// Why a file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(crate::diag::Diagnostics),
+}
+
+/// Reads and parses the file at `path`. All problems are returned together.
+pub fn load(path: &Path) -> Result<RawConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let base_dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    parse(SourceFile::new(path.display().to_string(), text), base_dir)
+        .map_err(|d| LoadError::Invalid(crate::diag::Diagnostics(d)))
+}
+
+/// Parses the text of a desired-state file.
+pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Diagnostic>> {
+    let doc = match toml_edit::Document::parse(source.text.as_str()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let message = e.message().trim().to_string();
+            return Err(vec![Diagnostic::new(format!("invalid TOML: {message}"))
+                .at_span(&source, e.span())]);
+        }
+    };
+    let mut r = Reader::new(&source);
+    let mut root = TableView::root(doc.as_table());
+
+    let ca = r.table(&mut root, "ca").map(|mut t| {
+        let ca = RawCa {
+            span: t.span.clone(),
+            root_cert: r.string(&mut t, "root_cert"),
+            ca_cert: r.string(&mut t, "ca_cert"),
+            ca_key: r.string(&mut t, "ca_key"),
+            cert_chain: r.string(&mut t, "cert_chain"),
+        };
+        r.finish(t);
+        ca
+    });
+
+    let mut clusters = Vec::new();
+    if let Some(mut all) = r.table(&mut root, "clusters") {
+        for (name, mut t) in r.named_tables(&mut all) {
+            clusters.push(RawCluster {
+                name,
+                dir: r.string(&mut t, "dir"),
+                context: r.string(&mut t, "context"),
+                pod_cidr: r.string(&mut t, "pod_cidr"),
+                service_cidr: r.string(&mut t, "service_cidr"),
+                cluster_domain: r.string(&mut t, "cluster_domain"),
+                network: r.string(&mut t, "network"),
+                gateway: r.string(&mut t, "gateway"),
+                dns: r.string(&mut t, "dns"),
+            });
+            r.finish(t);
+        }
+        r.finish(all);
+    }
+
+    let mut logical_clouds = Vec::new();
+    if let Some(mut all) = r.table(&mut root, "logical_clouds") {
+        for (name, mut t) in r.named_tables(&mut all) {
+            let clusters = r.string_list(&mut t, "clusters");
+            let suffix = r.string(&mut t, "suffix");
+            let istio_namespace = r.string(&mut t, "istio_namespace");
+            let injection_namespaces = r
+                .string_list(&mut t, "injection_namespaces")
+                .map(|l| l.value)
+                .unwrap_or_default();
+            let mut dns_forward = Vec::new();
+            if let Some(mut fwd) = r.table(&mut t, "dns_forward") {
+                for key in fwd.keys() {
+                    if let Some(v) = r.string(&mut fwd, &key.value) {
+                        dns_forward.push((key, v));
+                    }
+                }
+                r.finish(fwd);
+            }
+            let mut services = Vec::new();
+            for mut s in r.table_array(&mut t, "services") {
+                let mut ports = Vec::new();
+                for mut p in r.table_array(&mut s, "ports") {
+                    ports.push(RawPort {
+                        span: p.span.clone(),
+                        name: r.string(&mut p, "name"),
+                        number: r.integer(&mut p, "number"),
+                        protocol: r.string(&mut p, "protocol"),
+                    });
+                    r.finish(p);
+                }
+                services.push(RawService {
+                    span: s.span.clone(),
+                    name: r.string(&mut s, "name"),
+                    namespace: r.string(&mut s, "namespace"),
+                    clusters: r.string_list(&mut s, "clusters"),
+                    ports,
+                });
+                r.finish(s);
+            }
+            logical_clouds.push(RawLogicalCloud {
+                name,
+                clusters,
+                suffix,
+                istio_namespace,
+                injection_namespaces,
+                dns_forward,
+                services,
+            });
+            r.finish(t);
+        }
+        r.finish(all);
+    }
+
+    let mut resources = Vec::new();
+    for (index, mut t) in r.table_array(&mut root, "resources").into_iter().enumerate() {
+        resources.push(RawResource {
+            index,
+            span: t.span.clone(),
+            name: r.string(&mut t, "name"),
+            clusters: r.string_list(&mut t, "clusters"),
+            file: r.string(&mut t, "file"),
+            manifest: r.json(&mut t, "manifest"),
+            depends_on: r
+                .string_list(&mut t, "depends_on")
+                .map(|l| l.value)
+                .unwrap_or_default(),
+        });
+        r.finish(t);
+    }
+    r.finish(root);
+
+    let diags = r.into_diagnostics();
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(RawConfig {
+        source,
+        base_dir,
+        ca,
+        clusters,
+        logical_clouds,
+        resources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<RawConfig, Vec<Diagnostic>> {
+        parse(SourceFile::new("t.toml", text.to_string()), PathBuf::from("."))
+    }
+
+    #[test]
+    fn reads_clusters_and_resources_in_file_order() {
+        let cfg = parse_str(
+            r#"
+[clusters.b]
+dir = "out/b"
+[clusters.a]
+context = "ctx-a"
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "x" }, data = { k = "v" } }
+depends_on = ["resources.other"]
+"#,
+        )
+        .unwrap();
+        let names: Vec<_> = cfg.clusters.iter().map(|c| c.name.value.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(cfg.clusters[1].context.as_ref().unwrap().value, "ctx-a");
+        let m = &cfg.resources[0].manifest.as_ref().unwrap().value;
+        assert_eq!(m["metadata"]["name"], "x");
+        assert_eq!(cfg.resources[0].depends_on[0].value, "resources.other");
+    }
+
+    #[test]
+    fn every_unknown_key_and_wrong_type_is_reported_with_a_hint() {
+        let errs = parse_str(
+            r#"
+[clusters.a]
+dri = "out/a"
+pod_cidr = 10
+[[resources]]
+clusterz = ["a"]
+"#,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:#?}");
+        assert!(text[0].contains("unknown key `dri` in [clusters.a]"), "{}", text[0]);
+        assert!(text[0].contains("did you mean `dir`?"), "{}", text[0]);
+        assert!(text[0].contains("t.toml:3:1"), "{}", text[0]);
+        assert!(text[1].contains("`clusters.a.pod_cidr` must be a string, found integer"), "{}", text[1]);
+        assert!(text[2].contains("did you mean `clusters`?"), "{}", text[2]);
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let errs = parse_str("[clusters.a]\ndir = \"x\nother = 1\n").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let text = errs[0].to_string();
+        assert!(text.starts_with("error: invalid TOML"), "{text}");
+        assert!(text.contains("t.toml:2:"), "{text}");
+    }
+}

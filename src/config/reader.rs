@@ -1,0 +1,306 @@
+//! A typed walk over a spanned TOML tree that records every problem instead of stopping.
+//!
+//! Each `TableView` remembers which keys were asked for; `finish` reports the rest as
+//! unknown, with the closest asked-for key as a hint. So the set of known keys is exactly
+//! the set the loader reads: it is written once.
+
+use super::Spanned;
+use crate::diag::{did_you_mean, Diagnostic, SourceFile};
+use serde_json::Value;
+use std::ops::Range;
+use toml_edit::{Item, TableLike};
+
+/// One table being read, and the keys read from it so far.
+pub struct TableView<'t> {
+    table: &'t dyn TableLike,
+    /// How the user would name this table (`clusters.a`, `resources[2]`).
+    path: String,
+    pub span: Option<Range<usize>>,
+    known: Vec<String>,
+}
+
+impl<'t> TableView<'t> {
+    pub fn root(table: &'t toml_edit::Table) -> Self {
+        TableView {
+            table,
+            path: String::new(),
+            span: None,
+            known: Vec::new(),
+        }
+    }
+
+    /// Every key of this table, with its span, in file order. Marks them all as known.
+    pub fn keys(&mut self) -> Vec<Spanned<String>> {
+        let keys: Vec<Spanned<String>> = self
+            .table
+            .iter()
+            .map(|(k, _)| {
+                let span = self.table.get_key_value(k).and_then(|(key, _)| key.span());
+                Spanned::new(k.to_string(), span)
+            })
+            .collect();
+        self.known.extend(keys.iter().map(|k| k.value.clone()));
+        keys
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
+    }
+}
+
+/// Collects diagnostics while reading one file.
+pub struct Reader<'s> {
+    source: &'s SourceFile,
+    diags: Vec<Diagnostic>,
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Table(_) => "table",
+        Item::ArrayOfTables(_) => "array of tables",
+        Item::Value(v) => match v {
+            toml_edit::Value::String(_) => "string",
+            toml_edit::Value::Integer(_) => "integer",
+            toml_edit::Value::Float(_) => "float",
+            toml_edit::Value::Boolean(_) => "boolean",
+            toml_edit::Value::Datetime(_) => "datetime",
+            toml_edit::Value::Array(_) => "array",
+            toml_edit::Value::InlineTable(_) => "table",
+        },
+    }
+}
+
+impl<'s> Reader<'s> {
+    pub fn new(source: &'s SourceFile) -> Self {
+        Reader {
+            source,
+            diags: Vec::new(),
+        }
+    }
+
+    /// Every problem found, in the order they appear in the file.
+    pub fn into_diagnostics(mut self) -> Vec<Diagnostic> {
+        self.diags
+            .sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.col)));
+        self.diags
+    }
+
+    fn get<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Option<&'t Item> {
+        t.known.push(key.to_string());
+        t.table.get(key).filter(|i| !i.is_none())
+    }
+
+    fn wrong_type(&mut self, t: &TableView<'_>, key: &str, want: &str, item: &Item) {
+        let d = Diagnostic::new(format!(
+            "`{}` must be {want}, found {}",
+            t.child_path(key),
+            type_name(item)
+        ))
+        .at_span(self.source, item.span());
+        self.diags.push(d);
+    }
+
+    pub fn string(&mut self, t: &mut TableView<'_>, key: &str) -> Option<Spanned<String>> {
+        let item = self.get(t, key)?;
+        match item.as_str() {
+            Some(s) => Some(Spanned::new(s.to_string(), item.span())),
+            None => {
+                self.wrong_type(t, key, "a string", item);
+                None
+            }
+        }
+    }
+
+    pub fn integer(&mut self, t: &mut TableView<'_>, key: &str) -> Option<Spanned<i64>> {
+        let item = self.get(t, key)?;
+        match item.as_integer() {
+            Some(n) => Some(Spanned::new(n, item.span())),
+            None => {
+                self.wrong_type(t, key, "an integer", item);
+                None
+            }
+        }
+    }
+
+    pub fn string_list(
+        &mut self,
+        t: &mut TableView<'_>,
+        key: &str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
+        let item = self.get(t, key)?;
+        let Some(array) = item.as_array() else {
+            self.wrong_type(t, key, "an array of strings", item);
+            return None;
+        };
+        let mut out = Vec::new();
+        for v in array.iter() {
+            match v.as_str() {
+                Some(s) => out.push(Spanned::new(s.to_string(), v.span())),
+                None => {
+                    let d = Diagnostic::new(format!(
+                        "`{}` must contain only strings, found {}",
+                        t.child_path(key),
+                        v.type_name()
+                    ))
+                    .at_span(self.source, v.span());
+                    self.diags.push(d);
+                }
+            }
+        }
+        Some(Spanned::new(out, item.span()))
+    }
+
+    pub fn table<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Option<TableView<'t>> {
+        let item = self.get(t, key)?;
+        match item.as_table_like() {
+            Some(table) => Some(TableView {
+                table,
+                path: t.child_path(key),
+                span: item.span(),
+                known: Vec::new(),
+            }),
+            None => {
+                self.wrong_type(t, key, "a table", item);
+                None
+            }
+        }
+    }
+
+    /// Every entry of a table whose keys are names (`[clusters.<name>]`).
+    pub fn named_tables<'t>(
+        &mut self,
+        t: &mut TableView<'t>,
+    ) -> Vec<(Spanned<String>, TableView<'t>)> {
+        let mut out = Vec::new();
+        for key in t.keys() {
+            if let Some(view) = self.table(t, &key.value) {
+                out.push((key, view));
+            }
+        }
+        out
+    }
+
+    /// `[[key]]` entries, or an inline array of tables.
+    pub fn table_array<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Vec<TableView<'t>> {
+        let Some(item) = self.get(t, key) else {
+            return Vec::new();
+        };
+        let path = t.child_path(key);
+        match item {
+            Item::ArrayOfTables(a) => a
+                .iter()
+                .enumerate()
+                .map(|(i, table)| TableView {
+                    table,
+                    path: format!("{path}[{i}]"),
+                    span: table.span(),
+                    known: Vec::new(),
+                })
+                .collect(),
+            Item::Value(toml_edit::Value::Array(a)) => {
+                let mut out = Vec::new();
+                for (i, v) in a.iter().enumerate() {
+                    match v.as_inline_table() {
+                        Some(table) => out.push(TableView {
+                            table,
+                            path: format!("{path}[{i}]"),
+                            span: v.span(),
+                            known: Vec::new(),
+                        }),
+                        None => {
+                            let d = Diagnostic::new(format!(
+                                "`{path}` must contain only tables, found {}",
+                                v.type_name()
+                            ))
+                            .at_span(self.source, v.span());
+                            self.diags.push(d);
+                        }
+                    }
+                }
+                out
+            }
+            other => {
+                self.wrong_type(t, key, "an array of tables", other);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Any TOML value, converted to JSON (for inline Kubernetes manifests).
+    pub fn json(&mut self, t: &mut TableView<'_>, key: &str) -> Option<Spanned<Value>> {
+        let item = self.get(t, key)?;
+        Some(Spanned::new(item_to_json(item), item.span()))
+    }
+
+    /// Reports every key of `t` that nobody asked for.
+    pub fn finish(&mut self, t: TableView<'_>) {
+        for (key, _) in t.table.iter() {
+            if t.known.iter().any(|k| k == key) {
+                continue;
+            }
+            let span = t.table.get_key_value(key).and_then(|(k, _)| k.span());
+            let place = if t.path.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in [{}]", t.path)
+            };
+            let mut d = Diagnostic::new(format!("unknown key `{key}` {place}"))
+                .at_span(self.source, span);
+            if let Some(s) = did_you_mean(key, t.known.iter().map(String::as_str)) {
+                d = d.help(format!("did you mean `{s}`?"));
+            } else if !t.known.is_empty() {
+                let mut known = t.known.clone();
+                known.sort();
+                known.dedup();
+                d = d.help(format!("known keys here: {}", known.join(", ")));
+            }
+            self.diags.push(d);
+        }
+    }
+}
+
+fn value_to_json(v: &toml_edit::Value) -> Value {
+    match v {
+        toml_edit::Value::String(s) => Value::String(s.value().clone()),
+        toml_edit::Value::Integer(i) => Value::from(*i.value()),
+        toml_edit::Value::Float(f) => serde_json::Number::from_f64(*f.value())
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        toml_edit::Value::Boolean(b) => Value::Bool(*b.value()),
+        toml_edit::Value::Datetime(d) => Value::String(d.value().to_string()),
+        toml_edit::Value::Array(a) => Value::Array(a.iter().map(value_to_json).collect()),
+        toml_edit::Value::InlineTable(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), value_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn item_to_json(item: &Item) -> Value {
+    match item {
+        Item::None => Value::Null,
+        Item::Value(v) => value_to_json(v),
+        Item::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), item_to_json(v)))
+                .collect(),
+        ),
+        Item::ArrayOfTables(a) => Value::Array(
+            a.iter()
+                .map(|t| {
+                    Value::Object(
+                        t.iter()
+                            .map(|(k, v)| (k.to_string(), item_to_json(v)))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}

@@ -1,0 +1,406 @@
+//! The validated model: what the file means, once every reference, name and manifest has
+//! been checked. Every problem found is collected, so a user fixes them all in one pass.
+//!
+//! The model reads the manifest files that resources name (that is part of knowing what
+//! the file means) but contacts no cluster and compiles nothing.
+
+mod cidr;
+mod manifest;
+
+pub use cidr::Cidr;
+
+use crate::config::{RawConfig, RawResource, Spanned};
+use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Diagnostics, Location, SourceFile};
+use crate::object::check_dns_label;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// Where a cluster's live objects are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// A GitOps directory (absolute or relative to the current directory).
+    Dir(PathBuf),
+    /// A kubeconfig context.
+    Context(String),
+}
+
+/// How the cluster DNS learns about logical-cloud suffixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsMode {
+    /// Edit `kube-system/coredns`'s Corefile.
+    Corefile,
+    /// Add keys to `kube-system/coredns-custom`.
+    Custom,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub target: TargetSpec,
+    pub pod_cidr: Option<Cidr>,
+    pub service_cidr: Option<Cidr>,
+    pub cluster_domain: String,
+    pub network: String,
+    pub gateway: Option<String>,
+    pub dns: DnsMode,
+    /// Where the cluster is defined, for messages.
+    pub location: Location,
+}
+
+/// What a `depends_on` entry names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DependencyTarget {
+    LogicalCloud(String),
+    /// A resource block, by its `name`.
+    Resource(String),
+    /// One object, by its full address.
+    Object(crate::object::ObjRef),
+}
+
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub target: DependencyTarget,
+    pub location: Location,
+}
+
+/// One manifest document, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub object: Value,
+    /// `file.yaml (document 2)` or `inline manifest`, for messages.
+    pub origin: String,
+    pub location: Location,
+}
+
+/// One `[[resources]]` block.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// How messages and the graph name this block: `resources.<name>` or `resources[<i>]`.
+    pub label: String,
+    pub name: Option<String>,
+    pub clusters: Vec<String>,
+    pub manifests: Vec<Manifest>,
+    pub depends_on: Vec<Dependency>,
+}
+
+/// The whole validated file.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub resources: Vec<Resource>,
+    /// The raw logical clouds; their meaning is the compiler's (see `compile`).
+    pub raw: RawConfig,
+}
+
+/// Checks the raw file and builds the model, or returns every problem found.
+pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
+    let mut diags = Vec::new();
+    let src = raw.source.clone();
+    let clusters = build_clusters(&raw, &mut diags);
+    let lc_names: BTreeSet<&str> = raw
+        .logical_clouds
+        .iter()
+        .map(|lc| lc.name.value.as_str())
+        .collect();
+
+    let resource_names = resource_names(&raw, &src, &mut diags);
+    let mut resources = Vec::new();
+    for r in &raw.resources {
+        if let Some(res) = build_resource(&raw, r, &clusters, &lc_names, &resource_names, &mut diags) {
+            resources.push(res);
+        }
+    }
+
+    if diags.is_empty() {
+        Ok(Model {
+            clusters,
+            resources,
+            raw,
+        })
+    } else {
+        diags.sort_by(|a, b| location_key(a).cmp(&location_key(b)));
+        Err(Diagnostics(diags))
+    }
+}
+
+fn location_key(d: &Diagnostic) -> (String, usize, usize) {
+    d.location
+        .as_ref()
+        .map(|l| (l.file.clone(), l.line, l.col))
+        .unwrap_or_default()
+}
+
+fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Cluster> {
+    let src = &raw.source;
+    let mut out = BTreeMap::new();
+    for c in &raw.clusters {
+        let name = &c.name.value;
+        let at = |s: &Option<std::ops::Range<usize>>| src.locate(s.clone().unwrap_or(0..0));
+        if let Err(why) = check_dns_label(name) {
+            diags.push(
+                Diagnostic::new(format!("invalid cluster name `{name}`: {why}"))
+                    .at(at(&c.name.span)),
+            );
+        }
+        let target = match (&c.dir, &c.context) {
+            (Some(dir), None) => Some(TargetSpec::Dir(resolve_relative(&raw.base_dir, &dir.value))),
+            (None, Some(ctx)) => Some(TargetSpec::Context(ctx.value.clone())),
+            (Some(_), Some(ctx)) => {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cluster `{name}` sets both `dir` and `context`; set exactly one"
+                    ))
+                    .at(at(&ctx.span))
+                    .help("`dir` writes to a directory (GitOps); `context` talks to a cluster"),
+                );
+                None
+            }
+            (None, None) => {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cluster `{name}` needs a target: set `dir` or `context`"
+                    ))
+                    .at(at(&c.name.span)),
+                );
+                None
+            }
+        };
+        let mut cidr = |v: &Option<Spanned<String>>, key: &str| {
+            let v = v.as_ref()?;
+            match Cidr::parse(&v.value) {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    diags.push(
+                        Diagnostic::new(format!("invalid `{key}` `{}`: {why}", v.value)).at(at(&v.span)),
+                    );
+                    None
+                }
+            }
+        };
+        let pod_cidr = cidr(&c.pod_cidr, "pod_cidr");
+        let service_cidr = cidr(&c.service_cidr, "service_cidr");
+        let dns = match c.dns.as_ref().map(|d| d.value.as_str()) {
+            None | Some("corefile") => DnsMode::Corefile,
+            Some("custom") => DnsMode::Custom,
+            Some(other) => {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "invalid `dns` `{other}`: must be \"corefile\" or \"custom\""
+                    ))
+                    .at(at(&c.dns.as_ref().and_then(|d| d.span.clone()))),
+                );
+                DnsMode::Corefile
+            }
+        };
+        let cluster_domain = c
+            .cluster_domain
+            .as_ref()
+            .map(|d| d.value.clone())
+            .unwrap_or_else(|| "cluster.local".to_string());
+        if let Some(d) = &c.cluster_domain {
+            if let Err(why) = crate::object::check_dns_subdomain(&d.value) {
+                diags.push(
+                    Diagnostic::new(format!("invalid `cluster_domain` `{}`: {why}", d.value))
+                        .at(at(&d.span)),
+                );
+            }
+        }
+        if let Some(g) = &c.gateway {
+            if g.value.parse::<std::net::SocketAddr>().is_err() && !is_host_port(&g.value) {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "invalid `gateway` `{}`: must be host:port, e.g. \"192.0.2.10:15443\"",
+                        g.value
+                    ))
+                    .at(at(&g.span)),
+                );
+            }
+        }
+        if let Some(target) = target {
+            out.insert(
+                name.clone(),
+                Cluster {
+                    name: name.clone(),
+                    target,
+                    pod_cidr,
+                    service_cidr,
+                    cluster_domain,
+                    network: c
+                        .network
+                        .as_ref()
+                        .map(|n| n.value.clone())
+                        .unwrap_or_else(|| "default".to_string()),
+                    gateway: c.gateway.as_ref().map(|g| g.value.clone()),
+                    dns,
+                    location: at(&c.name.span),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// `host:port` with a DNS host name.
+fn is_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok_and(|p| p > 0) && crate::object::check_dns_subdomain(host).is_ok()
+        }
+        None => false,
+    }
+}
+
+/// The names of resource blocks; duplicates are reported.
+fn resource_names(raw: &RawConfig, src: &SourceFile, diags: &mut Vec<Diagnostic>) -> BTreeSet<String> {
+    let mut seen: BTreeMap<&str, &Spanned<String>> = BTreeMap::new();
+    for r in &raw.resources {
+        let Some(name) = &r.name else { continue };
+        if let Err(why) = check_dns_label(&name.value) {
+            diags.push(
+                Diagnostic::new(format!("invalid resource name `{}`: {why}", name.value))
+                    .at_span(src, name.span.clone()),
+            );
+        }
+        if let Some(first) = seen.get(name.value.as_str()) {
+            diags.push(
+                Diagnostic::new(format!("two resources are named `{}`", name.value))
+                    .at_span(src, name.span.clone())
+                    .note("the first is here", Some(src.locate(first.span.clone().unwrap_or(0..0)))),
+            );
+        } else {
+            seen.insert(&name.value, name);
+        }
+    }
+    seen.keys().map(|s| s.to_string()).collect()
+}
+
+fn build_resource(
+    raw: &RawConfig,
+    r: &RawResource,
+    clusters: &BTreeMap<String, Cluster>,
+    lc_names: &BTreeSet<&str>,
+    resource_names: &BTreeSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Resource> {
+    let src = &raw.source;
+    let label = match &r.name {
+        Some(n) => format!("resources.{}", n.value),
+        None => format!("resources[{}]", r.index),
+    };
+    let at = |s: &Option<std::ops::Range<usize>>| src.locate(s.clone().unwrap_or(0..0));
+    let before = diags.len();
+
+    let mut cluster_names = Vec::new();
+    match &r.clusters {
+        None => diags.push(
+            Diagnostic::new(format!("{label} needs `clusters`: the clusters to create it in"))
+                .at(at(&r.span)),
+        ),
+        Some(list) => {
+            if list.value.is_empty() {
+                diags.push(Diagnostic::new(format!("{label} has an empty `clusters` list")).at(at(&list.span)));
+            }
+            for c in &list.value {
+                if clusters.contains_key(&c.value) || raw.clusters.iter().any(|rc| rc.name.value == c.value) {
+                    if !cluster_names.contains(&c.value) {
+                        cluster_names.push(c.value.clone());
+                    }
+                } else {
+                    let mut d = Diagnostic::new(format!("{label} names cluster `{}`, which is not defined", c.value))
+                        .at(at(&c.span));
+                    if let Some(s) = did_you_mean(&c.value, raw.clusters.iter().map(|rc| rc.name.value.as_str())) {
+                        d = d.help(format!("did you mean `{s}`?"));
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+
+    let mut manifests = Vec::new();
+    match (&r.file, &r.manifest) {
+        (Some(file), None) => {
+            let path = resolve_relative(&raw.base_dir, &file.value);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let display = file.value.clone();
+                    let yaml_src = SourceFile::new(display, text);
+                    manifest::from_yaml(&yaml_src, &at(&file.span), &mut manifests, diags);
+                }
+                Err(e) => diags.push(
+                    Diagnostic::new(format!("cannot read manifest file `{}`: {e}", path.display()))
+                        .at(at(&file.span)),
+                ),
+            }
+        }
+        (None, Some(m)) => {
+            manifest::from_inline(m.value.clone(), at(&m.span), &mut manifests, diags);
+        }
+        (Some(_), Some(m)) => diags.push(
+            Diagnostic::new(format!("{label} sets both `file` and `manifest`; set exactly one"))
+                .at(at(&m.span)),
+        ),
+        (None, None) => diags.push(
+            Diagnostic::new(format!("{label} needs `file` (a YAML file) or `manifest` (an inline object)"))
+                .at(at(&r.span)),
+        ),
+    }
+
+    let mut depends_on = Vec::new();
+    for dep in &r.depends_on {
+        let location = at(&dep.span);
+        match parse_dependency(&dep.value, lc_names, resource_names) {
+            Ok(target) => depends_on.push(Dependency { target, location }),
+            Err(why) => diags.push(why.at(location)),
+        }
+    }
+
+    (diags.len() == before).then(|| Resource {
+        label,
+        name: r.name.as_ref().map(|n| n.value.clone()),
+        clusters: cluster_names,
+        manifests,
+        depends_on,
+    })
+}
+
+/// Reads a `depends_on` entry: `logical_clouds.<name>`, `resources.<name>`, or an object
+/// address `cluster/group/kind/namespace/name`.
+fn parse_dependency(
+    s: &str,
+    lc_names: &BTreeSet<&str>,
+    resource_names: &BTreeSet<String>,
+) -> Result<DependencyTarget, Diagnostic> {
+    if let Some(name) = s.strip_prefix("logical_clouds.") {
+        if lc_names.contains(name) {
+            return Ok(DependencyTarget::LogicalCloud(name.to_string()));
+        }
+        let mut d = Diagnostic::new(format!("`depends_on` names logical cloud `{name}`, which is not defined"));
+        if let Some(m) = did_you_mean(name, lc_names.iter().copied()) {
+            d = d.help(format!("did you mean `logical_clouds.{m}`?"));
+        }
+        return Err(d);
+    }
+    if let Some(name) = s.strip_prefix("resources.") {
+        if resource_names.contains(name) {
+            return Ok(DependencyTarget::Resource(name.to_string()));
+        }
+        let mut d = Diagnostic::new(format!(
+            "`depends_on` names resource `{name}`, but no [[resources]] block has `name = \"{name}\"`"
+        ));
+        if let Some(m) = did_you_mean(name, resource_names.iter().map(String::as_str)) {
+            d = d.help(format!("did you mean `resources.{m}`?"));
+        }
+        return Err(d);
+    }
+    if let Some(r) = crate::object::ObjRef::parse_address(s) {
+        return Ok(DependencyTarget::Object(r));
+    }
+    Err(Diagnostic::new(format!("`depends_on` entry `{s}` is not a dependency address")).help(
+        "write `logical_clouds.<name>`, `resources.<name>`, or an object address `cluster/group/kind/namespace/name` (group `core`, namespace `_cluster` for cluster-scoped)",
+    ))
+}
+
+#[cfg(test)]
+mod tests;

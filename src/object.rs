@@ -1,0 +1,255 @@
+//! Kubernetes objects as dcm sees them: identity (`ObjRef` and its address), hashing,
+//! naming rules and secret redaction.
+//!
+//! Objects are kept as `serde_json::Value` with sorted keys, so that their YAML rendering,
+//! hashes and diffs are stable. This module knows nothing about clusters or targets.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// The identity of one object in one cluster. Ordered by its fields, which is the order
+/// plans and state files list objects in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjRef {
+    pub cluster: String,
+    /// API group; empty for the core group.
+    pub group: String,
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjRef {
+    /// `cluster/group/kind/namespace/name`, with `core` for the core group and `_cluster`
+    /// for cluster-scoped objects.
+    pub fn address(&self) -> String {
+        self.to_string()
+    }
+
+    /// Parses an address as printed by [`ObjRef::address`].
+    pub fn parse_address(s: &str) -> Option<ObjRef> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() != 5 || parts.iter().any(|p| p.is_empty()) {
+            return None;
+        }
+        Some(ObjRef {
+            cluster: parts[0].to_string(),
+            group: if parts[1] == "core" {
+                String::new()
+            } else {
+                parts[1].to_string()
+            },
+            kind: parts[2].to_string(),
+            namespace: if parts[3] == "_cluster" {
+                String::new()
+            } else {
+                parts[3].to_string()
+            },
+            name: parts[4].to_string(),
+        })
+    }
+
+    /// Whether this is a core Secret, whose data is never shown or stored.
+    pub fn is_secret(&self) -> bool {
+        self.group.is_empty() && self.kind == "Secret"
+    }
+}
+
+impl fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        let ns = if self.namespace.is_empty() {
+            "_cluster"
+        } else {
+            &self.namespace
+        };
+        write!(f, "{}/{}/{}/{}/{}", self.cluster, group, self.kind, ns, self.name)
+    }
+}
+
+/// Splits `apiVersion` into group and version (`v1` → ("", "v1")).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.rsplit_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+/// Kinds that are not namespaced, by (group, kind). Custom resources declare their own
+/// scope in their CRD, which the compiler adds.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("", "ComponentStatus"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "CSINode"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("node.k8s.io", "RuntimeClass"),
+    ("networking.k8s.io", "IngressClass"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    ("certificates.k8s.io", "CertificateSigningRequest"),
+    ("policy", "PodSecurityPolicy"),
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+];
+
+/// Whether a built-in kind is cluster-scoped.
+pub fn is_builtin_cluster_scoped(group: &str, kind: &str) -> bool {
+    CLUSTER_SCOPED.iter().any(|(g, k)| *g == group && *k == kind)
+}
+
+/// sha256 of an object's canonical JSON (sorted keys, no whitespace), in hex.
+pub fn object_sha256(value: &Value) -> String {
+    // serde_json's default map is ordered by key, so this is canonical.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The first 12 hex digits of a sha256: enough to see that something changed.
+pub fn short_hash(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// A copy of `object` in which every value of a Secret's `data` and `stringData` is
+/// replaced by a short hash of it. Everything that is shown or stored goes through here.
+pub fn redact(object: &Value) -> Value {
+    let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret")
+        && object.get("apiVersion").and_then(Value::as_str) == Some("v1");
+    if !is_secret {
+        return object.clone();
+    }
+    let mut out = object.clone();
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(map)) = out.get_mut(field) {
+            for v in map.values_mut() {
+                let raw = match &*v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let h = hex::encode(Sha256::digest(raw.as_bytes()));
+                *v = Value::String(format!("(sensitive, sha256:{})", short_hash(&h)));
+            }
+        }
+    }
+    out
+}
+
+/// Checks a name against the DNS-1123 label rule (namespaces, clusters): at most 63
+/// lower-case alphanumerics or '-', starting and ending with an alphanumeric.
+pub fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 63 {
+        return Err(format!("must be at most 63 characters (it has {})", name.len()));
+    }
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !ok_chars || !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) {
+        return Err(
+            "must consist of lower-case letters, digits and '-', and start and end with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a name against the DNS-1123 subdomain rule (most object names): at most 253
+/// characters, dot-separated labels.
+pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
+    if name.len() > 253 {
+        return Err(format!("must be at most 253 characters (it has {})", name.len()));
+    }
+    for part in name.split('.') {
+        check_dns_label(part).map_err(|_| {
+            "must consist of lower-case letters, digits, '-' and '.', and start and end with a letter or digit"
+                .to_string()
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks an object's name by the rule its kind uses. RBAC objects may use any path
+/// segment (e.g. `system:controller`); everything else must be a DNS subdomain.
+pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), String> {
+    if group.is_empty() && kind == "Namespace" {
+        return check_dns_label(name);
+    }
+    if group == "rbac.authorization.k8s.io" {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('%') {
+            return Err("must be a valid path segment (no '/' or '%', not '.' or '..')".into());
+        }
+        return Ok(());
+    }
+    check_dns_subdomain(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn address_round_trips() {
+        let r = ObjRef {
+            cluster: "c1".into(),
+            group: "".into(),
+            kind: "Namespace".into(),
+            namespace: "".into(),
+            name: "istio-lc1".into(),
+        };
+        assert_eq!(r.address(), "c1/core/Namespace/_cluster/istio-lc1");
+        assert_eq!(ObjRef::parse_address(&r.address()), Some(r));
+        assert_eq!(ObjRef::parse_address("c1/core/Namespace/x"), None);
+    }
+
+    #[test]
+    fn names_follow_kubernetes_rules() {
+        assert!(check_dns_label("istio-lc1").is_ok());
+        assert!(check_dns_label("Istio").is_err());
+        assert!(check_dns_label("-a").is_err());
+        assert!(check_dns_label(&"a".repeat(64)).is_err());
+        assert!(check_dns_subdomain("reviews.default").is_ok());
+        assert!(check_dns_subdomain("a..b").is_err());
+        assert!(check_object_name("rbac.authorization.k8s.io", "ClusterRole", "system:x").is_ok());
+        assert!(check_object_name("", "Namespace", "a.b").is_err());
+    }
+
+    #[test]
+    fn redaction_hides_secret_values_but_shows_change() {
+        let a = json!({"apiVersion":"v1","kind":"Secret","data":{"k":"c2VjcmV0"}});
+        let b = json!({"apiVersion":"v1","kind":"Secret","data":{"k":"b3RoZXI="}});
+        let ra = redact(&a).to_string();
+        assert!(!ra.contains("c2VjcmV0"));
+        assert!(ra.contains("sensitive, sha256:"));
+        assert_ne!(ra, redact(&b).to_string());
+        let cm = json!({"apiVersion":"v1","kind":"ConfigMap","data":{"k":"v"}});
+        assert_eq!(redact(&cm), cm);
+    }
+
+    #[test]
+    fn hash_ignores_key_order() {
+        let a: Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        assert_eq!(object_sha256(&a), object_sha256(&b));
+    }
+}
