@@ -6,3 +6,7 @@ pub mod config;
 pub mod diag;
 pub mod object;
 pub mod model;
+pub mod compile;
+pub mod graph;
+pub mod target;
+pub mod state;

@@ -9,9 +9,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// The identity of one object in one cluster. Ordered by its fields, which is the order
-/// plans and state files list objects in.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The identity of one object in one cluster. Ordered as its address sorts, which is the
+/// order plans and state files list objects in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ObjRef {
     pub cluster: String,
     /// API group; empty for the core group.
@@ -55,6 +55,26 @@ impl ObjRef {
     /// Whether this is a core Secret, whose data is never shown or stored.
     pub fn is_secret(&self) -> bool {
         self.group.is_empty() && self.kind == "Secret"
+    }
+}
+
+impl ObjRef {
+    fn sort_key(&self) -> (&str, &str, &str, &str, &str) {
+        let group = if self.group.is_empty() { "core" } else { &self.group };
+        let ns = if self.namespace.is_empty() { "_cluster" } else { &self.namespace };
+        (&self.cluster, group, &self.kind, ns, &self.name)
+    }
+}
+
+impl Ord for ObjRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+impl PartialOrd for ObjRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

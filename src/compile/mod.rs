@@ -1,0 +1,225 @@
+//! Compile: the validated model becomes the desired objects, one per (cluster, object).
+//!
+//! This is where defaults a Kubernetes user expects are filled in (a namespaced object
+//! without a namespace goes to `default`, as with kubectl) and where two blocks that would
+//! write the same object are caught. It reads no cluster.
+
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use crate::model::{Dependency, Model};
+use crate::object::{is_builtin_cluster_scoped, split_api_version, ObjRef};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One object dcm wants to exist in one cluster.
+#[derive(Debug, Clone)]
+pub struct DesiredObject {
+    pub id: ObjRef,
+    pub api_version: String,
+    /// The whole object as it should be, namespace filled in.
+    pub object: Value,
+    /// The config block it comes from: `resources.<name>`, `resources[<i>]`, `logical_clouds.<name>`.
+    pub source: String,
+    /// Dependencies written in the file (`depends_on`); implicit ones are the graph's.
+    pub depends_on: Vec<Dependency>,
+    /// Where the object was declared, for messages.
+    pub location: Location,
+}
+
+/// Every desired object, ordered by identity.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub objects: Vec<DesiredObject>,
+}
+
+impl Desired {
+    pub fn get(&self, id: &ObjRef) -> Option<&DesiredObject> {
+        self.objects
+            .binary_search_by(|o| o.id.cmp(id))
+            .ok()
+            .map(|i| &self.objects[i])
+    }
+}
+
+/// Compiles the model into desired objects, or every problem found (duplicates).
+pub fn compile(model: &Model) -> Result<Desired, Diagnostics> {
+    let mut diags = Vec::new();
+    let crd_scopes = crd_scopes(model);
+    let mut by_id: BTreeMap<ObjRef, DesiredObject> = BTreeMap::new();
+    for res in &model.resources {
+        for cluster in &res.clusters {
+            for m in &res.manifests {
+                let obj = place(cluster, &m.object, &crd_scopes);
+                let d = DesiredObject {
+                    id: obj.0,
+                    api_version: obj.1,
+                    object: obj.2,
+                    source: res.label.clone(),
+                    depends_on: res.depends_on.clone(),
+                    location: m.location.clone(),
+                };
+                add(&mut by_id, d, &m.origin, &mut diags);
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(Diagnostics(diags));
+    }
+    Ok(Desired {
+        objects: by_id.into_values().collect(),
+    })
+}
+
+fn add(by_id: &mut BTreeMap<ObjRef, DesiredObject>, d: DesiredObject, origin: &str, diags: &mut Vec<Diagnostic>) {
+    if let Some(first) = by_id.get(&d.id) {
+        diags.push(
+            Diagnostic::new(format!(
+                "object {} is declared twice ({} and {origin})",
+                d.id, first.source
+            ))
+            .at(d.location.clone())
+            .note("first declared here", Some(first.location.clone()))
+            .help("each object may come from only one block; remove one of them"),
+        );
+        return;
+    }
+    by_id.insert(d.id.clone(), d);
+}
+
+/// (group, kind) → namespaced?, per cluster, from the CRDs the file itself declares.
+type CrdScopes = BTreeMap<String, BTreeMap<(String, String), bool>>;
+
+fn crd_scopes(model: &Model) -> CrdScopes {
+    let mut out: CrdScopes = BTreeMap::new();
+    for res in &model.resources {
+        for m in &res.manifests {
+            if let Some((group, kind, namespaced)) = crd_info(&m.object) {
+                for c in &res.clusters {
+                    out.entry(c.clone()).or_default().insert((group.clone(), kind.clone()), namespaced);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// For a CustomResourceDefinition: the (group, kind) it serves and whether it is namespaced.
+pub fn crd_info(object: &Value) -> Option<(String, String, bool)> {
+    if object.get("kind")?.as_str()? != "CustomResourceDefinition" {
+        return None;
+    }
+    let spec = object.get("spec")?;
+    let group = spec.get("group")?.as_str()?.to_string();
+    let kind = spec.get("names")?.get("kind")?.as_str()?.to_string();
+    let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
+    Some((group, kind, namespaced))
+}
+
+/// Puts an object into a cluster: its identity, with the namespace defaulted.
+fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Value) {
+    let mut object = object.clone();
+    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let (group, _) = split_api_version(&api_version);
+    let namespaced = match crds.get(cluster).and_then(|m| m.get(&(group.to_string(), kind.clone()))) {
+        Some(n) => *n,
+        None => !is_builtin_cluster_scoped(group, &kind),
+    };
+    let namespace = if namespaced {
+        let ns = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        object["metadata"]["namespace"] = Value::String(ns.clone());
+        ns
+    } else {
+        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("namespace");
+        }
+        String::new()
+    };
+    (
+        ObjRef {
+            cluster: cluster.to_string(),
+            group: group.to_string(),
+            kind,
+            namespace,
+            name,
+        },
+        api_version,
+        object,
+    )
+}
+
+/// The clusters named by any object of `desired`.
+pub fn clusters_of(desired: &Desired) -> BTreeSet<String> {
+    desired.objects.iter().map(|o| o.id.cluster.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config, model};
+
+    fn compile_str(toml: &str) -> Result<Desired, Diagnostics> {
+        let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
+        let raw = config::parse(src, ".".into()).unwrap();
+        compile(&model::build(raw).unwrap())
+    }
+
+    #[test]
+    fn namespaces_default_and_cluster_scoped_kinds_have_none() {
+        let d = compile_str(
+            r#"
+[clusters.a]
+dir = "a"
+[clusters.b]
+dir = "b"
+[[resources]]
+clusters = ["a", "b"]
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "cm" } }
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "v1", kind = "Namespace", metadata = { name = "ns", namespace = "x" } }
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition", metadata = { name = "widgets.example.com" }, spec = { group = "example.com", scope = "Cluster", names = { kind = "Widget", plural = "widgets" } } }
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "example.com/v1", kind = "Widget", metadata = { name = "w" } }
+"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = d.objects.iter().map(|o| o.id.address()).collect();
+        assert_eq!(
+            ids,
+            [
+                "a/apiextensions.k8s.io/CustomResourceDefinition/_cluster/widgets.example.com",
+                "a/core/ConfigMap/default/cm",
+                "a/core/Namespace/_cluster/ns",
+                "a/example.com/Widget/_cluster/w",
+                "b/core/ConfigMap/default/cm",
+            ]
+        );
+        assert_eq!(d.objects[1].object["metadata"]["namespace"], "default");
+        assert!(d.objects[2].object["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn duplicate_objects_name_both_places() {
+        let err = compile_str(
+            r#"
+[clusters.a]
+dir = "a"
+[[resources]]
+name = "one"
+clusters = ["a"]
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "cm" } }
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "cm", namespace = "default" } }
+"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("object a/core/ConfigMap/default/cm is declared twice (resources.one and inline manifest)"), "{text}");
+        assert!(text.contains("t.toml:7:12") && text.contains("t.toml:10:12"), "{text}");
+    }
+}

@@ -1,0 +1,290 @@
+//! The state file: which objects dcm created or edits, and what it applied to them.
+//!
+//! JSON with `version`, `lineage` (fixed at creation), `serial` (up on every write) and one
+//! entry per object. It records hashes, never object contents, so Secret data cannot leak
+//! into it. [`StateStore`] writes it atomically (temp, fsync, rename) after every object,
+//! keeps the version from before the run as `<path>.backup`, and is guarded by a [`lock`].
+
+pub mod lock;
+
+use crate::object::{split_api_version, ObjRef};
+use crate::target::dir::write_atomically;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The state format this build reads and writes.
+pub const STATE_VERSION: u32 = 1;
+
+/// How dcm came to manage an object; it decides what `destroy` and removal from the file do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// dcm created it: removing it from the file deletes it.
+    Created,
+    /// It existed before dcm applied it: removing it from the file only forgets it.
+    Adopted,
+}
+
+/// One object in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    pub address: String,
+    pub cluster: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    /// sha256 of the object as applied (Secret data included in the hash, never stored).
+    pub sha256: String,
+    pub origin: Origin,
+    /// Set while a write is in flight: a run killed then left the object in an unknown
+    /// state, and the next plan looks at the live object to decide.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+    /// Addresses of the objects this one depended on when applied (for delete order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Values dcm chose for this object and must keep (e.g. ServiceEntry addresses).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocated: BTreeMap<String, String>,
+}
+
+impl StateEntry {
+    pub fn id(&self) -> ObjRef {
+        ObjRef {
+            cluster: self.cluster.clone(),
+            group: split_api_version(&self.api_version).0.to_string(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// The whole state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub lineage: String,
+    pub serial: u64,
+    /// Sorted by address.
+    pub objects: Vec<StateEntry>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            version: STATE_VERSION,
+            lineage: new_lineage(),
+            serial: 0,
+            objects: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, id: &ObjRef) -> Option<&StateEntry> {
+        self.objects.iter().find(|e| &e.id() == id)
+    }
+
+    pub fn get_address(&self, address: &str) -> Option<&StateEntry> {
+        self.objects.iter().find(|e| e.address == address)
+    }
+
+    /// Adds or replaces the entry for the same object.
+    pub fn upsert(&mut self, entry: StateEntry) {
+        self.objects.retain(|e| e.address != entry.address);
+        self.objects.push(entry);
+        self.objects.sort_by_key(StateEntry::id);
+    }
+
+    /// Removes an object's entry; returns whether it was there.
+    pub fn remove(&mut self, address: &str) -> bool {
+        let before = self.objects.len();
+        self.objects.retain(|e| e.address != address);
+        self.objects.len() != before
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// A random id in UUID form, fixed when a state is created.
+fn new_lineage() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No entropy source: fall back to time and pid, which is still unique enough here.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read the state file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the state file {path} is corrupt ({message}); it was left unchanged. Restore it from {path}.backup, or fix it by hand")]
+    Corrupt { path: String, message: String },
+    #[error("the state file {path} has format version {found}, newer than this dcm understands ({STATE_VERSION}); it was left unchanged. Use a newer dcm")]
+    TooNew { path: String, found: u32 },
+    #[error("cannot write the state file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+}
+
+/// Reads the state at `path`; a missing file is an empty, new state.
+pub fn read(path: &Path) -> Result<Option<State>, StateError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let corrupt = |message: String| StateError::Corrupt {
+        path: path.display().to_string(),
+        message,
+    };
+    // Look at the version first, so a newer format is reported as such, not as corrupt.
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    match raw.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v > STATE_VERSION as u64 => {
+            return Err(StateError::TooNew {
+                path: path.display().to_string(),
+                found: v as u32,
+            })
+        }
+        Some(_) => {}
+        None => return Err(corrupt("no `version` field".into())),
+    }
+    let state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+    for e in &state.objects {
+        if e.id().address() != e.address {
+            return Err(corrupt(format!("entry `{}` does not match its own fields", e.address)));
+        }
+    }
+    Ok(Some(state))
+}
+
+/// The state of one run that writes it: the lock, and atomic persistence.
+pub struct StateStore {
+    path: PathBuf,
+    pub state: State,
+    /// Whether the file existed when the run started (so there is something to back up).
+    existed: bool,
+    backed_up: bool,
+    _lock: lock::Lock,
+}
+
+impl StateStore {
+    /// Locks the state at `path` for `operation` and reads it.
+    pub fn open(path: &Path, operation: &str) -> Result<StateStore, StateError> {
+        let lock = lock::Lock::acquire(path, operation)?;
+        let found = read(path)?;
+        Ok(StateStore {
+            path: path.to_path_buf(),
+            existed: found.is_some(),
+            state: found.unwrap_or_default(),
+            backed_up: false,
+            _lock: lock,
+        })
+    }
+
+    /// Writes the state: serial up by one; the first write of a run keeps the previous file
+    /// as `<path>.backup`.
+    pub fn persist(&mut self) -> Result<(), StateError> {
+        let werr = |path: &Path, source: std::io::Error| StateError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        if self.existed && !self.backed_up {
+            let backup = backup_path(&self.path);
+            let bytes = std::fs::read(&self.path).map_err(|e| werr(&self.path, e))?;
+            write_atomically(&backup, &bytes).map_err(|e| werr(&backup, e))?;
+        }
+        self.backed_up = true;
+        self.state.serial += 1;
+        let mut text = serde_json::to_string_pretty(&self.state).map_err(|e| werr(&self.path, std::io::Error::other(e)))?;
+        text.push('\n');
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| werr(&self.path, e))
+    }
+}
+
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".backup");
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> StateEntry {
+        StateEntry {
+            address: format!("c1/core/ConfigMap/default/{name}"),
+            cluster: "c1".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            sha256: "0".repeat(64),
+            origin: Origin::Created,
+            pending: false,
+            depends_on: vec![],
+            allocated: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn persist_bumps_serial_keeps_lineage_and_backs_up_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s/dcm.state.json");
+        let mut s = StateStore::open(&path, "test").unwrap();
+        s.state.upsert(entry("b"));
+        s.state.upsert(entry("a"));
+        s.persist().unwrap();
+        let lineage = s.state.lineage.clone();
+        drop(s);
+        assert!(!backup_path(&path).exists(), "nothing to back up on the first run");
+        let first = std::fs::read_to_string(&path).unwrap();
+
+        let mut s = StateStore::open(&path, "test").unwrap();
+        assert_eq!(s.state.objects[0].name, "a", "entries are sorted");
+        s.state.remove("c1/core/ConfigMap/default/a");
+        s.persist().unwrap();
+        s.state.remove("c1/core/ConfigMap/default/b");
+        s.persist().unwrap();
+        drop(s);
+        let now = read(&path).unwrap().unwrap();
+        assert_eq!((now.serial, now.lineage.as_str(), now.objects.len()), (3, lineage.as_str(), 0));
+        assert_eq!(std::fs::read_to_string(backup_path(&path)).unwrap(), first, "backup is the state before the run");
+    }
+
+    #[test]
+    fn corrupt_and_newer_files_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dcm.state.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = StateStore::open(&path, "test").err().unwrap().to_string();
+        assert!(err.contains("is corrupt") && err.contains("left unchanged"), "{err}");
+        std::fs::write(&path, r#"{"version": 99, "lineage": "x", "serial": 1, "objects": []}"#).unwrap();
+        let err = StateStore::open(&path, "test").err().unwrap().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("99"));
+    }
+}

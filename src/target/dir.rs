@@ -1,0 +1,186 @@
+//! The directory target: one YAML file per object, laid out as DESIGN.md pins:
+//! `D/<namespace or _cluster>/<kind, lower case>[.<group>]/<name>.yaml`.
+//!
+//! Writes are atomic (temp file, fsync, rename, fsync of the directory), so a killed run
+//! leaves either the old file or the new one. Files dcm did not write are read like any
+//! live object; deciding what may be deleted is the plan's job, not this module's.
+
+use super::{Target, TargetError};
+use crate::object::ObjRef;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct DirTarget {
+    cluster: String,
+    root: PathBuf,
+}
+
+impl DirTarget {
+    pub fn new(cluster: &str, root: PathBuf) -> Self {
+        DirTarget {
+            cluster: cluster.to_string(),
+            root,
+        }
+    }
+
+    /// The file that holds object `id`.
+    pub fn path_of(&self, id: &ObjRef) -> PathBuf {
+        let ns = if id.namespace.is_empty() { "_cluster" } else { &id.namespace };
+        let kind = if id.group.is_empty() {
+            id.kind.to_lowercase()
+        } else {
+            format!("{}.{}", id.kind.to_lowercase(), id.group)
+        };
+        self.root.join(ns).join(kind).join(format!("{}.yaml", id.name))
+    }
+
+    fn read_one(&self, id: &ObjRef) -> Result<Option<Value>, TargetError> {
+        let path = self.path_of(id);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io_err(&path, source)),
+        };
+        let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| TargetError::InvalidLive {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let name = value.pointer("/metadata/name").and_then(Value::as_str);
+        let kind = value.get("kind").and_then(Value::as_str);
+        if name != Some(id.name.as_str()) || kind != Some(id.kind.as_str()) {
+            return Err(TargetError::InvalidLive {
+                path: path.display().to_string(),
+                message: format!("expected {} `{}` in this file", id.kind, id.name),
+            });
+        }
+        Ok(Some(value))
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> TargetError {
+    TargetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never part.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Target for DirTarget {
+    async fn read(&self, ids: &[ObjRef]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
+        let mut out = BTreeMap::new();
+        for id in ids {
+            if let Some(v) = self.read_one(id)? {
+                out.insert(id.clone(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError> {
+        let path = self.path_of(id);
+        let yaml = serde_yaml_ng::to_string(object).map_err(|e| TargetError::InvalidLive {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        write_atomically(&path, yaml.as_bytes()).map_err(|e| io_err(&path, e))
+    }
+
+    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
+        let path = self.path_of(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, e)),
+        }
+        // Tidy the kind and namespace directories if they are now empty.
+        let mut dir = path.parent();
+        for _ in 0..2 {
+            match dir {
+                Some(d) if d != self.root && std::fs::remove_dir(d).is_ok() => dir = d.parent(),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("cluster `{}` (directory {})", self.cluster, self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(group: &str, kind: &str, ns: &str, name: &str) -> ObjRef {
+        ObjRef {
+            cluster: "c1".into(),
+            group: group.into(),
+            kind: kind.into(),
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_design() {
+        let t = DirTarget::new("c1", PathBuf::from("D"));
+        assert_eq!(t.path_of(&id("", "ConfigMap", "kube-system", "coredns")), PathBuf::from("D/kube-system/configmap/coredns.yaml"));
+        assert_eq!(
+            t.path_of(&id("networking.istio.io", "ServiceEntry", "default", "reviews-default-lc1")),
+            PathBuf::from("D/default/serviceentry.networking.istio.io/reviews-default-lc1.yaml")
+        );
+        assert_eq!(t.path_of(&id("", "Namespace", "", "istio-lc1")), PathBuf::from("D/_cluster/namespace/istio-lc1.yaml"));
+    }
+
+    #[tokio::test]
+    async fn write_read_delete_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("c1", dir.path().to_path_buf());
+        let cm = id("", "ConfigMap", "default", "x");
+        let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"},"data":{"on":"yes","n":"1.0","multi":"a\nb\n"}});
+        t.apply(&cm, &obj).await.unwrap();
+        let live = t.read(std::slice::from_ref(&cm)).await.unwrap();
+        assert_eq!(live[&cm], obj, "YAML must round-trip exactly, quoting included");
+        t.delete(&cm).await.unwrap();
+        assert!(t.read(&[cm.clone()]).await.unwrap().is_empty());
+        assert!(!dir.path().join("default").exists(), "empty directories are tidied");
+        t.delete(&cm).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_holding_another_object_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DirTarget::new("c1", dir.path().to_path_buf());
+        let cm = id("", "ConfigMap", "default", "x");
+        write_atomically(&t.path_of(&cm), b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n").unwrap();
+        let err = t.read(&[cm]).await.unwrap_err().to_string();
+        assert!(err.contains("expected ConfigMap `x`"), "{err}");
+    }
+}
