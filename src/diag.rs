@@ -147,7 +147,13 @@ fn write_location(f: &mut fmt::Formatter<'_>, loc: &Location) -> fmt::Result {
         .take(loc.col.saturating_sub(1))
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    writeln!(f, "{:gutter$} | {}{}", "", pad, "^".repeat(loc.width.max(1)))
+    writeln!(
+        f,
+        "{:gutter$} | {}{}",
+        "",
+        pad,
+        "^".repeat(loc.width.max(1))
+    )
 }
 
 impl fmt::Display for Diagnostic {
@@ -191,12 +197,17 @@ impl fmt::Display for Diagnostics {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     // A typo is a few edits away (transpositions count once), or shares a long prefix.
     let max_edits = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .filter(|c| strsim::osa_distance(word, c) <= max_edits || strsim::jaro_winkler(word, c) > 0.88)
+        .filter(|c| {
+            strsim::osa_distance(word, c) <= max_edits || strsim::jaro_winkler(word, c) > 0.88
+        })
         .min_by_key(|c| (strsim::osa_distance(word, c), c.to_string()))
 }
 

@@ -44,7 +44,8 @@ impl Graph {
 /// cycles.
 pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
     let objs = &desired.objects;
-    let index: BTreeMap<&ObjRef, usize> = objs.iter().enumerate().map(|(i, o)| (&o.id, i)).collect();
+    let index: BTreeMap<&ObjRef, usize> =
+        objs.iter().enumerate().map(|(i, o)| (&o.id, i)).collect();
     let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); objs.len()];
     let mut diags = Vec::new();
 
@@ -73,7 +74,8 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
         }
     }
     for (i, o) in objs.iter().enumerate() {
-        if let Some(&c) = crds.get(&(o.id.cluster.as_str(), o.id.group.clone(), o.id.kind.clone())) {
+        if let Some(&c) = crds.get(&(o.id.cluster.as_str(), o.id.group.clone(), o.id.kind.clone()))
+        {
             deps[i].insert(c);
         }
     }
@@ -108,10 +110,20 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
                 DependencyTarget::Resource(name) => format!("resources.{name}"),
                 DependencyTarget::LogicalCloud(name) => format!("logical_clouds.{name}"),
             };
-            let members = by_source.get(block.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let same_cluster: Vec<usize> =
-                members.iter().copied().filter(|&m| objs[m].id.cluster == o.id.cluster).collect();
-            let chosen = if same_cluster.is_empty() { members.to_vec() } else { same_cluster };
+            let members = by_source
+                .get(block.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let same_cluster: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&m| objs[m].id.cluster == o.id.cluster)
+                .collect();
+            let chosen = if same_cluster.is_empty() {
+                members.to_vec()
+            } else {
+                same_cluster
+            };
             deps[i].extend(chosen);
         }
     }
@@ -135,7 +147,10 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
                     for &m in &members {
                         for dep in &objs[m].depends_on {
                             if seen.insert((dep.location.line, dep.location.col)) {
-                                d = d.note(format!("{} declares a dependency here", objs[m].source), Some(dep.location.clone()));
+                                d = d.note(
+                                    format!("{} declares a dependency here", objs[m].source),
+                                    Some(dep.location.clone()),
+                                );
                             }
                         }
                     }
@@ -167,8 +182,10 @@ pub fn toposort(ids: &[&ObjRef], deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<
             dependents[d].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<(&ObjRef, usize)>> =
-        (0..n).filter(|&i| indegree[i] == 0).map(|i| Reverse((ids[i], i))).collect();
+    let mut ready: BinaryHeap<Reverse<(&ObjRef, usize)>> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(|i| Reverse((ids[i], i)))
+        .collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse((_, i))) = ready.pop() {
         order.push(i);
@@ -272,7 +289,10 @@ depends_on = ["resources.w"]
         // Same inputs, same order.
         assert_eq!(build(&desired(BASE)).unwrap().order, g.order);
         let dot = to_dot(&d, &g);
-        assert!(dot.contains("\"a/example.com/Widget/app/w\" -> \"a/core/Namespace/_cluster/app\";"), "{dot}");
+        assert!(
+            dot.contains("\"a/example.com/Widget/app/w\" -> \"a/core/Namespace/_cluster/app\";"),
+            "{dot}"
+        );
     }
 
     #[test]
@@ -286,13 +306,24 @@ depends_on = ["resources.w"]
             err.contains("dependency cycle between 2 objects: a/core/ConfigMap/default/aaa -> a/example.com/Widget/app/w -> a/core/ConfigMap/default/aaa"),
             "{err}"
         );
-        assert!(err.contains("t.toml:17:15") && err.contains("t.toml:23:15"), "{err}");
+        assert!(
+            err.contains("t.toml:17:15") && err.contains("t.toml:23:15"),
+            "{err}"
+        );
     }
 
     #[test]
     fn depends_on_an_object_nobody_declares_is_an_error() {
-        let text = BASE.replace("depends_on = [\"resources.w\"]", "depends_on = [\"a/core/Secret/default/nope\"]");
+        let text = BASE.replace(
+            "depends_on = [\"resources.w\"]",
+            "depends_on = [\"a/core/Secret/default/nope\"]",
+        );
         let err = build(&desired(&text)).unwrap_err().to_string();
-        assert!(err.contains("names object a/core/Secret/default/nope, which no block in the file declares"), "{err}");
+        assert!(
+            err.contains(
+                "names object a/core/Secret/default/nope, which no block in the file declares"
+            ),
+            "{err}"
+        );
     }
 }

@@ -60,8 +60,16 @@ impl ObjRef {
 
 impl ObjRef {
     fn sort_key(&self) -> (&str, &str, &str, &str, &str) {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
-        let ns = if self.namespace.is_empty() { "_cluster" } else { &self.namespace };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        let ns = if self.namespace.is_empty() {
+            "_cluster"
+        } else {
+            &self.namespace
+        };
         (&self.cluster, group, &self.kind, ns, &self.name)
     }
 }
@@ -90,7 +98,11 @@ impl fmt::Display for ObjRef {
         } else {
             &self.namespace
         };
-        write!(f, "{}/{}/{}/{}/{}", self.cluster, group, self.kind, ns, self.name)
+        write!(
+            f,
+            "{}/{}/{}/{}/{}",
+            self.cluster, group, self.kind, ns, self.name
+        )
     }
 }
 
@@ -120,10 +132,19 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("scheduling.k8s.io", "PriorityClass"),
     ("node.k8s.io", "RuntimeClass"),
     ("networking.k8s.io", "IngressClass"),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
     ("certificates.k8s.io", "CertificateSigningRequest"),
     ("policy", "PodSecurityPolicy"),
     ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
@@ -132,7 +153,9 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
 
 /// Whether a built-in kind is cluster-scoped.
 pub fn is_builtin_cluster_scoped(group: &str, kind: &str) -> bool {
-    CLUSTER_SCOPED.iter().any(|(g, k)| *g == group && *k == kind)
+    CLUSTER_SCOPED
+        .iter()
+        .any(|(g, k)| *g == group && *k == kind)
 }
 
 /// sha256 of an object's canonical JSON (sorted keys, no whitespace), in hex.
@@ -155,15 +178,28 @@ pub fn redact(object: &Value) -> Value {
     if !is_secret {
         return object.clone();
     }
+    // Salted with the Secret's identity and key, so a short hash cannot be looked up in a
+    // table of hashes of common passwords.
+    let salt = format!(
+        "dcm-secret\0{}\0{}\0",
+        object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    );
     let mut out = object.clone();
     for field in ["data", "stringData"] {
         if let Some(Value::Object(map)) = out.get_mut(field) {
-            for v in map.values_mut() {
+            for (key, v) in map.iter_mut() {
                 let raw = match &*v {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                let h = hex::encode(Sha256::digest(raw.as_bytes()));
+                let h = hex::encode(Sha256::digest(format!("{salt}{key}\0{raw}").as_bytes()));
                 *v = Value::String(format!("(sensitive, sha256:{})", short_hash(&h)));
             }
         }
@@ -178,7 +214,10 @@ pub fn check_dns_label(name: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if name.len() > 63 {
-        return Err(format!("must be at most 63 characters (it has {})", name.len()));
+        return Err(format!(
+            "must be at most 63 characters (it has {})",
+            name.len()
+        ));
     }
     let ok_chars = name
         .chars()
@@ -197,7 +236,10 @@ pub fn check_dns_label(name: &str) -> Result<(), String> {
 /// characters, dot-separated labels.
 pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
     if name.len() > 253 {
-        return Err(format!("must be at most 253 characters (it has {})", name.len()));
+        return Err(format!(
+            "must be at most 253 characters (it has {})",
+            name.len()
+        ));
     }
     for part in name.split('.') {
         check_dns_label(part).map_err(|_| {
@@ -215,7 +257,12 @@ pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), Stri
         return check_dns_label(name);
     }
     if group == "rbac.authorization.k8s.io" {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('%') {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('%')
+        {
             return Err("must be a valid path segment (no '/' or '%', not '.' or '..')".into());
         }
         return Ok(());
@@ -262,6 +309,9 @@ mod tests {
         assert!(!ra.contains("c2VjcmV0"));
         assert!(ra.contains("sensitive, sha256:"));
         assert_ne!(ra, redact(&b).to_string());
+        // Not the bare sha256 of the value (which a lookup table would reverse).
+        let bare = hex::encode(Sha256::digest(b"c2VjcmV0"));
+        assert!(!ra.contains(short_hash(&bare)));
         let cm = json!({"apiVersion":"v1","kind":"ConfigMap","data":{"k":"v"}});
         assert_eq!(redact(&cm), cm);
     }

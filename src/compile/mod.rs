@@ -69,7 +69,12 @@ pub fn compile(model: &Model) -> Result<Desired, Diagnostics> {
     })
 }
 
-fn add(by_id: &mut BTreeMap<ObjRef, DesiredObject>, d: DesiredObject, origin: &str, diags: &mut Vec<Diagnostic>) {
+fn add(
+    by_id: &mut BTreeMap<ObjRef, DesiredObject>,
+    d: DesiredObject,
+    origin: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
     if let Some(first) = by_id.get(&d.id) {
         diags.push(
             Diagnostic::new(format!(
@@ -94,7 +99,9 @@ fn crd_scopes(model: &Model) -> CrdScopes {
         for m in &res.manifests {
             if let Some((group, kind, namespaced)) = crd_info(&m.object) {
                 for c in &res.clusters {
-                    out.entry(c.clone()).or_default().insert((group.clone(), kind.clone()), namespaced);
+                    out.entry(c.clone())
+                        .or_default()
+                        .insert((group.clone(), kind.clone()), namespaced);
                 }
             }
         }
@@ -117,16 +124,28 @@ pub fn crd_info(object: &Value) -> Option<(String, String, bool)> {
 /// Puts an object into a cluster: its identity, with the namespace defaulted.
 fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Value) {
     let mut object = object.clone();
-    let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let kind = object["kind"].as_str().unwrap_or_default().to_string();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let (group, _) = split_api_version(&api_version);
-    let namespaced = match crds.get(cluster).and_then(|m| m.get(&(group.to_string(), kind.clone()))) {
+    let namespaced = match crds
+        .get(cluster)
+        .and_then(|m| m.get(&(group.to_string(), kind.clone())))
+    {
         Some(n) => *n,
         None => !is_builtin_cluster_scoped(group, &kind),
     };
     let namespace = if namespaced {
-        let ns = object["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
         object["metadata"]["namespace"] = Value::String(ns.clone());
         ns
     } else {
@@ -150,7 +169,11 @@ fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Va
 
 /// The clusters named by any object of `desired`.
 pub fn clusters_of(desired: &Desired) -> BTreeSet<String> {
-    desired.objects.iter().map(|o| o.id.cluster.clone()).collect()
+    desired
+        .objects
+        .iter()
+        .map(|o| o.id.cluster.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -220,6 +243,9 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "cm", na
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("object a/core/ConfigMap/default/cm is declared twice (resources.one and inline manifest)"), "{text}");
-        assert!(text.contains("t.toml:7:12") && text.contains("t.toml:10:12"), "{text}");
+        assert!(
+            text.contains("t.toml:7:12") && text.contains("t.toml:10:12"),
+            "{text}"
+        );
     }
 }

@@ -141,8 +141,9 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         Ok(doc) => doc,
         Err(e) => {
             let message = e.message().trim().to_string();
-            return Err(vec![Diagnostic::new(format!("invalid TOML: {message}"))
-                .at_span(&source, e.span())]);
+            return Err(vec![
+                Diagnostic::new(format!("invalid TOML: {message}")).at_span(&source, e.span())
+            ]);
         }
     };
     let mut r = Reader::new(&source);
@@ -234,7 +235,11 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
     }
 
     let mut resources = Vec::new();
-    for (index, mut t) in r.table_array(&mut root, "resources").into_iter().enumerate() {
+    for (index, mut t) in r
+        .table_array(&mut root, "resources")
+        .into_iter()
+        .enumerate()
+    {
         resources.push(RawResource {
             index,
             span: t.span.clone(),
@@ -270,7 +275,10 @@ mod tests {
     use super::*;
 
     fn parse_str(text: &str) -> Result<RawConfig, Vec<Diagnostic>> {
-        parse(SourceFile::new("t.toml", text.to_string()), PathBuf::from("."))
+        parse(
+            SourceFile::new("t.toml", text.to_string()),
+            PathBuf::from("."),
+        )
     }
 
     #[test]
@@ -310,10 +318,18 @@ clusterz = ["a"]
         .unwrap_err();
         let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
         assert_eq!(errs.len(), 3, "{text:#?}");
-        assert!(text[0].contains("unknown key `dri` in [clusters.a]"), "{}", text[0]);
+        assert!(
+            text[0].contains("unknown key `dri` in [clusters.a]"),
+            "{}",
+            text[0]
+        );
         assert!(text[0].contains("did you mean `dir`?"), "{}", text[0]);
         assert!(text[0].contains("t.toml:3:1"), "{}", text[0]);
-        assert!(text[1].contains("`clusters.a.pod_cidr` must be a string, found integer"), "{}", text[1]);
+        assert!(
+            text[1].contains("`clusters.a.pod_cidr` must be a string, found integer"),
+            "{}",
+            text[1]
+        );
         assert!(text[2].contains("did you mean `clusters`?"), "{}", text[2]);
     }
 

@@ -249,8 +249,8 @@ impl<'s> Reader<'s> {
             } else {
                 format!("in [{}]", t.path)
             };
-            let mut d = Diagnostic::new(format!("unknown key `{key}` {place}"))
-                .at_span(self.source, span);
+            let mut d =
+                Diagnostic::new(format!("unknown key `{key}` {place}")).at_span(self.source, span);
             if let Some(s) = did_you_mean(key, t.known.iter().map(String::as_str)) {
                 d = d.help(format!("did you mean `{s}`?"));
             } else if !t.known.is_empty() {

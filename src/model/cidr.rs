@@ -17,7 +17,9 @@ impl Cidr {
         let (addr, prefix) = s
             .split_once('/')
             .ok_or_else(|| "expected address/prefix, e.g. 10.1.0.0/16".to_string())?;
-        let addr: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IP address"))?;
         let prefix: u8 = prefix
             .parse()
             .map_err(|_| format!("`{prefix}` is not a prefix length"))?;
@@ -40,7 +42,11 @@ impl Cidr {
     }
 
     fn mask(prefix: u8, width: u8) -> u128 {
-        let all: u128 = if width == 32 { u32::MAX as u128 } else { u128::MAX };
+        let all: u128 = if width == 32 {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
         if prefix == 0 {
             0
         } else {

@@ -24,9 +24,18 @@ pub fn from_yaml(
                 check_and_push(object, origin, key_location.clone(), out, diags);
             }
             Err(e) => {
-                let mut d = Diagnostic::new(format!("invalid YAML in `{}`: {}", yaml.display, strip_location(&e.to_string())));
+                let mut d = Diagnostic::new(format!(
+                    "invalid YAML in `{}`: {}",
+                    yaml.display,
+                    strip_location(&e.to_string())
+                ));
                 if let Some(loc) = e.location() {
-                    d = d.at(Location::from_line_col(&yaml.display, &yaml.text, loc.line(), loc.column()));
+                    d = d.at(Location::from_line_col(
+                        &yaml.display,
+                        &yaml.text,
+                        loc.line(),
+                        loc.column(),
+                    ));
                 } else {
                     d = d.at(key_location.clone());
                 }
@@ -47,11 +56,22 @@ fn strip_location(msg: &str) -> &str {
 }
 
 /// Reads an inline `manifest = { ... }` table.
-pub fn from_inline(object: Value, location: Location, out: &mut Vec<Manifest>, diags: &mut Vec<Diagnostic>) {
+pub fn from_inline(
+    object: Value,
+    location: Location,
+    out: &mut Vec<Manifest>,
+    diags: &mut Vec<Diagnostic>,
+) {
     check_and_push(object, "inline manifest".to_string(), location, out, diags);
 }
 
-fn check_and_push(object: Value, origin: String, location: Location, out: &mut Vec<Manifest>, diags: &mut Vec<Diagnostic>) {
+fn check_and_push(
+    object: Value,
+    origin: String,
+    location: Location,
+    out: &mut Vec<Manifest>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let fail = |diags: &mut Vec<Diagnostic>, what: String| {
         diags.push(Diagnostic::new(format!("{origin}: {what}")).at(location.clone()));
     };
@@ -73,7 +93,10 @@ fn check_and_push(object: Value, origin: String, location: Location, out: &mut V
         return;
     }
     let metadata = map.get("metadata");
-    let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut missing = Vec::new();
     if api_version.is_empty() {
         missing.push("apiVersion");
@@ -85,7 +108,13 @@ fn check_and_push(object: Value, origin: String, location: Location, out: &mut V
         missing.push("metadata.name");
     }
     if !missing.is_empty() {
-        return fail(diags, format!("the object has no {} (each must be a non-empty string)", missing.join(", ")));
+        return fail(
+            diags,
+            format!(
+                "the object has no {} (each must be a non-empty string)",
+                missing.join(", ")
+            ),
+        );
     }
     let (group, _) = split_api_version(api_version);
     if let Err(why) = check_object_name(group, kind, name) {
@@ -95,11 +124,23 @@ fn check_and_push(object: Value, origin: String, location: Location, out: &mut V
         match ns.as_str() {
             Some(ns) => {
                 if let Err(why) = check_dns_label(ns) {
-                    return fail(diags, format!("invalid namespace `{ns}` of {kind} `{name}`: {why}"));
+                    return fail(
+                        diags,
+                        format!("invalid namespace `{ns}` of {kind} `{name}`: {why}"),
+                    );
                 }
             }
-            None => return fail(diags, format!("metadata.namespace of {kind} `{name}` must be a string")),
+            None => {
+                return fail(
+                    diags,
+                    format!("metadata.namespace of {kind} `{name}` must be a string"),
+                )
+            }
         }
     }
-    out.push(Manifest { object, origin, location });
+    out.push(Manifest {
+        object,
+        origin,
+        location,
+    });
 }

@@ -107,7 +107,9 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
     let resource_names = resource_names(&raw, &src, &mut diags);
     let mut resources = Vec::new();
     for r in &raw.resources {
-        if let Some(res) = build_resource(&raw, r, &clusters, &lc_names, &resource_names, &mut diags) {
+        if let Some(res) =
+            build_resource(&raw, r, &clusters, &lc_names, &resource_names, &mut diags)
+        {
             resources.push(res);
         }
     }
@@ -119,7 +121,7 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
             raw,
         })
     } else {
-        diags.sort_by(|a, b| location_key(a).cmp(&location_key(b)));
+        diags.sort_by_key(location_key);
         Err(Diagnostics(diags))
     }
 }
@@ -172,7 +174,8 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                 Ok(c) => Some(c),
                 Err(why) => {
                     diags.push(
-                        Diagnostic::new(format!("invalid `{key}` `{}`: {why}", v.value)).at(at(&v.span)),
+                        Diagnostic::new(format!("invalid `{key}` `{}`: {why}", v.value))
+                            .at(at(&v.span)),
                     );
                     None
                 }
@@ -245,14 +248,19 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
 fn is_host_port(s: &str) -> bool {
     match s.rsplit_once(':') {
         Some((host, port)) => {
-            port.parse::<u16>().is_ok_and(|p| p > 0) && crate::object::check_dns_subdomain(host).is_ok()
+            port.parse::<u16>().is_ok_and(|p| p > 0)
+                && crate::object::check_dns_subdomain(host).is_ok()
         }
         None => false,
     }
 }
 
 /// The names of resource blocks; duplicates are reported.
-fn resource_names(raw: &RawConfig, src: &SourceFile, diags: &mut Vec<Diagnostic>) -> BTreeSet<String> {
+fn resource_names(
+    raw: &RawConfig,
+    src: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeSet<String> {
     let mut seen: BTreeMap<&str, &Spanned<String>> = BTreeMap::new();
     for r in &raw.resources {
         let Some(name) = &r.name else { continue };
@@ -266,7 +274,10 @@ fn resource_names(raw: &RawConfig, src: &SourceFile, diags: &mut Vec<Diagnostic>
             diags.push(
                 Diagnostic::new(format!("two resources are named `{}`", name.value))
                     .at_span(src, name.span.clone())
-                    .note("the first is here", Some(src.locate(first.span.clone().unwrap_or(0..0)))),
+                    .note(
+                        "the first is here",
+                        Some(src.locate(first.span.clone().unwrap_or(0..0))),
+                    ),
             );
         } else {
             seen.insert(&name.value, name);
@@ -294,22 +305,35 @@ fn build_resource(
     let mut cluster_names = Vec::new();
     match &r.clusters {
         None => diags.push(
-            Diagnostic::new(format!("{label} needs `clusters`: the clusters to create it in"))
-                .at(at(&r.span)),
+            Diagnostic::new(format!(
+                "{label} needs `clusters`: the clusters to create it in"
+            ))
+            .at(at(&r.span)),
         ),
         Some(list) => {
             if list.value.is_empty() {
-                diags.push(Diagnostic::new(format!("{label} has an empty `clusters` list")).at(at(&list.span)));
+                diags.push(
+                    Diagnostic::new(format!("{label} has an empty `clusters` list"))
+                        .at(at(&list.span)),
+                );
             }
             for c in &list.value {
-                if clusters.contains_key(&c.value) || raw.clusters.iter().any(|rc| rc.name.value == c.value) {
+                if clusters.contains_key(&c.value)
+                    || raw.clusters.iter().any(|rc| rc.name.value == c.value)
+                {
                     if !cluster_names.contains(&c.value) {
                         cluster_names.push(c.value.clone());
                     }
                 } else {
-                    let mut d = Diagnostic::new(format!("{label} names cluster `{}`, which is not defined", c.value))
-                        .at(at(&c.span));
-                    if let Some(s) = did_you_mean(&c.value, raw.clusters.iter().map(|rc| rc.name.value.as_str())) {
+                    let mut d = Diagnostic::new(format!(
+                        "{label} names cluster `{}`, which is not defined",
+                        c.value
+                    ))
+                    .at(at(&c.span));
+                    if let Some(s) = did_you_mean(
+                        &c.value,
+                        raw.clusters.iter().map(|rc| rc.name.value.as_str()),
+                    ) {
                         d = d.help(format!("did you mean `{s}`?"));
                     }
                     diags.push(d);
@@ -329,8 +353,11 @@ fn build_resource(
                     manifest::from_yaml(&yaml_src, &at(&file.span), &mut manifests, diags);
                 }
                 Err(e) => diags.push(
-                    Diagnostic::new(format!("cannot read manifest file `{}`: {e}", path.display()))
-                        .at(at(&file.span)),
+                    Diagnostic::new(format!(
+                        "cannot read manifest file `{}`: {e}",
+                        path.display()
+                    ))
+                    .at(at(&file.span)),
                 ),
             }
         }
@@ -338,12 +365,16 @@ fn build_resource(
             manifest::from_inline(m.value.clone(), at(&m.span), &mut manifests, diags);
         }
         (Some(_), Some(m)) => diags.push(
-            Diagnostic::new(format!("{label} sets both `file` and `manifest`; set exactly one"))
-                .at(at(&m.span)),
+            Diagnostic::new(format!(
+                "{label} sets both `file` and `manifest`; set exactly one"
+            ))
+            .at(at(&m.span)),
         ),
         (None, None) => diags.push(
-            Diagnostic::new(format!("{label} needs `file` (a YAML file) or `manifest` (an inline object)"))
-                .at(at(&r.span)),
+            Diagnostic::new(format!(
+                "{label} needs `file` (a YAML file) or `manifest` (an inline object)"
+            ))
+            .at(at(&r.span)),
         ),
     }
 
@@ -352,7 +383,7 @@ fn build_resource(
         let location = at(&dep.span);
         match parse_dependency(&dep.value, lc_names, resource_names) {
             Ok(target) => depends_on.push(Dependency { target, location }),
-            Err(why) => diags.push(why.at(location)),
+            Err(why) => diags.push((*why).at(location)),
         }
     }
 
@@ -371,16 +402,18 @@ fn parse_dependency(
     s: &str,
     lc_names: &BTreeSet<&str>,
     resource_names: &BTreeSet<String>,
-) -> Result<DependencyTarget, Diagnostic> {
+) -> Result<DependencyTarget, Box<Diagnostic>> {
     if let Some(name) = s.strip_prefix("logical_clouds.") {
         if lc_names.contains(name) {
             return Ok(DependencyTarget::LogicalCloud(name.to_string()));
         }
-        let mut d = Diagnostic::new(format!("`depends_on` names logical cloud `{name}`, which is not defined"));
+        let mut d = Diagnostic::new(format!(
+            "`depends_on` names logical cloud `{name}`, which is not defined"
+        ));
         if let Some(m) = did_you_mean(name, lc_names.iter().copied()) {
             d = d.help(format!("did you mean `logical_clouds.{m}`?"));
         }
-        return Err(d);
+        return Err(Box::new(d));
     }
     if let Some(name) = s.strip_prefix("resources.") {
         if resource_names.contains(name) {
@@ -392,14 +425,14 @@ fn parse_dependency(
         if let Some(m) = did_you_mean(name, resource_names.iter().map(String::as_str)) {
             d = d.help(format!("did you mean `resources.{m}`?"));
         }
-        return Err(d);
+        return Err(Box::new(d));
     }
     if let Some(r) = crate::object::ObjRef::parse_address(s) {
         return Ok(DependencyTarget::Object(r));
     }
-    Err(Diagnostic::new(format!("`depends_on` entry `{s}` is not a dependency address")).help(
+    Err(Box::new(Diagnostic::new(format!("`depends_on` entry `{s}` is not a dependency address")).help(
         "write `logical_clouds.<name>`, `resources.<name>`, or an object address `cluster/group/kind/namespace/name` (group `core`, namespace `_cluster` for cluster-scoped)",
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -32,13 +32,20 @@ fn resources_read_multi_document_files_relative_to_the_file() {
         .map(|m| m.object["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["a", "b"]);
-    assert_eq!(m.clusters["c1"].target, TargetSpec::Dir(dir.path().join("out/c1")));
+    assert_eq!(
+        m.clusters["c1"].target,
+        TargetSpec::Dir(dir.path().join("out/c1"))
+    );
 }
 
 #[test]
 fn every_semantic_problem_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [oops\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [oops\n",
+    )
+    .unwrap();
     let err = model_in(
         dir.path(),
         r#"

@@ -26,9 +26,12 @@ pub struct LockInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the state is locked: {operation} by {who} (pid {pid} on {host}) since {created}, lock ID {id}\n  = help: wait for that run to finish; if it is stuck, stop it or run `dcm force-unlock {id}`", operation = .0.operation, who = .0.who, pid = .0.pid, host = .0.host, created = .0.created, id = .0.id)]
-    Held(LockInfo),
+    Held(Box<LockInfo>),
     #[error("cannot lock the state at {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the state is not locked; nothing to unlock")]
     NotLocked,
     #[error("lock ID `{given}` does not match the lock held now (ID {held})")]
@@ -97,7 +100,7 @@ impl Lock {
                         host: "unknown".into(),
                         created: "unknown".into(),
                     });
-                    return Err(LockError::Held(info));
+                    return Err(LockError::Held(Box::new(info)));
                 }
                 Err(TryLockError::Error(e)) => return Err(io(&path, e)),
             }
@@ -112,7 +115,8 @@ impl Lock {
                 who: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
                 pid: std::process::id(),
                 host: host_name(),
-                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
             };
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
             file.set_len(0).map_err(|e| io(&path, e))?;
@@ -170,7 +174,9 @@ pub fn force_unlock(state_path: &Path, id: &str) -> Result<LockInfo, LockError> 
         Err(TryLockError::WouldBlock) => true,
         Err(TryLockError::Error(e)) => return Err(io(&path, e)),
     };
-    let info = read_info(&mut file).filter(|_| held).ok_or(LockError::NotLocked)?;
+    let info = read_info(&mut file)
+        .filter(|_| held)
+        .ok_or(LockError::NotLocked)?;
     if info.id != id {
         return Err(LockError::WrongId {
             given: id.to_string(),
@@ -191,17 +197,27 @@ mod tests {
         let state = dir.path().join("dcm.state.json");
         let first = Lock::acquire(&state, "apply").unwrap();
         let err = Lock::acquire(&state, "apply").err().unwrap();
-        let LockError::Held(info) = &err else { panic!("{err}") };
+        let LockError::Held(info) = &err else {
+            panic!("{err}")
+        };
         assert_eq!(info.pid, std::process::id());
-        assert!(err.to_string().contains(&format!("dcm force-unlock {}", info.id)));
+        assert!(err
+            .to_string()
+            .contains(&format!("dcm force-unlock {}", info.id)));
         let id = info.id.clone();
-        assert!(matches!(force_unlock(&state, "nope"), Err(LockError::WrongId { .. })));
+        assert!(matches!(
+            force_unlock(&state, "nope"),
+            Err(LockError::WrongId { .. })
+        ));
         force_unlock(&state, &id).unwrap();
         // A new run gets a lock even though the old holder still has its file open.
         let second = Lock::acquire(&state, "apply").unwrap();
         drop(first);
         drop(second);
-        assert!(matches!(force_unlock(&state, &id), Err(LockError::NotLocked)));
+        assert!(matches!(
+            force_unlock(&state, &id),
+            Err(LockError::NotLocked)
+        ));
         Lock::acquire(&state, "apply").unwrap();
     }
 }

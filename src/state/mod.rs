@@ -126,19 +126,32 @@ fn new_lineage() -> String {
         b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
     }
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read the state file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the state file {path} is corrupt ({message}); it was left unchanged. Restore it from {path}.backup, or fix it by hand")]
     Corrupt { path: String, message: String },
     #[error("the state file {path} has format version {found}, newer than this dcm understands ({STATE_VERSION}); it was left unchanged. Use a newer dcm")]
     TooNew { path: String, found: u32 },
     #[error("cannot write the state file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
 }
@@ -174,7 +187,10 @@ pub fn read(path: &Path) -> Result<Option<State>, StateError> {
     let state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
     for e in &state.objects {
         if e.id().address() != e.address {
-            return Err(corrupt(format!("entry `{}` does not match its own fields", e.address)));
+            return Err(corrupt(format!(
+                "entry `{}` does not match its own fields",
+                e.address
+            )));
         }
     }
     Ok(Some(state))
@@ -204,6 +220,11 @@ impl StateStore {
         })
     }
 
+    /// Whether a state file existed when this run started.
+    pub fn existed(&self) -> bool {
+        self.existed
+    }
+
     /// Writes the state: serial up by one; the first write of a run keeps the previous file
     /// as `<path>.backup`.
     pub fn persist(&mut self) -> Result<(), StateError> {
@@ -218,7 +239,8 @@ impl StateStore {
         }
         self.backed_up = true;
         self.state.serial += 1;
-        let mut text = serde_json::to_string_pretty(&self.state).map_err(|e| werr(&self.path, std::io::Error::other(e)))?;
+        let mut text = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| werr(&self.path, std::io::Error::other(e)))?;
         text.push('\n');
         write_atomically(&self.path, text.as_bytes()).map_err(|e| werr(&self.path, e))
     }
@@ -260,7 +282,10 @@ mod tests {
         s.persist().unwrap();
         let lineage = s.state.lineage.clone();
         drop(s);
-        assert!(!backup_path(&path).exists(), "nothing to back up on the first run");
+        assert!(
+            !backup_path(&path).exists(),
+            "nothing to back up on the first run"
+        );
         let first = std::fs::read_to_string(&path).unwrap();
 
         let mut s = StateStore::open(&path, "test").unwrap();
@@ -271,8 +296,15 @@ mod tests {
         s.persist().unwrap();
         drop(s);
         let now = read(&path).unwrap().unwrap();
-        assert_eq!((now.serial, now.lineage.as_str(), now.objects.len()), (3, lineage.as_str(), 0));
-        assert_eq!(std::fs::read_to_string(backup_path(&path)).unwrap(), first, "backup is the state before the run");
+        assert_eq!(
+            (now.serial, now.lineage.as_str(), now.objects.len()),
+            (3, lineage.as_str(), 0)
+        );
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&path)).unwrap(),
+            first,
+            "backup is the state before the run"
+        );
     }
 
     #[test]
@@ -281,8 +313,15 @@ mod tests {
         let path = dir.path().join("dcm.state.json");
         std::fs::write(&path, "{ not json").unwrap();
         let err = StateStore::open(&path, "test").err().unwrap().to_string();
-        assert!(err.contains("is corrupt") && err.contains("left unchanged"), "{err}");
-        std::fs::write(&path, r#"{"version": 99, "lineage": "x", "serial": 1, "objects": []}"#).unwrap();
+        assert!(
+            err.contains("is corrupt") && err.contains("left unchanged"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            r#"{"version": 99, "lineage": "x", "serial": 1, "objects": []}"#,
+        )
+        .unwrap();
         let err = StateStore::open(&path, "test").err().unwrap().to_string();
         assert!(err.contains("format version 99"), "{err}");
         assert!(std::fs::read_to_string(&path).unwrap().contains("99"));

@@ -28,13 +28,20 @@ impl DirTarget {
 
     /// The file that holds object `id`.
     pub fn path_of(&self, id: &ObjRef) -> PathBuf {
-        let ns = if id.namespace.is_empty() { "_cluster" } else { &id.namespace };
+        let ns = if id.namespace.is_empty() {
+            "_cluster"
+        } else {
+            &id.namespace
+        };
         let kind = if id.group.is_empty() {
             id.kind.to_lowercase()
         } else {
             format!("{}.{}", id.kind.to_lowercase(), id.group)
         };
-        self.root.join(ns).join(kind).join(format!("{}.yaml", id.name))
+        self.root
+            .join(ns)
+            .join(kind)
+            .join(format!("{}.yaml", id.name))
     }
 
     fn read_one(&self, id: &ObjRef) -> Result<Option<Value>, TargetError> {
@@ -44,10 +51,11 @@ impl DirTarget {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io_err(&path, source)),
         };
-        let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| TargetError::InvalidLive {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let value: Value =
+            serde_yaml_ng::from_str(&text).map_err(|e| TargetError::InvalidLive {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let name = value.pointer("/metadata/name").and_then(Value::as_str);
         let kind = value.get("kind").and_then(Value::as_str);
         if name != Some(id.name.as_str()) || kind != Some(id.kind.as_str()) {
@@ -129,7 +137,11 @@ impl Target for DirTarget {
     }
 
     fn describe(&self) -> String {
-        format!("cluster `{}` (directory {})", self.cluster, self.root.display())
+        format!(
+            "cluster `{}` (directory {})",
+            self.cluster,
+            self.root.display()
+        )
     }
 }
 
@@ -151,12 +163,23 @@ mod tests {
     #[test]
     fn layout_matches_the_design() {
         let t = DirTarget::new("c1", PathBuf::from("D"));
-        assert_eq!(t.path_of(&id("", "ConfigMap", "kube-system", "coredns")), PathBuf::from("D/kube-system/configmap/coredns.yaml"));
         assert_eq!(
-            t.path_of(&id("networking.istio.io", "ServiceEntry", "default", "reviews-default-lc1")),
+            t.path_of(&id("", "ConfigMap", "kube-system", "coredns")),
+            PathBuf::from("D/kube-system/configmap/coredns.yaml")
+        );
+        assert_eq!(
+            t.path_of(&id(
+                "networking.istio.io",
+                "ServiceEntry",
+                "default",
+                "reviews-default-lc1"
+            )),
             PathBuf::from("D/default/serviceentry.networking.istio.io/reviews-default-lc1.yaml")
         );
-        assert_eq!(t.path_of(&id("", "Namespace", "", "istio-lc1")), PathBuf::from("D/_cluster/namespace/istio-lc1.yaml"));
+        assert_eq!(
+            t.path_of(&id("", "Namespace", "", "istio-lc1")),
+            PathBuf::from("D/_cluster/namespace/istio-lc1.yaml")
+        );
     }
 
     #[tokio::test]
@@ -167,10 +190,16 @@ mod tests {
         let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"},"data":{"on":"yes","n":"1.0","multi":"a\nb\n"}});
         t.apply(&cm, &obj).await.unwrap();
         let live = t.read(std::slice::from_ref(&cm)).await.unwrap();
-        assert_eq!(live[&cm], obj, "YAML must round-trip exactly, quoting included");
+        assert_eq!(
+            live[&cm], obj,
+            "YAML must round-trip exactly, quoting included"
+        );
         t.delete(&cm).await.unwrap();
-        assert!(t.read(&[cm.clone()]).await.unwrap().is_empty());
-        assert!(!dir.path().join("default").exists(), "empty directories are tidied");
+        assert!(t.read(std::slice::from_ref(&cm)).await.unwrap().is_empty());
+        assert!(
+            !dir.path().join("default").exists(),
+            "empty directories are tidied"
+        );
         t.delete(&cm).await.unwrap();
     }
 
@@ -179,7 +208,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = DirTarget::new("c1", dir.path().to_path_buf());
         let cm = id("", "ConfigMap", "default", "x");
-        write_atomically(&t.path_of(&cm), b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n").unwrap();
+        write_atomically(
+            &t.path_of(&cm),
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
+        )
+        .unwrap();
         let err = t.read(&[cm]).await.unwrap_err().to_string();
         assert!(err.contains("expected ConfigMap `x`"), "{err}");
     }

@@ -95,7 +95,14 @@ pub fn normalize_live(mut object: Value) -> Value {
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            for f in ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"] {
+            for f in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "managedFields",
+                "selfLink",
+            ] {
                 meta.remove(f);
             }
             if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {

@@ -1,0 +1,221 @@
+//! The command line: clap definitions, and one small `exec` per subcommand that fills an
+//! options struct and calls one operation in [`crate::ops`].
+
+use crate::ops::{self, ApplyOptions, DriftOptions, Error, Exit, Global, PlanFormat, PlanOptions};
+use crate::output::Style;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// dcm, the Distributed Cloud Manager: plan and apply multi-cluster Kubernetes and Istio
+/// set-ups from one TOML file.
+///
+/// Typical use: `dcm plan -f dcm.toml` on every pull request, `dcm apply PLAN` after merge,
+/// `dcm drift -f dcm.toml` on a schedule.
+#[derive(Debug, Parser)]
+#[command(name = "dcm", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The state file: what dcm created and what it applied.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "state/dcm.state.json"
+    )]
+    pub state: PathBuf,
+    /// Never colour the output (the NO_COLOR environment variable does the same).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// The kubeconfig for clusters given by `context` (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// How many objects or clusters to work on at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The desired-state file argument, shared by most commands.
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The desired-state TOML file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "dcm.toml"
+    )]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the file (syntax, keys, names, references, cycles); contacts no cluster.
+    ///
+    /// Exits 0 when the file is valid, 1 otherwise, printing every problem with its
+    /// file:line:col.
+    Validate(FileArg),
+    /// Show what apply would change: refresh the live objects and diff them with the file.
+    ///
+    /// Exits 0 on success; with --detailed-exitcode, 2 when there are changes.
+    Plan {
+        #[command(flatten)]
+        file: FileArg,
+        /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan to PLAN, for `dcm apply PLAN`.
+        #[arg(short = 'o', long = "out", value_name = "PLAN")]
+        out: Option<PathBuf>,
+        /// Print the plan as JSON.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// Print the plan as Markdown (for a pull-request comment).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Make the clusters match the file, in dependency order, recording what was done.
+    ///
+    /// With PLAN, applies exactly that saved plan and refuses if anything it was planned
+    /// against has changed. Without it, plans afresh and asks for confirmation unless
+    /// --auto-approve; it refuses to run unattended without --auto-approve.
+    Apply {
+        /// A plan saved with `dcm plan -o PLAN`.
+        #[arg(value_name = "PLAN")]
+        plan: Option<PathBuf>,
+        #[command(flatten)]
+        file: FileArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Report live objects that no longer match what dcm applied; changes nothing.
+    ///
+    /// Exits 0 when there is no drift, 2 when there is, 1 on error.
+    Drift {
+        #[command(flatten)]
+        file: FileArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete everything the state records as created by dcm, in reverse dependency order.
+    ///
+    /// Objects dcm adopted rather than created are forgotten, not deleted.
+    Destroy {
+        #[command(flatten)]
+        file: FileArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Print the dependency graph in DOT (an edge points at what an object depends on).
+    Graph(FileArg),
+    /// Show a saved plan, or the state when no plan is given.
+    Show {
+        #[arg(value_name = "PLAN")]
+        plan: Option<PathBuf>,
+    },
+    /// Inspect or edit the state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Remove the state lock left by a run that is stuck. Give the ID the lock error shows.
+    ForceUnlock {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List every object address in the state.
+    List,
+    /// Show one state entry.
+    Show {
+        #[arg(value_name = "ADDRESS")]
+        address: String,
+    },
+    /// Forget objects: they leave the state but stay in their clusters.
+    Rm {
+        #[arg(value_name = "ADDRESS", required = true)]
+        addresses: Vec<String>,
+    },
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<Exit, Error> {
+    let global = Global {
+        state: cli.state,
+        parallelism: cli.parallelism as usize,
+        style: Style::for_stdout(cli.no_color),
+    };
+    match cli.command {
+        Command::Validate(f) => ops::validate(&f.file),
+        Command::Plan {
+            file,
+            detailed_exitcode,
+            out,
+            json,
+            markdown,
+        } => {
+            let format = match (json, markdown) {
+                (true, _) => PlanFormat::Json,
+                (_, true) => PlanFormat::Markdown,
+                _ => PlanFormat::Text,
+            };
+            ops::plan(
+                &PlanOptions {
+                    file: file.file,
+                    detailed_exitcode,
+                    out,
+                    format,
+                },
+                &global,
+            )
+        }
+        Command::Apply {
+            plan,
+            file,
+            auto_approve,
+        } => ops::apply(
+            &ApplyOptions {
+                file: file.file,
+                plan_file: plan,
+                auto_approve,
+                destroy: false,
+            },
+            &global,
+        ),
+        Command::Destroy { file, auto_approve } => ops::apply(
+            &ApplyOptions {
+                file: file.file,
+                plan_file: None,
+                auto_approve,
+                destroy: true,
+            },
+            &global,
+        ),
+        Command::Drift { file, json } => ops::drift(
+            &DriftOptions {
+                file: file.file,
+                json,
+            },
+            &global,
+        ),
+        Command::Graph(f) => ops::graph(&f.file),
+        Command::Show { plan } => ops::show(plan.as_deref(), &global),
+        Command::State(StateCommand::List) => ops::state_list(&global),
+        Command::State(StateCommand::Show { address }) => ops::state_show(&address, &global),
+        Command::State(StateCommand::Rm { addresses }) => ops::state_rm(&addresses, &global),
+        Command::ForceUnlock { id } => ops::force_unlock(&id, &global),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+    }
+}

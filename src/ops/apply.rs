@@ -1,0 +1,156 @@
+//! `apply` (a fresh plan, or exactly a saved one) and `destroy`.
+
+use super::plan::make_plan;
+use super::{load, runtime, Error, Exit, Global};
+use crate::apply::Progress;
+use crate::plan::{render, Action};
+use crate::state::StateStore;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// The desired-state file (ignored when a saved plan names its own).
+    pub file: PathBuf,
+    /// Apply exactly this saved plan.
+    pub plan_file: Option<PathBuf>,
+    pub auto_approve: bool,
+    /// Delete everything the state records instead.
+    pub destroy: bool,
+}
+
+fn past_tense(a: Action) -> &'static str {
+    match a {
+        Action::Create => "created",
+        Action::Update => "updated",
+        Action::Delete => "destroyed",
+        Action::Forget => "forgotten (left in the cluster)",
+        Action::NoOp => "recorded in the state",
+    }
+}
+
+/// `dcm apply` and `dcm destroy`.
+///
+/// 1. refuse early when a confirmation is needed but cannot be asked (stdin not a terminal);
+/// 2. load the file (the saved plan's, if one is given);
+/// 3. lock the state, then refresh and plan, so nothing moves between plan and apply;
+/// 4. with a saved plan: refuse if the fresh plan differs from it in any decision;
+///    otherwise show the plan and ask, unless `--auto-approve`;
+/// 5. apply in dependency order, writing the state after every object;
+/// 6. report what was done, failed and skipped.
+pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
+    let verb = if opts.destroy { "destroy" } else { "apply" };
+    let saved = opts
+        .plan_file
+        .as_deref()
+        .map(crate::plan::load)
+        .transpose()?;
+    let ask = saved.is_none() && !opts.auto_approve;
+    if ask && !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "`dcm {verb}` needs confirmation, but standard input is not a terminal; nothing was changed\n  = help: review the plan, then run `dcm {verb} --auto-approve`{}",
+            if opts.destroy { "" } else { ", or save it with `dcm plan -o PLAN` and run `dcm apply PLAN`" }
+        )));
+    }
+    let file = match &saved {
+        Some(p) => PathBuf::from(&p.config),
+        None => opts.file.clone(),
+    };
+    let loaded = load(&file)?;
+    let store = StateStore::open(&global.state, verb)?;
+    let state = store.existed().then_some(&store.state);
+    let fresh = make_plan(
+        &loaded,
+        state,
+        &file,
+        global,
+        saved
+            .as_ref()
+            .map(|p| p.operation == "destroy")
+            .unwrap_or(opts.destroy),
+    )?;
+
+    if let (Some(saved), Some(path)) = (&saved, &opts.plan_file) {
+        if let Some(why) = saved.staleness(&fresh) {
+            return Err(Error::Stale {
+                path: path.display().to_string(),
+                why,
+            });
+        }
+    } else {
+        print!("{}", render::text(&fresh, global.style));
+    }
+    if !fresh.has_changes() {
+        if saved.is_some() {
+            println!("No changes.");
+        }
+        return Ok(Exit::Ok);
+    }
+    if ask && !confirm(verb)? {
+        return Err(Error::Usage(format!(
+            "{verb} cancelled; nothing was changed"
+        )));
+    }
+
+    let store = Arc::new(Mutex::new(store));
+    let report = runtime()?.block_on(crate::apply::apply(
+        &fresh,
+        &loaded.desired,
+        &loaded.graph,
+        &loaded.targets()?,
+        store,
+        global.parallelism,
+        |p: Progress<'_>| match p.result {
+            Ok(()) => println!("{}: {}", p.address, past_tense(p.action)),
+            Err(e) => eprintln!("error: {}: {e}", p.address),
+        },
+    ));
+    let counts = format!(
+        "{} added, {} changed, {} destroyed",
+        report.count(Action::Create),
+        report.count(Action::Update),
+        report.count(Action::Delete)
+    );
+    if report.ok() {
+        let title = if opts.destroy { "Destroy" } else { "Apply" };
+        println!(
+            "\n{}",
+            global
+                .style
+                .bold(&format!("{title} complete! Resources: {counts}."))
+        );
+        return Ok(Exit::Ok);
+    }
+    let mut msg = format!(
+        "{verb} failed: {} of {} changes done ({counts}), {} failed, {} skipped",
+        report.done.len(),
+        fresh.changes.len(),
+        report.failed.len(),
+        report.skipped.len()
+    );
+    for (a, e) in &report.failed {
+        msg.push_str(&format!("\n  failed:  {a}: {e}"));
+    }
+    for a in &report.skipped {
+        msg.push_str(&format!("\n  skipped: {a} (waits on a failed change)"));
+    }
+    msg.push_str(
+        "\n  = help: the state records what was done; fix the cause and run the same command again",
+    );
+    Err(Error::ApplyFailed(msg))
+}
+
+/// Asks on the terminal; only `yes` approves.
+fn confirm(verb: &str) -> Result<bool, Error> {
+    print!("\nDo you want to {verb} these changes? Only 'yes' will be accepted: ");
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::Io(e.to_string()))?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Io(format!("cannot read the answer: {e}")))?;
+    Ok(line.trim() == "yes")
+}

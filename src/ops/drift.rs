@@ -1,0 +1,118 @@
+//! `drift`: compares the live objects with what dcm last applied. Changes nothing.
+
+use super::{load, runtime, Error, Exit, Global};
+use crate::diff::{unified, DiffLine};
+use crate::object::object_sha256;
+use crate::target::normalize_live;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct DriftOptions {
+    pub file: PathBuf,
+    pub json: bool,
+}
+
+/// One object that is not as dcm left it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Drifted {
+    pub address: String,
+    /// `changed`, `deleted`, or `unknown` (an apply was interrupted while writing it).
+    pub drift: &'static str,
+    pub applied_sha256: String,
+    pub live_sha256: Option<String>,
+    /// How the live object differs from what was applied, when the file still wants
+    /// exactly what was applied (secrets redacted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<DiffLine>,
+}
+
+/// `dcm drift`.
+///
+/// 1. load the file (for the clusters' targets) and read the state, without locking;
+/// 2. read every object the state records;
+/// 3. report each that is gone or whose hash differs from the one applied.
+pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
+    let loaded = load(&opts.file)?;
+    let Some(state) = crate::state::read(&global.state)? else {
+        println!(
+            "No state at {}: nothing has been applied yet, so nothing can drift.",
+            global.state.display()
+        );
+        return Ok(Exit::Ok);
+    };
+    let targets = loaded.targets()?;
+    let ids = state.objects.iter().map(|e| e.id());
+    let live = runtime()?.block_on(crate::refresh::read_live(&targets, ids, global.parallelism))?;
+    let mut drifted = Vec::new();
+    for e in &state.objects {
+        let id = e.id();
+        let current = live.get(&id).map(|v| normalize_live(v.clone()));
+        let live_sha = current.as_ref().map(object_sha256);
+        let kind = match (&current, &live_sha) {
+            _ if e.pending => "unknown",
+            (None, _) => "deleted",
+            (Some(_), Some(sha)) if *sha != e.sha256 => "changed",
+            _ => continue,
+        };
+        let diff = match (&current, loaded.desired.get(&id)) {
+            (Some(l), Some(d)) if object_sha256(&d.object) == e.sha256 => unified(&d.object, l),
+            _ => Vec::new(),
+        };
+        drifted.push(Drifted {
+            address: e.address.clone(),
+            drift: kind,
+            applied_sha256: e.sha256.clone(),
+            live_sha256: live_sha,
+            diff,
+        });
+    }
+    if opts.json {
+        let doc = serde_json::json!({
+            "drift": !drifted.is_empty(),
+            "checked": state.objects.len(),
+            "objects": drifted,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else if drifted.is_empty() {
+        println!(
+            "No drift: all {} objects match what was last applied.",
+            state.objects.len()
+        );
+    } else {
+        let style = global.style;
+        println!(
+            "Drift in {} of {} objects:",
+            drifted.len(),
+            state.objects.len()
+        );
+        for d in &drifted {
+            let what = match d.drift {
+                "deleted" => "was deleted outside dcm",
+                "unknown" => "is in an unknown state (an apply was interrupted); run apply",
+                _ => "changed outside dcm",
+            };
+            println!(
+                "\n  {} {}",
+                style.yellow("!"),
+                style.bold(&format!("{} {what}", d.address))
+            );
+            for l in &d.diff {
+                let line = format!("{} {}", l.tag, l.text);
+                let painted = match l.tag {
+                    '+' => style.green(&line),
+                    '-' => style.red(&line),
+                    '@' => style.cyan(&l.text),
+                    _ => line,
+                };
+                println!("      {painted}");
+            }
+        }
+        println!("\nRun `dcm plan` to see what apply would do to restore them.");
+    }
+    Ok(if drifted.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    })
+}

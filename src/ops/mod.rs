@@ -1,0 +1,108 @@
+//! Operations: one entry function per command, each listing its steps in its doc. The CLI
+//! fills an options struct and calls one of these; all real work happens here or below.
+
+mod apply;
+mod drift;
+mod plan;
+mod show;
+
+pub use apply::{apply, ApplyOptions};
+pub use drift::{drift, DriftOptions};
+pub use plan::{graph, plan, validate, PlanFormat, PlanOptions};
+pub use show::{force_unlock, show, state_list, state_rm, state_show};
+
+use crate::compile::Desired;
+use crate::diag::Diagnostics;
+use crate::graph::Graph;
+use crate::model::Model;
+use crate::output::Style;
+use crate::target::Targets;
+use std::path::{Path, PathBuf};
+
+/// Settings every command shares.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub state: PathBuf,
+    pub parallelism: usize,
+    pub style: Style,
+}
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success, nothing to report (exit 0).
+    Ok,
+    /// Success, and there are changes or drift (exit 2 where the command promises it).
+    Changes,
+}
+
+/// Everything that can stop a command. Rendered once, in `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] crate::config::LoadError),
+    /// Already rendered with `error:` prefixes and locations.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error(transparent)]
+    Setup(#[from] crate::target::TargetSetupError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Lock(#[from] crate::state::lock::LockError),
+    #[error(transparent)]
+    Refresh(#[from] crate::refresh::RefreshError),
+    #[error(transparent)]
+    PlanFile(#[from] crate::plan::PlanFileError),
+    #[error("the saved plan {path} is stale: {why}. Nothing was applied; make a new plan")]
+    Stale { path: String, why: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    ApplyFailed(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl Error {
+    /// Whether the message is already a full rendering (with its own `error:` lines).
+    pub fn is_prerendered(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+            || matches!(self, Error::Load(crate::config::LoadError::Invalid(_)))
+    }
+}
+
+/// The file, understood: model, desired objects and their graph. Contacts no cluster.
+pub struct Loaded {
+    pub model: Model,
+    pub desired: Desired,
+    pub graph: Graph,
+}
+
+/// Parses, validates, compiles and orders the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    let raw = crate::config::load(path)?;
+    let model = crate::model::build(raw).map_err(Error::Invalid)?;
+    let desired = crate::compile::compile(&model).map_err(Error::Invalid)?;
+    let graph = crate::graph::build(&desired).map_err(Error::Invalid)?;
+    Ok(Loaded {
+        model,
+        desired,
+        graph,
+    })
+}
+
+impl Loaded {
+    pub fn targets(&self) -> Result<Targets, Error> {
+        Ok(Targets::for_model(&self.model)?)
+    }
+}
+
+/// The async runtime behind refresh and apply.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("cannot start the async runtime: {e}")))
+}

@@ -1,0 +1,114 @@
+//! `validate`, `plan` and `graph`.
+
+use super::{load, runtime, Error, Exit, Global, Loaded};
+use crate::plan::{self, render, Plan, PlanInputs};
+use crate::state::State;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub file: PathBuf,
+    pub detailed_exitcode: bool,
+    pub out: Option<PathBuf>,
+    pub format: PlanFormat,
+}
+
+/// `dcm validate`: parses and checks the file; contacts nothing.
+pub fn validate(file: &Path) -> Result<Exit, Error> {
+    let loaded = load(file)?;
+    println!(
+        "The file is valid: {} cluster{}, {} object{}.",
+        loaded.model.clusters.len(),
+        if loaded.model.clusters.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        loaded.desired.objects.len(),
+        if loaded.desired.objects.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+    );
+    Ok(Exit::Ok)
+}
+
+/// `dcm graph`: the dependency graph in DOT.
+pub fn graph(file: &Path) -> Result<Exit, Error> {
+    let loaded = load(file)?;
+    print!("{}", crate::graph::to_dot(&loaded.desired, &loaded.graph));
+    Ok(Exit::Ok)
+}
+
+/// Refreshes and plans against `state` (shared by plan, apply and destroy).
+///
+/// 1. make the targets of the file's clusters;
+/// 2. read every live object the file wants or the state records;
+/// 3. diff into a plan.
+pub(crate) fn make_plan(
+    loaded: &Loaded,
+    state: Option<&State>,
+    file: &Path,
+    global: &Global,
+    destroy: bool,
+) -> Result<Plan, Error> {
+    let targets = loaded.targets()?;
+    let mut ids: Vec<_> = loaded
+        .desired
+        .objects
+        .iter()
+        .map(|o| o.id.clone())
+        .collect();
+    if let Some(s) = state {
+        ids.extend(s.objects.iter().map(|e| e.id()));
+    }
+    let live = runtime()?.block_on(crate::refresh::read_live(&targets, ids, global.parallelism))?;
+    Ok(plan::build(&PlanInputs {
+        desired: &loaded.desired,
+        graph: &loaded.graph,
+        state,
+        live: &live,
+        config: file.display().to_string(),
+        destroy,
+    }))
+}
+
+/// `dcm plan`: what apply would do.
+///
+/// 1. load and check the file;
+/// 2. read the state (without locking: plan writes nothing);
+/// 3. refresh and diff;
+/// 4. print in the chosen format, and save with `-o`.
+pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
+    let loaded = load(&opts.file)?;
+    let state = crate::state::read(&global.state)?;
+    let p = make_plan(&loaded, state.as_ref(), &opts.file, global, false)?;
+    match opts.format {
+        PlanFormat::Text => print!("{}", render::text(&p, global.style)),
+        PlanFormat::Json => print!("{}", render::json(&p)),
+        PlanFormat::Markdown => print!("{}", render::markdown(&p)),
+    }
+    if let Some(out) = &opts.out {
+        plan::save(&p, out)?;
+        if opts.format == PlanFormat::Text {
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: dcm apply {}",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(if opts.detailed_exitcode && p.has_changes() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}

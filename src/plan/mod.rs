@@ -1,0 +1,459 @@
+//! The plan: what apply would do to make the live clusters match the file, and why.
+//!
+//! A plan is built from three inputs and nothing else: the desired objects (with their
+//! graph), the state, and the refreshed live objects. The set of actions is small and
+//! closed ([`Action`]). Each change carries the hashes it was planned against, so a saved
+//! plan can be checked for staleness before it is applied.
+//!
+//! Rendering (text, Markdown, JSON) lives in `render.rs`; it never decides anything.
+
+pub mod render;
+
+use crate::compile::Desired;
+use crate::diff::{unified, whole, DiffLine};
+use crate::graph::Graph;
+use crate::object::{object_sha256, ObjRef};
+use crate::state::{Origin, State};
+use crate::target::normalize_live;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What apply does to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    /// Nothing changes in the cluster (only the state may be updated; see `record`).
+    NoOp,
+    /// The object leaves the state but stays in the cluster (dcm did not create it, or it
+    /// is already gone).
+    Forget,
+}
+
+/// One planned change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: String,
+    pub action: Action,
+    /// sha256 of the live object as refreshed (normalized); none when it does not exist.
+    pub before_sha256: Option<String>,
+    /// sha256 of the object as it will be; none for deletions.
+    pub after_sha256: Option<String>,
+    /// How dcm will hold the object in the state after this change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// A NoOp that still updates the state (the object matches but is not yet recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
+    /// Why this change is what it is, for the reviewer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Changes that must finish first (addresses). For display and ordering only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// The change as a reviewer sees it (secrets redacted). For display only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<DiffLine>,
+}
+
+impl Change {
+    pub fn id(&self) -> Option<ObjRef> {
+        ObjRef::parse_address(&self.address)
+    }
+
+    /// The part of a change that must be the same for a saved plan to still hold.
+    fn decision(&self) -> (&str, Action, &Option<String>, &Option<String>, bool) {
+        (
+            &self.address,
+            self.action,
+            &self.before_sha256,
+            &self.after_sha256,
+            self.record,
+        )
+    }
+}
+
+/// How many changes of each kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    /// State-only changes: objects forgotten, or recorded without touching the cluster.
+    pub state_only: usize,
+}
+
+/// The state a plan was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedState {
+    /// None when there was no state file yet.
+    pub lineage: Option<String>,
+    pub serial: u64,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub dcm_version: String,
+    /// `apply` or `destroy`.
+    pub operation: String,
+    /// The desired-state file, as given on the command line.
+    pub config: String,
+    pub state: PlannedState,
+    pub summary: Summary,
+    /// Sorted by address. Unchanged objects are left out.
+    pub changes: Vec<Change>,
+}
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// Explains the first difference that makes `self` (saved) no longer valid against
+    /// `fresh` (planned now from the same file); None when they agree.
+    pub fn staleness(&self, fresh: &Plan) -> Option<String> {
+        if self.operation != fresh.operation {
+            return Some(format!(
+                "it is a {} plan, not {}",
+                self.operation, fresh.operation
+            ));
+        }
+        if self.state != fresh.state {
+            return Some(format!(
+                "the state changed since the plan was made (serial {} then, {} now)",
+                self.state.serial, fresh.state.serial
+            ));
+        }
+        let saved: BTreeMap<&str, &Change> = self
+            .changes
+            .iter()
+            .map(|c| (c.address.as_str(), c))
+            .collect();
+        let now: BTreeMap<&str, &Change> = fresh
+            .changes
+            .iter()
+            .map(|c| (c.address.as_str(), c))
+            .collect();
+        for (addr, c) in &now {
+            match saved.get(addr) {
+                None => return Some(format!("{addr} now needs a change the plan does not have")),
+                Some(s) if s.decision() != c.decision() => {
+                    let why = if s.after_sha256 != c.after_sha256 {
+                        "the file now wants something else"
+                    } else {
+                        "the live object changed"
+                    };
+                    return Some(format!("{addr}: {why}"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(addr) = saved.keys().find(|a| !now.contains_key(*a)) {
+            return Some(format!("{addr} no longer needs the planned change"));
+        }
+        None
+    }
+}
+
+/// Everything a plan is computed from.
+pub struct PlanInputs<'a> {
+    pub desired: &'a Desired,
+    pub graph: &'a Graph,
+    /// None when there is no state file yet.
+    pub state: Option<&'a State>,
+    /// Live objects as read (not yet normalized); absent = does not exist.
+    pub live: &'a BTreeMap<ObjRef, Value>,
+    pub config: String,
+    /// Plan the deletion of everything in the state instead.
+    pub destroy: bool,
+}
+
+/// Computes the plan.
+pub fn build(inputs: &PlanInputs<'_>) -> Plan {
+    let empty = State::default();
+    let state = inputs.state.unwrap_or(&empty);
+    let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    let desired = if inputs.destroy {
+        &[][..]
+    } else {
+        &inputs.desired.objects[..]
+    };
+
+    for d in desired {
+        let entry = state.get(&d.id);
+        let live = inputs.live.get(&d.id).map(|v| normalize_live(v.clone()));
+        let after = object_sha256(&d.object);
+        let mut notes = Vec::new();
+        let (action, origin, record, diff, before) = match &live {
+            None => {
+                if entry.is_some_and(|e| !e.pending) {
+                    notes.push("it was deleted outside dcm; it will be created again".to_string());
+                }
+                let origin = entry.map(|e| e.origin).unwrap_or(Origin::Created);
+                (Action::Create, origin, true, whole(&d.object, '+'), None)
+            }
+            Some(l) => {
+                let before = object_sha256(l);
+                let origin = entry.map(|e| e.origin).unwrap_or(Origin::Adopted);
+                if entry.is_none() {
+                    notes.push(
+                        "it already exists and dcm did not create it: dcm takes it over, and will forget it rather than delete it when it leaves the file"
+                            .to_string(),
+                    );
+                } else if entry
+                    .is_some_and(|e| !e.pending && e.sha256 != before && e.sha256 != after)
+                {
+                    notes.push("it changed outside dcm since the last apply".to_string());
+                }
+                if before == after {
+                    let record = entry.is_none_or(|e| e.pending || e.sha256 != after);
+                    (Action::NoOp, origin, record, Vec::new(), Some(before))
+                } else {
+                    (
+                        Action::Update,
+                        origin,
+                        true,
+                        unified(l, &d.object),
+                        Some(before),
+                    )
+                }
+            }
+        };
+        if action == Action::NoOp && !record {
+            continue;
+        }
+        if action == Action::NoOp {
+            notes.retain(|n| !n.starts_with("it changed"));
+        }
+        changes.insert(
+            d.id.address(),
+            Change {
+                address: d.id.address(),
+                action,
+                before_sha256: before,
+                after_sha256: Some(after),
+                origin: Some(origin),
+                record,
+                notes,
+                after: Vec::new(),
+                diff,
+            },
+        );
+    }
+
+    // Objects the state has that the file no longer wants (or everything, for destroy).
+    let wanted: BTreeSet<ObjRef> = desired.iter().map(|d| d.id.clone()).collect();
+    for e in &state.objects {
+        let id = e.id();
+        if wanted.contains(&id) {
+            continue;
+        }
+        let live = inputs.live.get(&id).map(|v| normalize_live(v.clone()));
+        let (action, notes, diff, before) = match (&live, e.origin) {
+            (None, _) => (
+                Action::Forget,
+                vec![
+                    "it is already gone from the cluster; it will be removed from the state"
+                        .to_string(),
+                ],
+                Vec::new(),
+                None,
+            ),
+            (Some(l), Origin::Adopted) => (
+                Action::Forget,
+                vec![
+                    "dcm did not create it: it stays in the cluster and leaves the state"
+                        .to_string(),
+                ],
+                Vec::new(),
+                Some(object_sha256(l)),
+            ),
+            (Some(l), Origin::Created) => {
+                let before = object_sha256(l);
+                let mut notes = Vec::new();
+                if before != e.sha256 && !e.pending {
+                    notes.push("it changed outside dcm since the last apply".to_string());
+                }
+                (Action::Delete, notes, whole(l, '-'), Some(before))
+            }
+        };
+        changes.insert(
+            e.address.clone(),
+            Change {
+                address: e.address.clone(),
+                action,
+                before_sha256: before,
+                after_sha256: None,
+                origin: None,
+                record: false,
+                notes,
+                after: Vec::new(),
+                diff,
+            },
+        );
+    }
+
+    order_changes(&mut changes, inputs, state, desired);
+
+    let mut summary = Summary::default();
+    for c in changes.values() {
+        match c.action {
+            Action::Create => summary.add += 1,
+            Action::Update => summary.change += 1,
+            Action::Delete => summary.destroy += 1,
+            Action::NoOp | Action::Forget => summary.state_only += 1,
+        }
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        dcm_version: env!("CARGO_PKG_VERSION").to_string(),
+        operation: if inputs.destroy { "destroy" } else { "apply" }.to_string(),
+        config: inputs.config.clone(),
+        state: PlannedState {
+            lineage: inputs.state.map(|s| s.lineage.clone()),
+            serial: inputs.state.map(|s| s.serial).unwrap_or(0),
+        },
+        summary,
+        changes: changes.into_values().collect(),
+    }
+}
+
+/// Fills in `after`: creates and updates wait for the changes of what they depend on;
+/// deletions wait for the deletion of what depended on them (reverse order).
+fn order_changes(
+    changes: &mut BTreeMap<String, Change>,
+    inputs: &PlanInputs<'_>,
+    state: &State,
+    desired: &[crate::compile::DesiredObject],
+) {
+    let present: BTreeSet<String> = changes.keys().cloned().collect();
+    for (i, d) in desired.iter().enumerate() {
+        let addr = d.id.address();
+        if let Some(c) = changes.get_mut(&addr) {
+            c.after = inputs.graph.deps[i]
+                .iter()
+                .map(|&j| desired[j].id.address())
+                .filter(|a| present.contains(a))
+                .collect();
+        }
+    }
+    // Deletions: X depended on Y (both going) → delete X, then Y.
+    let deleting: BTreeSet<String> = changes
+        .values()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| c.address.clone())
+        .collect();
+    let mut waits: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &state.objects {
+        if !deleting.contains(&e.address) {
+            continue;
+        }
+        for dep in &e.depends_on {
+            if deleting.contains(dep) {
+                waits
+                    .entry(dep.clone())
+                    .or_default()
+                    .insert(e.address.clone());
+            }
+        }
+        // A namespace goes after everything in it, even without a recorded dependency.
+        let id = e.id();
+        if !id.namespace.is_empty() {
+            let ns = format!("{}/core/Namespace/_cluster/{}", id.cluster, id.namespace);
+            if deleting.contains(&ns) {
+                waits.entry(ns).or_default().insert(e.address.clone());
+            }
+        }
+    }
+    for (addr, w) in waits {
+        if let Some(c) = changes.get_mut(&addr) {
+            c.after = w.into_iter().collect();
+        }
+    }
+    // Only creates/updates point at creates/updates: drop edges to deletions/forgets.
+    let kinds: BTreeMap<String, Action> =
+        changes.iter().map(|(a, c)| (a.clone(), c.action)).collect();
+    for c in changes.values_mut() {
+        let mine = matches!(c.action, Action::Delete | Action::Forget);
+        c.after.retain(|a| {
+            let theirs = matches!(kinds.get(a), Some(Action::Delete | Action::Forget));
+            mine == theirs
+        });
+    }
+}
+
+/// A plan saved with `dcm plan -o`: the plan and a checksum over it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub checksum: String,
+    pub plan: Plan,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("cannot read the plan file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write the plan file {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a dcm plan file ({message})")]
+    Invalid { path: String, message: String },
+    #[error("the plan file {path} was modified after it was saved (its checksum does not match); make a new plan")]
+    Tampered { path: String },
+    #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}")]
+    Version { path: String, found: u32 },
+}
+
+fn checksum(plan: &Plan) -> String {
+    hex::encode(Sha256::digest(serde_json::to_vec(plan).unwrap_or_default()))
+}
+
+/// Saves a plan (atomically).
+pub fn save(plan: &Plan, path: &std::path::Path) -> Result<(), PlanFileError> {
+    let saved = SavedPlan {
+        checksum: checksum(plan),
+        plan: plan.clone(),
+    };
+    let werr = |source| PlanFileError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(&saved).map_err(|e| werr(std::io::Error::other(e)))?;
+    crate::target::dir::write_atomically(path, text.as_bytes()).map_err(werr)
+}
+
+/// Loads a saved plan and checks that it is whole and unmodified.
+pub fn load(path: &std::path::Path) -> Result<Plan, PlanFileError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| PlanFileError::Invalid {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
+    if saved.plan.format_version != PLAN_FORMAT_VERSION {
+        return Err(PlanFileError::Version {
+            path: p,
+            found: saved.plan.format_version,
+        });
+    }
+    if checksum(&saved.plan) != saved.checksum {
+        return Err(PlanFileError::Tampered { path: p });
+    }
+    Ok(saved.plan)
+}
