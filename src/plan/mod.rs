@@ -208,9 +208,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                         "it already exists and dcm did not create it: dcm takes it over, and will forget it rather than delete it when it leaves the file"
                             .to_string(),
                     );
-                } else if entry
-                    .is_some_and(|e| !e.pending && e.sha256 != before && e.sha256 != after)
-                {
+                } else if entry.is_some_and(|e| !e.pending && e.sha256 != before) {
                     notes.push("it changed outside dcm since the last apply".to_string());
                 }
                 if before == after {

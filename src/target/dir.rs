@@ -48,7 +48,15 @@ impl DirTarget {
         let path = self.path_of(id);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // A file where a directory of the path should be also means "no such object".
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
             Err(source) => return Err(io_err(&path, source)),
         };
         let value: Value =

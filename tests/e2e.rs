@@ -1,0 +1,8 @@
+//! End-to-end tests: the built `dcm` binary on temporary directories, as a user runs it.
+
+mod e2e {
+    pub mod bad_input;
+    pub mod harness;
+    pub mod lifecycle;
+    pub mod safety;
+}
