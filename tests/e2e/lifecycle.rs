@@ -84,15 +84,8 @@ fn plan_apply_edit_remove_converge() {
     );
 
     // Removing an object from the file plans its deletion.
-    p.write(
-        "manifests/app.yaml",
-        &super::harness::APP_YAML
-            .replace("greeting: hello", "greeting: bonjour")
-            .split("---")
-            .next()
-            .unwrap()
-            .to_string(),
-    );
+    let edited = super::harness::APP_YAML.replace("greeting: hello", "greeting: bonjour");
+    p.write("manifests/app.yaml", edited.split("---").next().unwrap());
     let remove = p.dcm(&["plan", "--detailed-exitcode"]).expect(2);
     assert!(
         remove
