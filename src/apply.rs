@@ -264,3 +264,138 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{build, PlanInputs};
+    use crate::target::{Target, TargetError};
+    use async_trait::async_trait;
+    use serde_json::Value;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A cluster that records how many writes run at once and fails on chosen names.
+    #[derive(Default)]
+    struct Fake {
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+        fail: Vec<String>,
+        written: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Target for Fake {
+        async fn read(&self, _: &[ObjRef]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
+            Ok(BTreeMap::new())
+        }
+        async fn apply(&self, id: &ObjRef, _: &Value) -> Result<(), TargetError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.fail.contains(&id.name) {
+                return Err(TargetError::Unreachable {
+                    cluster: id.cluster.clone(),
+                    message: "injected".into(),
+                });
+            }
+            self.written.lock().unwrap().push(id.name.clone());
+            Ok(())
+        }
+        async fn delete(&self, _: &ObjRef) -> Result<(), TargetError> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn loaded(toml: &str) -> (crate::model::Model, Desired, Graph) {
+        let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
+        let raw = crate::config::parse(src, ".".into()).unwrap();
+        let model = crate::model::build(raw).unwrap();
+        let desired = crate::compile::compile(&model).unwrap();
+        let graph = crate::graph::build(&desired).unwrap();
+        (model, desired, graph)
+    }
+
+    fn toml(n: usize) -> String {
+        let mut t = String::from("[clusters.c]\ndir = \"unused\"\n[[resources]]\nname = \"ns\"\nclusters = [\"c\"]\nmanifest = { apiVersion = \"v1\", kind = \"Namespace\", metadata = { name = \"app\" } }\n");
+        for i in 0..n {
+            t.push_str(&format!("[[resources]]\nclusters = [\"c\"]\nmanifest = {{ apiVersion = \"v1\", kind = \"ConfigMap\", metadata = {{ name = \"cm{i}\", namespace = \"app\" }} }}\n"));
+        }
+        t.push_str("[[resources]]\nclusters = [\"c\"]\ndepends_on = [\"c/core/ConfigMap/app/cm0\"]\nmanifest = { apiVersion = \"v1\", kind = \"ConfigMap\", metadata = { name = \"after-cm0\", namespace = \"default\" } }\n");
+        t
+    }
+
+    async fn run_with(
+        fake: Arc<Fake>,
+        n: usize,
+        parallelism: usize,
+    ) -> (ApplyReport, StateStore, tempfile::TempDir) {
+        let (_, desired, graph) = loaded(&toml(n));
+        let live = BTreeMap::new();
+        let plan = build(&PlanInputs {
+            desired: &desired,
+            graph: &graph,
+            state: None,
+            live: &live,
+            config: "t.toml".into(),
+            destroy: false,
+        });
+        let mut targets = Targets::default();
+        targets.insert("c", fake);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Mutex::new(
+            StateStore::open(&dir.path().join("s.json"), "test").unwrap(),
+        ));
+        let report = apply(
+            &plan,
+            &desired,
+            &graph,
+            &targets,
+            store.clone(),
+            parallelism,
+            |_| {},
+        )
+        .await;
+        let store = Arc::try_unwrap(store).ok().unwrap().into_inner().unwrap();
+        (report, store, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrency_is_bounded_and_used() {
+        let fake = Arc::new(Fake::default());
+        let (report, store, _d) = run_with(fake.clone(), 20, 4).await;
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.done.len(), 22);
+        let peak = fake.peak.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&peak), "peak concurrency {peak}");
+        assert_eq!(
+            fake.written.lock().unwrap()[0],
+            "app",
+            "the namespace goes first"
+        );
+        assert_eq!(store.state.objects.len(), 22);
+        assert!(
+            store.state.serial >= 44,
+            "written after every object (pending, then done)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_skips_exactly_its_dependents() {
+        let fake = Arc::new(Fake {
+            fail: vec!["cm0".into()],
+            ..Fake::default()
+        });
+        let (report, store, _d) = run_with(fake, 3, 10).await;
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].0, "c/core/ConfigMap/app/cm0");
+        assert_eq!(report.skipped, ["c/core/ConfigMap/default/after-cm0"]);
+        assert_eq!(report.done.len(), 3, "{report:?}");
+        // The failed create left a pending entry: the next plan will look before it leaps.
+        let e = store.state.get_address("c/core/ConfigMap/app/cm0").unwrap();
+        assert!(e.pending);
+    }
+}

@@ -5,4 +5,5 @@ mod e2e {
     pub mod harness;
     pub mod lifecycle;
     pub mod safety;
+    pub mod terminal;
 }

@@ -455,3 +455,151 @@ pub fn load(path: &std::path::Path) -> Result<Plan, PlanFileError> {
     }
     Ok(saved.plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateEntry;
+    use serde_json::json;
+
+    fn desired() -> (Desired, Graph) {
+        let toml = r#"
+[clusters.c]
+dir = "x"
+[[resources]]
+clusters = ["c"]
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", namespace = "default" }, data = { k = "v" } }
+"#;
+        let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
+        let m = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
+        let d = crate::compile::compile(&m).unwrap();
+        let g = crate::graph::build(&d).unwrap();
+        (d, g)
+    }
+
+    fn entry(d: &Desired, sha: &str, origin: Origin, pending: bool) -> StateEntry {
+        let id = &d.objects[0].id;
+        StateEntry {
+            address: id.address(),
+            cluster: id.cluster.clone(),
+            api_version: "v1".into(),
+            kind: id.kind.clone(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            sha256: sha.into(),
+            origin,
+            pending,
+            depends_on: vec![],
+            allocated: Default::default(),
+        }
+    }
+
+    fn plan_with(state: Option<&State>, live: Option<Value>) -> Plan {
+        let (d, g) = desired();
+        let mut l = BTreeMap::new();
+        if let Some(v) = live {
+            l.insert(d.objects[0].id.clone(), v);
+        }
+        build(&PlanInputs {
+            desired: &d,
+            graph: &g,
+            state,
+            live: &l,
+            config: "t.toml".into(),
+            destroy: false,
+        })
+    }
+
+    #[test]
+    fn an_object_written_before_a_kill_is_recorded_not_rewritten() {
+        let (d, _) = desired();
+        let mut s = State::new();
+        s.upsert(entry(
+            &d,
+            &object_sha256(&d.objects[0].object),
+            Origin::Created,
+            true,
+        ));
+        // Server-set fields do not count as a difference.
+        let mut live = d.objects[0].object.clone();
+        live["metadata"]["uid"] = json!("123");
+        live["status"] = json!({});
+        let p = plan_with(Some(&s), Some(live));
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(
+            (p.changes[0].action, p.changes[0].record),
+            (Action::NoOp, true)
+        );
+        assert_eq!(
+            p.changes[0].origin,
+            Some(Origin::Created),
+            "a pending create stays dcm's"
+        );
+        assert_eq!(
+            p.summary,
+            Summary {
+                state_only: 1,
+                ..Summary::default()
+            }
+        );
+    }
+
+    #[test]
+    fn recorded_and_matching_means_no_changes() {
+        let (d, _) = desired();
+        let mut s = State::new();
+        s.upsert(entry(
+            &d,
+            &object_sha256(&d.objects[0].object),
+            Origin::Created,
+            false,
+        ));
+        let p = plan_with(Some(&s), Some(d.objects[0].object.clone()));
+        assert!(!p.has_changes(), "{p:?}");
+    }
+
+    #[test]
+    fn foreign_objects_are_adopted_and_then_forgotten_not_deleted() {
+        let (d, _) = desired();
+        let mut other = d.objects[0].object.clone();
+        other["data"]["k"] = json!("theirs");
+        let p = plan_with(None, Some(other.clone()));
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert_eq!(p.changes[0].origin, Some(Origin::Adopted));
+
+        let mut s = State::new();
+        s.upsert(entry(&d, "x", Origin::Adopted, false));
+        let mut live = BTreeMap::new();
+        live.insert(d.objects[0].id.clone(), other);
+        let empty = Desired::default();
+        let p = build(&PlanInputs {
+            desired: &empty,
+            graph: &Graph {
+                deps: vec![],
+                order: vec![],
+            },
+            state: Some(&s),
+            live: &live,
+            config: "t.toml".into(),
+            destroy: false,
+        });
+        assert_eq!(p.changes[0].action, Action::Forget);
+    }
+
+    #[test]
+    fn staleness_names_what_moved() {
+        let a = plan_with(None, None);
+        assert_eq!(a.staleness(&a.clone()), None);
+        let b = plan_with(
+            None,
+            Some(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}}),
+            ),
+        );
+        assert!(
+            a.staleness(&b).unwrap().contains("the live object changed"),
+            "{:?}",
+            a.staleness(&b)
+        );
+    }
+}
