@@ -5,9 +5,11 @@
 //! the file means) but contacts no cluster and compiles nothing.
 
 mod cidr;
+mod logical_cloud;
 mod manifest;
 
 pub use cidr::Cidr;
+pub use logical_cloud::{check_pem, Ca, ExportedService, LogicalCloud, ServicePort};
 
 use crate::config::{RawConfig, RawResource, Spanned};
 use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Diagnostics, Location, SourceFile};
@@ -89,8 +91,9 @@ pub struct Resource {
 pub struct Model {
     pub clusters: BTreeMap<String, Cluster>,
     pub resources: Vec<Resource>,
-    /// The raw logical clouds; their meaning is the compiler's (see `compile`).
-    pub raw: RawConfig,
+    pub logical_clouds: BTreeMap<String, LogicalCloud>,
+    /// The shared CA; present whenever there are logical clouds.
+    pub ca: Option<Ca>,
 }
 
 /// Checks the raw file and builds the model, or returns every problem found.
@@ -98,6 +101,8 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
     let mut diags = Vec::new();
     let src = raw.source.clone();
     let clusters = build_clusters(&raw, &mut diags);
+    let ca = logical_cloud::build_ca(&raw, &mut diags);
+    let logical_clouds = logical_cloud::build_clouds(&raw, &clusters, &mut diags);
     let lc_names: BTreeSet<&str> = raw
         .logical_clouds
         .iter()
@@ -118,7 +123,8 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
         Ok(Model {
             clusters,
             resources,
-            raw,
+            logical_clouds,
+            ca,
         })
     } else {
         diags.sort_by_key(location_key);

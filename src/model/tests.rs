@@ -90,3 +90,151 @@ manifest = { kind = "ConfigMap" }
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// Copies the test-only certificates next to the file.
+fn with_certs(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    for f in [
+        "root-cert.pem",
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+    ] {
+        std::fs::copy(src.join(f), dir.join("certs").join(f)).unwrap();
+    }
+}
+
+const CA: &str = r#"
+[ca]
+root_cert = "certs/root-cert.pem"
+ca_cert = "certs/ca-cert.pem"
+ca_key = "certs/ca-key.pem"
+cert_chain = "certs/cert-chain.pem"
+"#;
+
+const TWO: &str = r#"
+[clusters.cluster1]
+dir = "out/c1"
+pod_cidr = "10.1.0.0/16"
+service_cidr = "10.96.0.0/16"
+gateway = "192.0.2.10:15443"
+[clusters.cluster2]
+dir = "out/c2"
+pod_cidr = "10.2.0.0/16"
+service_cidr = "10.97.0.0/16"
+gateway = "192.0.2.20:15443"
+"#;
+
+#[test]
+fn a_logical_cloud_gets_its_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let m = model_in(
+        dir.path(),
+        &format!(
+            "{CA}{TWO}[logical_clouds.lc1]\nclusters = [\"cluster1\", \"cluster2\"]\ndns_forward = {{ cluster1 = \"10.96.0.53\", cluster2 = \"10.97.0.53\" }}\n[[logical_clouds.lc1.services]]\nname = \"reviews\"\nclusters = [\"cluster2\"]\nports = [{{ number = 9080, protocol = \"http\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let lc = &m.logical_clouds["lc1"];
+    assert_eq!(
+        (lc.suffix.as_str(), lc.istio_namespace.as_str()),
+        ("lc1", "istio-lc1")
+    );
+    let s = &lc.services[0];
+    assert_eq!(
+        (
+            s.namespace.as_str(),
+            s.ports[0].name.as_str(),
+            s.ports[0].protocol.as_str()
+        ),
+        ("default", "http-9080", "HTTP")
+    );
+    assert!(m.ca.as_ref().unwrap().ca_key.contains("PRIVATE KEY"));
+    assert!(
+        !format!("{:?}", m.ca).contains("PRIVATE KEY"),
+        "the key never reaches Debug output"
+    );
+}
+
+#[test]
+fn every_logical_cloud_rule_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    std::fs::write(dir.path().join("certs/ca-cert.pem"), "not a pem").unwrap();
+    let text = format!(
+        r#"{}{}
+[clusters.cluster3]
+dir = "out/c3"
+cluster_domain = "corp.example"
+pod_cidr = "10.1.128.0/17"
+[logical_clouds.lc1]
+clusters = ["cluster1", "cluster2", "cluster3", "clusterX"]
+suffix = "svc"
+dns_forward = {{ cluster1 = "10.96.0.53", cluster2 = "nope" }}
+[[logical_clouds.lc1.services]]
+name = "reviews"
+clusters = ["cluster9"]
+ports = [{{ number = 70000 }}, {{ number = 80, protocol = "SCTP" }}]
+[logical_clouds.lc2]
+clusters = ["cluster1"]
+istio_namespace = "istio-lc1"
+suffix = "lc3"
+dns_forward = {{ cluster1 = "10.96.0.54" }}
+[[logical_clouds.lc2.services]]
+name = "ratings"
+clusters = ["cluster1"]
+ports = [{{ number = 9080 }}]
+[logical_clouds.lc3]
+clusters = ["cluster1"]
+dns_forward = {{ cluster1 = "10.96.0.55" }}
+"#,
+        CA.replace("certs/root-cert.pem", "certs/missing.pem"),
+        TWO
+    );
+    let err = model_in(dir.path(), &text).unwrap_err().to_string();
+    for want in [
+        "cannot read `root_cert` file",
+        "`ca_cert` file `certs/ca-cert.pem` is not PEM",
+        "names cluster `clusterX`, which is not defined",
+        "suffix `svc` is reserved",
+        "must share one cluster_domain: `cluster1` has `cluster.local`, `cluster3` has `corp.example`",
+        "dns_forward address `nope` is not an IPv4 address",
+        "needs `dns_forward.cluster3`",
+        "clusters `cluster1` and `cluster3` are on network `default` but their ranges overlap: `cluster1` pod_cidr 10.1.0.0/16 and `cluster3` pod_cidr 10.1.128.0/17",
+        "runs in cluster `cluster9`, which is not a member",
+        "port 70000 is out of range",
+        "unknown protocol `SCTP`",
+        "logical cloud `lc2` exports services but has 1 cluster",
+        "istio_namespace `istio-lc1` is used by two logical clouds",
+        "suffix `lc3` is used by two logical clouds",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn pem_types_are_checked() {
+    let cert = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/ca-cert.pem"),
+    )
+    .unwrap();
+    let key = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/ca-key.pem"),
+    )
+    .unwrap();
+    assert!(check_pem(&cert, false).is_ok());
+    assert!(check_pem(&key, true).is_ok());
+    assert!(check_pem(&key, false)
+        .unwrap_err()
+        .contains("only certificates"));
+    assert!(check_pem(&cert, true)
+        .unwrap_err()
+        .contains("one private key"));
+    assert!(check_pem(
+        "-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----\n",
+        false
+    )
+    .is_err());
+}
