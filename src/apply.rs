@@ -46,7 +46,7 @@ pub struct Progress<'a> {
 struct Job {
     change: Change,
     /// The object to write (creates, updates, records).
-    object: Option<(ObjRef, String, serde_json::Value)>,
+    object: Option<crate::compile::DesiredObject>,
     /// Addresses the object depends on, recorded in the state for delete order.
     depends_on: Vec<String>,
 }
@@ -81,10 +81,7 @@ pub async fn apply(
             let di = c.id().and_then(|id| desired_index.get(&id).copied());
             Some(Job {
                 change: c.clone(),
-                object: di.map(|i| {
-                    let o = &desired.objects[i];
-                    (o.id.clone(), o.api_version.clone(), o.object.clone())
-                }),
+                object: di.map(|i| desired.objects[i].clone()),
                 depends_on: di
                     .map(|i| {
                         graph.deps[i]
@@ -218,10 +215,11 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
     let target = targets.get(&id.cluster).map_err(fail)?.clone();
     match c.action {
         Action::Create | Action::Update | Action::NoOp => {
-            let (oid, api_version, object) = job
+            let d = job
                 .object
                 .as_ref()
                 .ok_or_else(|| fail("the file no longer declares this object"))?;
+            let (oid, api_version, object) = (&d.id, &d.api_version, &d.object);
             let existing = store.lock().ok().and_then(|s| s.state.get(oid).cloned());
             let entry = StateEntry {
                 address: c.address.clone(),
@@ -234,10 +232,7 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
                 origin: c.origin.unwrap_or(crate::state::Origin::Created),
                 pending: false,
                 depends_on: job.depends_on.clone(),
-                allocated: existing
-                    .as_ref()
-                    .map(|e| e.allocated.clone())
-                    .unwrap_or_default(),
+                allocated: d.allocated.clone(),
             };
             if c.action != Action::NoOp {
                 if existing.is_none() {
@@ -314,7 +309,7 @@ mod tests {
         let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
         let raw = crate::config::parse(src, ".".into()).unwrap();
         let model = crate::model::build(raw).unwrap();
-        let desired = crate::compile::compile(&model).unwrap();
+        let desired = crate::compile::compile(&model, &Default::default()).unwrap();
         let graph = crate::graph::build(&desired).unwrap();
         (model, desired, graph)
     }

@@ -245,7 +245,11 @@ mod tests {
     fn desired(toml: &str) -> Desired {
         let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
         let raw = config::parse(src, ".".into()).unwrap();
-        compile::compile(&model::build(raw).unwrap()).unwrap()
+        compile::compile(
+            &model::build(raw).unwrap(),
+            &compile::Allocations::default(),
+        )
+        .unwrap()
     }
 
     const BASE: &str = r#"

@@ -4,6 +4,7 @@ mod e2e {
     pub mod bad_input;
     pub mod harness;
     pub mod lifecycle;
+    pub mod logical_clouds;
     pub mod safety;
     pub mod terminal;
 }

@@ -4,6 +4,10 @@
 //! without a namespace goes to `default`, as with kubectl) and where two blocks that would
 //! write the same object are caught. It reads no cluster.
 
+mod logical_cloud;
+
+pub use logical_cloud::{stub_domain_block, Allocations};
+
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::model::{Dependency, Model};
 use crate::object::{is_builtin_cluster_scoped, split_api_version, ObjRef};
@@ -23,6 +27,8 @@ pub struct DesiredObject {
     pub depends_on: Vec<Dependency>,
     /// Where the object was declared, for messages.
     pub location: Location,
+    /// Values dcm chose for this object, recorded in the state (ServiceEntry addresses).
+    pub allocated: BTreeMap<String, String>,
 }
 
 /// Every desired object, ordered by identity.
@@ -40,8 +46,9 @@ impl Desired {
     }
 }
 
-/// Compiles the model into desired objects, or every problem found (duplicates).
-pub fn compile(model: &Model) -> Result<Desired, Diagnostics> {
+/// Compiles the model into desired objects, or every problem found (duplicates, address
+/// exhaustion). `allocations` are the values the state already holds.
+pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diagnostics> {
     let mut diags = Vec::new();
     let crd_scopes = crd_scopes(model);
     let mut by_id: BTreeMap<ObjRef, DesiredObject> = BTreeMap::new();
@@ -56,10 +63,15 @@ pub fn compile(model: &Model) -> Result<Desired, Diagnostics> {
                     source: res.label.clone(),
                     depends_on: res.depends_on.clone(),
                     location: m.location.clone(),
+                    allocated: BTreeMap::new(),
                 };
                 add(&mut by_id, d, &m.origin, &mut diags);
             }
         }
+    }
+    for d in logical_cloud::compile(model, allocations, &mut diags) {
+        let origin = d.source.clone();
+        add(&mut by_id, d, &origin, &mut diags);
     }
     if !diags.is_empty() {
         return Err(Diagnostics(diags));
@@ -75,7 +87,27 @@ fn add(
     origin: &str,
     diags: &mut Vec<Diagnostic>,
 ) {
-    if let Some(first) = by_id.get(&d.id) {
+    if let Some(first) = by_id.get_mut(&d.id) {
+        // A namespace may be declared by a resource and labelled by logical clouds: the
+        // labels are merged, as long as no label gets two values.
+        let from_cloud = |s: &str| s.starts_with("logical_clouds.");
+        if d.id.group.is_empty()
+            && d.id.kind == "Namespace"
+            && (from_cloud(&d.source) || from_cloud(&first.source))
+        {
+            if let Some(conflict) = merge_labels(&mut first.object, &d.object) {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "namespace {} gets label `{conflict}` with two values ({} and {origin})",
+                        d.id, first.source
+                    ))
+                    .at(d.location.clone())
+                    .note("first declared here", Some(first.location.clone())),
+                );
+            }
+            first.depends_on.extend(d.depends_on);
+            return;
+        }
         diags.push(
             Diagnostic::new(format!(
                 "object {} is declared twice ({} and {origin})",
@@ -88,6 +120,27 @@ fn add(
         return;
     }
     by_id.insert(d.id.clone(), d);
+}
+
+/// Adds `from`'s labels to `into`; returns a label that would get a second value.
+fn merge_labels(into: &mut Value, from: &Value) -> Option<String> {
+    let Some(new) = from.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return None;
+    };
+    let labels = &mut into["metadata"]["labels"];
+    if !labels.is_object() {
+        *labels = Value::Object(Default::default());
+    }
+    let map = labels.as_object_mut()?;
+    for (k, v) in new {
+        match map.get(k) {
+            Some(old) if old != v => return Some(k.clone()),
+            _ => {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    None
 }
 
 /// (group, kind) → namespaced?, per cluster, from the CRDs the file itself declares.
@@ -184,7 +237,7 @@ mod tests {
     fn compile_str(toml: &str) -> Result<Desired, Diagnostics> {
         let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
         let raw = config::parse(src, ".".into()).unwrap();
-        compile(&model::build(raw).unwrap())
+        compile(&model::build(raw).unwrap(), &Allocations::default())
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct Model {
     pub logical_clouds: BTreeMap<String, LogicalCloud>,
     /// The shared CA; present whenever there are logical clouds.
     pub ca: Option<Ca>,
+    /// Where each logical cloud is defined, for messages.
+    pub cloud_locations: BTreeMap<String, Location>,
 }
 
 /// Checks the raw file and builds the model, or returns every problem found.
@@ -125,6 +127,16 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
             resources,
             logical_clouds,
             ca,
+            cloud_locations: raw
+                .logical_clouds
+                .iter()
+                .map(|lc| {
+                    (
+                        lc.name.value.clone(),
+                        src.locate(lc.name.span.clone().unwrap_or(0..0)),
+                    )
+                })
+                .collect(),
         })
     } else {
         diags.sort_by_key(location_key);

@@ -57,9 +57,9 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         Some(p) => PathBuf::from(&p.config),
         None => opts.file.clone(),
     };
-    let loaded = load(&file)?;
     let store = StateStore::open(&global.state, verb)?;
     let state = store.existed().then_some(&store.state);
+    let loaded = load(&file, state)?;
     let fresh = make_plan(
         &loaded,
         state,

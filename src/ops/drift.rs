@@ -33,8 +33,9 @@ pub struct Drifted {
 /// 2. read every object the state records;
 /// 3. report each that is gone or whose hash differs from the one applied.
 pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
-    let loaded = load(&opts.file)?;
-    let Some(state) = crate::state::read(&global.state)? else {
+    let state = crate::state::read(&global.state)?;
+    let loaded = load(&opts.file, state.as_ref())?;
+    let Some(state) = state else {
         println!(
             "No state at {}: nothing has been applied yet, so nothing can drift.",
             global.state.display()

@@ -79,11 +79,13 @@ pub struct Loaded {
     pub graph: Graph,
 }
 
-/// Parses, validates, compiles and orders the file at `path`.
-pub fn load(path: &Path) -> Result<Loaded, Error> {
+/// Parses, validates, compiles and orders the file at `path`. `state` supplies the values
+/// dcm allocated before (they never change).
+pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, Error> {
     let raw = crate::config::load(path)?;
     let model = crate::model::build(raw).map_err(Error::Invalid)?;
-    let desired = crate::compile::compile(&model).map_err(Error::Invalid)?;
+    let allocations = crate::compile::Allocations::from_state(state);
+    let desired = crate::compile::compile(&model, &allocations).map_err(Error::Invalid)?;
     let graph = crate::graph::build(&desired).map_err(Error::Invalid)?;
     Ok(Loaded {
         model,

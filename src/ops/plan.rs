@@ -22,7 +22,7 @@ pub struct PlanOptions {
 
 /// `dcm validate`: parses and checks the file; contacts nothing.
 pub fn validate(file: &Path) -> Result<Exit, Error> {
-    let loaded = load(file)?;
+    let loaded = load(file, None)?;
     println!(
         "The file is valid: {} cluster{}, {} object{}.",
         loaded.model.clusters.len(),
@@ -43,7 +43,7 @@ pub fn validate(file: &Path) -> Result<Exit, Error> {
 
 /// `dcm graph`: the dependency graph in DOT.
 pub fn graph(file: &Path) -> Result<Exit, Error> {
-    let loaded = load(file)?;
+    let loaded = load(file, None)?;
     print!("{}", crate::graph::to_dot(&loaded.desired, &loaded.graph));
     Ok(Exit::Ok)
 }
@@ -88,8 +88,8 @@ pub(crate) fn make_plan(
 /// 3. refresh and diff;
 /// 4. print in the chosen format, and save with `-o`.
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
-    let loaded = load(&opts.file)?;
     let state = crate::state::read(&global.state)?;
+    let loaded = load(&opts.file, state.as_ref())?;
     let p = make_plan(&loaded, state.as_ref(), &opts.file, global, false)?;
     match opts.format {
         PlanFormat::Text => print!("{}", render::text(&p, global.style)),

@@ -472,7 +472,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
 "#;
         let src = crate::diag::SourceFile::new("t.toml", toml.to_string());
         let m = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
-        let d = crate::compile::compile(&m).unwrap();
+        let d = crate::compile::compile(&m, &Default::default()).unwrap();
         let g = crate::graph::build(&d).unwrap();
         (d, g)
     }
