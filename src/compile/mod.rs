@@ -124,9 +124,9 @@ fn add(
 
 /// Adds `from`'s labels to `into`; returns a label that would get a second value.
 fn merge_labels(into: &mut Value, from: &Value) -> Option<String> {
-    let Some(new) = from.pointer("/metadata/labels").and_then(Value::as_object) else {
-        return None;
-    };
+    let new = from
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)?;
     let labels = &mut into["metadata"]["labels"];
     if !labels.is_object() {
         *labels = Value::Object(Default::default());
