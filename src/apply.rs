@@ -78,10 +78,20 @@ pub async fn apply(
         .changes
         .iter()
         .map(|c| {
-            let di = c.id().and_then(|id| desired_index.get(&id).copied());
+            let id = c.id();
+            let di = id.as_ref().and_then(|id| desired_index.get(id).copied());
+            let revert = id
+                .as_ref()
+                .and_then(|id| desired.reverts.iter().find(|r| &r.id == id));
             Some(Job {
                 change: c.clone(),
-                object: di.map(|i| desired.objects[i].clone()),
+                // An edit being taken back writes its revert, never the desired object
+                // with the same address (which destroy leaves in `desired`).
+                object: if c.forget_after {
+                    revert.cloned()
+                } else {
+                    di.map(|i| desired.objects[i].clone())
+                },
                 depends_on: di
                     .map(|i| {
                         graph.deps[i]
@@ -228,14 +238,14 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
                 kind: oid.kind.clone(),
                 namespace: oid.namespace.clone(),
                 name: oid.name.clone(),
-                sha256: c.after_sha256.clone().unwrap_or_default(),
+                sha256: crate::plan::recorded_sha(d),
                 origin: c.origin.unwrap_or(crate::state::Origin::Created),
                 pending: false,
                 depends_on: job.depends_on.clone(),
                 allocated: d.allocated.clone(),
             };
             if c.action != Action::NoOp {
-                if existing.is_none() {
+                if existing.is_none() && !c.forget_after {
                     // Record the intent first: if the run dies after the write, the next
                     // plan knows this object is dcm's.
                     let pending = StateEntry {
@@ -245,6 +255,11 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
                     save(store, |s| s.upsert(pending))?;
                 }
                 target.apply(oid, object).await.map_err(fail)?;
+            }
+            if c.forget_after {
+                return save(store, |s| {
+                    s.remove(&c.address);
+                });
             }
             save(store, |s| s.upsert(entry))
         }

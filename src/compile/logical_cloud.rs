@@ -5,7 +5,7 @@
 //!
 //! Objects are plain JSON; this module reads nothing (allocations come in as an argument).
 
-use super::DesiredObject;
+use super::{DesiredObject, Edit};
 use crate::diag::{Diagnostic, Location};
 use crate::model::{
     Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model,
@@ -111,6 +111,8 @@ impl Out<'_> {
                 .collect(),
             location: self.location.clone(),
             allocated,
+            edit: None,
+            revert: false,
         });
     }
 }
@@ -149,8 +151,97 @@ pub fn compile(
         exported_services(&mut out, lc, model);
         all.extend(out.objects);
     }
+    all.extend(dns_stub_domains(model, diags));
     allocate_addresses(&mut all, allocations, diags);
     all
+}
+
+/// One stub domain per logical cloud in each member's cluster DNS, all in one edit of the
+/// object the cluster's `dns` mode names.
+fn dns_stub_domains(model: &Model, diags: &mut Vec<Diagnostic>) -> Vec<DesiredObject> {
+    let mut out = Vec::new();
+    for c in model.clusters.values() {
+        let mut clouds: Vec<&LogicalCloud> = model
+            .logical_clouds
+            .values()
+            .filter(|lc| lc.clusters.contains(&c.name))
+            .collect();
+        if clouds.is_empty() {
+            continue;
+        }
+        clouds.sort_by(|a, b| a.suffix.cmp(&b.suffix));
+        let mut blocks = BTreeMap::new();
+        let mut depends_on = Vec::new();
+        for lc in &clouds {
+            let Some(ip) = lc.dns_forward.get(&c.name) else {
+                diags.push(Diagnostic::new(format!(
+                    "logical cloud `{}` needs `dns_forward.{}`: reading the istiocoredns address from a live cluster is not supported yet",
+                    lc.name, c.name
+                )));
+                continue;
+            };
+            blocks.insert(lc.suffix.clone(), stub_domain_block(&lc.suffix, *ip));
+            depends_on.push(Dependency {
+                target: DependencyTarget::Object(ObjRef {
+                    cluster: c.name.clone(),
+                    group: "install.istio.io".into(),
+                    kind: "IstioOperator".into(),
+                    namespace: lc.istio_namespace.clone(),
+                    name: format!("{}-control-plane", lc.name),
+                }),
+                location: model
+                    .cloud_locations
+                    .get(&lc.name)
+                    .cloned()
+                    .unwrap_or_else(|| Location {
+                        file: String::new(),
+                        line: 0,
+                        col: 0,
+                        line_text: String::new(),
+                        width: 0,
+                    }),
+            });
+        }
+        let (name, edit, mode) = match c.dns {
+            crate::model::DnsMode::Corefile => (
+                "coredns",
+                Edit::Corefile(blocks.values().cloned().collect()),
+                "corefile",
+            ),
+            crate::model::DnsMode::Custom => (
+                "coredns-custom",
+                Edit::DataKeys(
+                    blocks
+                        .iter()
+                        .map(|(s, b)| (format!("{s}.server"), b.clone()))
+                        .collect(),
+                ),
+                "data-keys",
+            ),
+        };
+        let location = depends_on
+            .first()
+            .map(|d: &Dependency| d.location.clone())
+            .unwrap_or_else(|| c.location.clone());
+        out.push(DesiredObject {
+            id: ObjRef {
+                cluster: c.name.clone(),
+                group: String::new(),
+                kind: "ConfigMap".into(),
+                namespace: "kube-system".into(),
+                name: name.into(),
+            },
+            api_version: "v1".into(),
+            object: json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "namespace": "kube-system" } }),
+            source: format!("logical_clouds.{}", clouds[0].name),
+            depends_on,
+            location,
+            allocated: BTreeMap::from([("edit".to_string(), mode.to_string())]),
+            edit: Some(edit),
+            revert: false,
+        });
+    }
+    out
 }
 
 fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {

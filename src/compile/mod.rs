@@ -4,8 +4,10 @@
 //! without a namespace goes to `default`, as with kubectl) and where two blocks that would
 //! write the same object are caught. It reads no cluster.
 
+pub mod edit;
 mod logical_cloud;
 
+pub use edit::Edit;
 pub use logical_cloud::{stub_domain_block, Allocations};
 
 use crate::diag::{Diagnostic, Diagnostics, Location};
@@ -29,12 +31,19 @@ pub struct DesiredObject {
     pub location: Location,
     /// Values dcm chose for this object, recorded in the state (ServiceEntry addresses).
     pub allocated: BTreeMap<String, String>,
+    /// Set for objects dcm edits but does not own: `object` is only a skeleton until
+    /// [`resolve_edits`] merges dcm's part into the live object.
+    pub edit: Option<Edit>,
+    /// Set for an edit being taken back (dcm's part removed, the rest kept).
+    pub revert: bool,
 }
 
 /// Every desired object, ordered by identity.
 #[derive(Debug, Clone, Default)]
 pub struct Desired {
     pub objects: Vec<DesiredObject>,
+    /// Edits to take back (filled by [`resolve_edits`]); not part of the graph.
+    pub reverts: Vec<DesiredObject>,
 }
 
 impl Desired {
@@ -64,6 +73,8 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
                     depends_on: res.depends_on.clone(),
                     location: m.location.clone(),
                     allocated: BTreeMap::new(),
+                    edit: None,
+                    revert: false,
                 };
                 add(&mut by_id, d, &m.origin, &mut diags);
             }
@@ -78,7 +89,72 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
     }
     Ok(Desired {
         objects: by_id.into_values().collect(),
+        reverts: Vec::new(),
     })
+}
+
+/// Turns every edit into the whole object it must be, given the live objects; and, from
+/// the state, adds a revert for every edit the file no longer wants (all of them when
+/// destroying).
+pub fn resolve_edits(
+    desired: &mut Desired,
+    live: &std::collections::BTreeMap<ObjRef, Value>,
+    state: Option<&crate::state::State>,
+    destroy: bool,
+) -> Result<(), Diagnostics> {
+    let mut diags = Vec::new();
+    let current = |id: &ObjRef| {
+        live.get(id)
+            .map(|v| crate::target::normalize_live(v.clone()))
+    };
+    for o in desired.objects.iter_mut() {
+        let Some(e) = &o.edit else { continue };
+        match edit::resolve(e, &o.object, current(&o.id).as_ref()) {
+            Ok(v) => o.object = v,
+            Err(msg) => diags.push(
+                Diagnostic::new(format!(
+                    "cannot edit {} in cluster `{}`: {msg}",
+                    o.id, o.id.cluster
+                ))
+                .at(o.location.clone()),
+            ),
+        }
+    }
+    for entry in state.map(|s| s.objects.as_slice()).unwrap_or(&[]) {
+        let id = entry.id();
+        if entry.origin != crate::state::Origin::Edited || (!destroy && desired.get(&id).is_some())
+        {
+            continue;
+        }
+        let Some(live) = current(&id) else { continue };
+        let empty = match entry.allocated.get("edit").map(String::as_str) {
+            Some("data-keys") => Edit::DataKeys(BTreeMap::new()),
+            _ => Edit::Corefile(String::new()),
+        };
+        let object = edit::resolve(&empty, &live, Some(&live)).unwrap_or(live);
+        desired.reverts.push(DesiredObject {
+            id,
+            api_version: entry.api_version.clone(),
+            object,
+            source: "state".into(),
+            depends_on: Vec::new(),
+            location: Location {
+                file: String::new(),
+                line: 0,
+                col: 0,
+                line_text: String::new(),
+                width: 0,
+            },
+            allocated: entry.allocated.clone(),
+            edit: Some(empty),
+            revert: true,
+        });
+    }
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(diags))
+    }
 }
 
 fn add(

@@ -60,7 +60,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let store = StateStore::open(&global.state, verb)?;
     let state = store.existed().then_some(&store.state);
     let loaded = load(&file, state)?;
-    let fresh = make_plan(
+    let (fresh, resolved) = make_plan(
         &loaded,
         state,
         &file,
@@ -96,7 +96,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let store = Arc::new(Mutex::new(store));
     let report = runtime()?.block_on(crate::apply::apply(
         &fresh,
-        &loaded.desired,
+        &resolved,
         &loaded.graph,
         &loaded.targets()?,
         store,

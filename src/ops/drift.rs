@@ -1,8 +1,10 @@
 //! `drift`: compares the live objects with what dcm last applied. Changes nothing.
 
 use super::{load, runtime, Error, Exit, Global};
+use crate::compile::edit::{contribution_sha, Edit};
 use crate::diff::{unified, DiffLine};
 use crate::object::object_sha256;
+use crate::state::Origin;
 use crate::target::normalize_live;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -49,7 +51,17 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     for e in &state.objects {
         let id = e.id();
         let current = live.get(&id).map(|v| normalize_live(v.clone()));
-        let live_sha = current.as_ref().map(object_sha256);
+        // For an object dcm only edits, only dcm's part can drift.
+        let live_sha = current.as_ref().map(|l| match e.origin {
+            Origin::Edited => {
+                let kind = match e.allocated.get("edit").map(String::as_str) {
+                    Some("data-keys") => Edit::DataKeys(Default::default()),
+                    _ => Edit::Corefile(String::new()),
+                };
+                contribution_sha(&kind, l)
+            }
+            _ => object_sha256(l),
+        });
         let kind = match (&current, &live_sha) {
             _ if e.pending => "unknown",
             (None, _) => "deleted",

@@ -1,6 +1,7 @@
 //! `validate`, `plan` and `graph`.
 
 use super::{load, runtime, Error, Exit, Global, Loaded};
+use crate::compile::Desired;
 use crate::plan::{self, render, Plan, PlanInputs};
 use crate::state::State;
 use std::path::{Path, PathBuf};
@@ -48,18 +49,20 @@ pub fn graph(file: &Path) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
-/// Refreshes and plans against `state` (shared by plan, apply and destroy).
+/// Refreshes and plans against `state` (shared by plan, apply and destroy). Returns the
+/// plan and the desired objects with edits resolved against the live ones (what apply writes).
 ///
 /// 1. make the targets of the file's clusters;
 /// 2. read every live object the file wants or the state records;
-/// 3. diff into a plan.
+/// 3. resolve edits of objects dcm does not own against what is live;
+/// 4. diff into a plan.
 pub(crate) fn make_plan(
     loaded: &Loaded,
     state: Option<&State>,
     file: &Path,
     global: &Global,
     destroy: bool,
-) -> Result<Plan, Error> {
+) -> Result<(Plan, Desired), Error> {
     let targets = loaded.targets()?;
     let mut ids: Vec<_> = loaded
         .desired
@@ -71,14 +74,17 @@ pub(crate) fn make_plan(
         ids.extend(s.objects.iter().map(|e| e.id()));
     }
     let live = runtime()?.block_on(crate::refresh::read_live(&targets, ids, global.parallelism))?;
-    Ok(plan::build(&PlanInputs {
-        desired: &loaded.desired,
+    let mut desired = loaded.desired.clone();
+    crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
+    let plan = plan::build(&PlanInputs {
+        desired: &desired,
         graph: &loaded.graph,
         state,
         live: &live,
         config: file.display().to_string(),
         destroy,
-    }))
+    });
+    Ok((plan, desired))
 }
 
 /// `dcm plan`: what apply would do.
@@ -90,7 +96,7 @@ pub(crate) fn make_plan(
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
-    let p = make_plan(&loaded, state.as_ref(), &opts.file, global, false)?;
+    let (p, _) = make_plan(&loaded, state.as_ref(), &opts.file, global, false)?;
     match opts.format {
         PlanFormat::Text => print!("{}", render::text(&p, global.style)),
         PlanFormat::Json => print!("{}", render::json(&p)),

@@ -49,6 +49,9 @@ pub struct Change {
     /// A NoOp that still updates the state (the object matches but is not yet recorded).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// After the write, the object leaves the state (an edit taken back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forget_after: bool,
     /// Why this change is what it is, for the reviewer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -187,68 +190,20 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         &inputs.desired.objects[..]
     };
 
-    for d in desired {
-        let entry = state.get(&d.id);
+    for d in desired.iter().chain(&inputs.desired.reverts) {
         let live = inputs.live.get(&d.id).map(|v| normalize_live(v.clone()));
-        let after = object_sha256(&d.object);
-        let mut notes = Vec::new();
-        let (action, origin, record, diff, before) = match &live {
-            None => {
-                if entry.is_some_and(|e| !e.pending) {
-                    notes.push("it was deleted outside dcm; it will be created again".to_string());
-                }
-                let origin = entry.map(|e| e.origin).unwrap_or(Origin::Created);
-                (Action::Create, origin, true, whole(&d.object, '+'), None)
-            }
-            Some(l) => {
-                let before = object_sha256(l);
-                let origin = entry.map(|e| e.origin).unwrap_or(Origin::Adopted);
-                if entry.is_none() {
-                    notes.push(
-                        "it already exists and dcm did not create it: dcm takes it over, and will forget it rather than delete it when it leaves the file"
-                            .to_string(),
-                    );
-                } else if entry.is_some_and(|e| !e.pending && e.sha256 != before) {
-                    notes.push("it changed outside dcm since the last apply".to_string());
-                }
-                if before == after {
-                    let record = entry.is_none_or(|e| e.pending || e.sha256 != after);
-                    (Action::NoOp, origin, record, Vec::new(), Some(before))
-                } else {
-                    (
-                        Action::Update,
-                        origin,
-                        true,
-                        unified(l, &d.object),
-                        Some(before),
-                    )
-                }
-            }
-        };
-        if action == Action::NoOp && !record {
-            continue;
+        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref()) {
+            changes.insert(d.id.address(), c);
         }
-        if action == Action::NoOp {
-            notes.retain(|n| !n.starts_with("it changed"));
-        }
-        changes.insert(
-            d.id.address(),
-            Change {
-                address: d.id.address(),
-                action,
-                before_sha256: before,
-                after_sha256: Some(after),
-                origin: Some(origin),
-                record,
-                notes,
-                after: Vec::new(),
-                diff,
-            },
-        );
     }
 
     // Objects the state has that the file no longer wants (or everything, for destroy).
-    let wanted: BTreeSet<ObjRef> = desired.iter().map(|d| d.id.clone()).collect();
+    // Edits being taken back were planned above, as reverts.
+    let wanted: BTreeSet<ObjRef> = desired
+        .iter()
+        .chain(&inputs.desired.reverts)
+        .map(|d| d.id.clone())
+        .collect();
     for e in &state.objects {
         let id = e.id();
         if wanted.contains(&id) {
@@ -265,7 +220,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 Vec::new(),
                 None,
             ),
-            (Some(l), Origin::Adopted) => (
+            (Some(l), Origin::Adopted | Origin::Edited) => (
                 Action::Forget,
                 vec![
                     "dcm did not create it: it stays in the cluster and leaves the state"
@@ -292,6 +247,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 after_sha256: None,
                 origin: None,
                 record: false,
+                forget_after: false,
                 notes,
                 after: Vec::new(),
                 diff,
@@ -322,6 +278,100 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         summary,
         changes: changes.into_values().collect(),
     }
+}
+
+/// The hash the state keeps for an object: of the whole object, or of dcm's part of an
+/// object it only edits.
+pub fn recorded_sha(d: &crate::compile::DesiredObject) -> String {
+    match &d.edit {
+        Some(e) => crate::compile::edit::contribution_sha(e, &d.object),
+        None => object_sha256(&d.object),
+    }
+}
+
+/// The change for one object the file wants (or one edit being taken back).
+fn plan_desired(
+    d: &crate::compile::DesiredObject,
+    entry: Option<&crate::state::StateEntry>,
+    live: Option<&Value>,
+) -> Option<Change> {
+    let after = object_sha256(&d.object);
+    let recorded = recorded_sha(d);
+    let mut notes = Vec::new();
+    let edit = d.edit.as_ref();
+    let (mut action, origin, record, diff, before) = match live {
+        None => {
+            if entry.is_some_and(|e| !e.pending) {
+                notes.push("it was deleted outside dcm; it will be created again".to_string());
+            }
+            let origin = entry.map(|e| e.origin).unwrap_or(Origin::Created);
+            (Action::Create, origin, true, whole(&d.object, '+'), None)
+        }
+        Some(l) => {
+            let before = object_sha256(l);
+            let origin = match (edit, entry) {
+                (Some(_), _) => Origin::Edited,
+                (None, Some(e)) => e.origin,
+                (None, None) => Origin::Adopted,
+            };
+            let live_part = match edit {
+                Some(e) => crate::compile::edit::contribution_sha(e, l),
+                None => before.clone(),
+            };
+            if entry.is_none() && edit.is_none() {
+                notes.push(
+                    "it already exists and dcm did not create it: dcm takes it over, and will forget it rather than delete it when it leaves the file"
+                        .to_string(),
+                );
+            } else if entry.is_some_and(|e| !e.pending && e.sha256 != live_part) {
+                notes.push("it changed outside dcm since the last apply".to_string());
+            }
+            if before == after {
+                let record = entry.is_none_or(|e| e.pending || e.sha256 != recorded);
+                (Action::NoOp, origin, record, Vec::new(), Some(before))
+            } else {
+                if edit.is_some() && !d.revert {
+                    notes.push(
+                        "dcm changes only its own part of this object; every other byte is kept"
+                            .to_string(),
+                    );
+                }
+                (
+                    Action::Update,
+                    origin,
+                    true,
+                    unified(l, &d.object),
+                    Some(before),
+                )
+            }
+        }
+    };
+    if d.revert {
+        notes.retain(|n| !n.starts_with("it changed"));
+        if action == Action::NoOp {
+            action = Action::Forget;
+            notes.push("dcm's part is already gone; it leaves the state".to_string());
+        } else {
+            notes.push("dcm takes its part back out; every other byte is kept".to_string());
+        }
+    } else if action == Action::NoOp {
+        if !record {
+            return None;
+        }
+        notes.retain(|n| !n.starts_with("it changed"));
+    }
+    Some(Change {
+        address: d.id.address(),
+        action,
+        before_sha256: before,
+        after_sha256: (!d.revert || action == Action::Update).then_some(after),
+        origin: (!d.revert).then_some(origin),
+        record: record && !d.revert,
+        forget_after: d.revert,
+        notes,
+        after: Vec::new(),
+        diff,
+    })
 }
 
 /// Fills in `after`: creates and updates wait for the changes of what they depend on;

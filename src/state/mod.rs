@@ -24,6 +24,9 @@ pub enum Origin {
     Created,
     /// It existed before dcm applied it: removing it from the file only forgets it.
     Adopted,
+    /// dcm edits only its own part of it (e.g. stub domains in CoreDNS's Corefile); its
+    /// hash is of that part, and removal takes that part back out.
+    Edited,
 }
 
 /// One object in the state.

@@ -88,7 +88,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let tmp_prefix = format!(".{file_name}.tmp-");
+    let tmp = dir.join(format!("{tmp_prefix}{}", std::process::id()));
+    // A run killed mid-write leaves its temp file; the next write of the same file
+    // sweeps it, so the directory holds only objects.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&tmp_prefix))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -209,6 +222,21 @@ mod tests {
             "empty directories are tidied"
         );
         t.delete(&cm).await.unwrap();
+    }
+
+    #[test]
+    fn a_write_sweeps_temp_files_left_by_a_killed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.yaml");
+        std::fs::write(dir.path().join(".x.yaml.tmp-99999"), "half").unwrap();
+        std::fs::write(dir.path().join(".other.yaml.tmp-1"), "not ours").unwrap();
+        write_atomically(&path, b"whole").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".other.yaml.tmp-1", "x.yaml"]);
     }
 
     #[tokio::test]

@@ -37,9 +37,18 @@ clusters = ["cluster2"]
 ports = [{ name = "http1", number = 9080, protocol = "HTTP" }]
 "#;
 
+/// CoreDNS's ConfigMap as a cluster ships it (dcm edits it; it never owns it).
+pub const STOCK_COREDNS: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: coredns\n  namespace: kube-system\ndata:\n  Corefile: |\n    .:53 {\n        errors\n        health {\n           lameduck 5s\n        }\n        kubernetes cluster.local in-addr.arpa ip6.arpa {\n           pods insecure\n           fallthrough in-addr.arpa ip6.arpa\n        }\n        forward . /etc/resolv.conf\n        cache 30\n    }\n";
+
 fn cloud_project() -> Project {
     let p = Project::new();
     p.write("dcm.toml", CLOUD);
+    for c in ["cluster1", "cluster2"] {
+        p.write(
+            &format!("out/{c}/kube-system/configmap/coredns.yaml"),
+            STOCK_COREDNS,
+        );
+    }
     let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
     for f in [
         "root-cert.pem",
@@ -142,4 +151,127 @@ fn ca_keys_never_appear_in_plans_or_state() {
     // The cacerts Secret in the cluster holds it, base64-encoded, as Istio expects.
     let secret = p.read("out/cluster1/istio-lc1/secret/cacerts.yaml");
     assert!(secret.contains("ca-key.pem: LS0tLS1CRUdJTi"), "{secret}");
+}
+
+fn corefile(p: &Project, cluster: &str) -> String {
+    let yaml = p.read(&format!("out/{cluster}/kube-system/configmap/coredns.yaml"));
+    let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    v["data"]["Corefile"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn stub_domains_are_a_surgical_edit_of_the_corefile() {
+    let p = cloud_project();
+    let original = corefile(&p, "cluster1");
+    let with_lc2 = format!(
+        "{CLOUD}\n[logical_clouds.lc2]\nclusters = [\"cluster1\", \"cluster2\"]\ndns_forward = {{ cluster1 = \"10.96.0.54\", cluster2 = \"10.97.0.54\" }}\n"
+    );
+    p.write("dcm.toml", &with_lc2);
+    let plan = p.dcm(&["plan"]).expect(0);
+    assert!(
+        plan.stdout
+            .contains("~ cluster1/core/ConfigMap/kube-system/coredns will be updated in place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("dcm changes only its own part of this object"),
+        "{}",
+        plan.stdout
+    );
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    let edited = corefile(&p, "cluster1");
+    assert!(
+        edited.starts_with(&original),
+        "every byte before dcm's region is kept:\n{edited}"
+    );
+    assert!(
+        edited.contains("lc1:53 {\n    errors\n    cache 30\n    forward . 10.96.0.53:53\n}\n"),
+        "{edited}"
+    );
+    assert!(
+        edited.contains("lc2:53 {\n    errors\n    cache 30\n    forward . 10.96.0.54:53\n}\n"),
+        "{edited}"
+    );
+    let state = p.state();
+    let entry = state["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == "cluster1/core/ConfigMap/kube-system/coredns")
+        .unwrap();
+    assert_eq!(
+        entry["origin"], "edited",
+        "recorded as an edit, not a creation"
+    );
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+
+    // Someone else edits the rest of the Corefile: not drift, and dcm keeps their change.
+    let path = "out/cluster1/kube-system/configmap/coredns.yaml";
+    p.edit(path, "cache 30\n    }", "cache 60\n    }");
+    p.dcm(&["drift"]).expect(0);
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+
+    // Removing a cloud removes exactly its block.
+    p.write("dcm.toml", CLOUD);
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    let after = corefile(&p, "cluster1");
+    assert!(
+        after.contains("lc1:53") && !after.contains("lc2:53"),
+        "{after}"
+    );
+    assert!(after.contains("cache 60"), "the other edit survives");
+
+    // Destroy takes dcm's part back out and never deletes the ConfigMap.
+    p.dcm(&["destroy", "--auto-approve"]).expect(0);
+    assert_eq!(
+        corefile(&p, "cluster1"),
+        original.replace("cache 30\n}", "cache 60\n}")
+    );
+    assert_eq!(corefile(&p, "cluster2"), original, "byte for byte");
+    assert!(p.state_addresses().is_empty());
+}
+
+#[test]
+fn custom_dns_mode_writes_coredns_custom_keys_and_keeps_foreign_ones() {
+    let p = cloud_project();
+    p.write(
+        "dcm.toml",
+        &CLOUD.replace(
+            "gateway = \"192.0.2.10:15443\"",
+            "gateway = \"192.0.2.10:15443\"\ndns = \"custom\"",
+        ),
+    );
+    p.write(
+        "out/cluster1/kube-system/configmap/coredns-custom.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: coredns-custom\n  namespace: kube-system\ndata:\n  log.override: |\n    log\n",
+    );
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    let yaml = p.read("out/cluster1/kube-system/configmap/coredns-custom.yaml");
+    assert!(
+        yaml.contains("lc1.server: |") && yaml.contains("forward . 10.96.0.53:53"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("log.override"), "{yaml}");
+    assert!(
+        !p.read("out/cluster1/kube-system/configmap/coredns.yaml")
+            .contains("lc1:53"),
+        "corefile mode is per cluster"
+    );
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    p.dcm(&["destroy", "--auto-approve"]).expect(0);
+    let yaml = p.read("out/cluster1/kube-system/configmap/coredns-custom.yaml");
+    assert!(
+        yaml.contains("log.override") && !yaml.contains("lc1.server"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn a_missing_coredns_configmap_is_a_clear_error() {
+    let p = cloud_project();
+    std::fs::remove_file(p.path("out/cluster2/kube-system/configmap/coredns.yaml")).unwrap();
+    let r = p.dcm(&["plan"]).expect(1);
+    assert!(r.stderr.contains("cannot edit cluster2/core/ConfigMap/kube-system/coredns in cluster `cluster2`: there is no ConfigMap kube-system/coredns"), "{}", r.stderr);
 }
