@@ -296,3 +296,42 @@ fn graph_validate_state_commands_and_completions() {
         "{help}"
     );
 }
+
+/// Copies a directory tree.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_example_applies_and_converges() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut tomls: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    tomls.sort();
+    assert!(tomls.len() >= 2, "{tomls:?}");
+    for toml in tomls {
+        let p = Project::new();
+        for dir in ["manifests", "certs"] {
+            copy_tree(&root.join(dir), &p.path(dir));
+        }
+        copy_tree(&root.join("live"), &p.path("out"));
+        std::fs::copy(root.join(&toml), p.path(&toml)).unwrap();
+        p.dcm(&["validate", "-f", &toml]).expect(0);
+        p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
+        p.dcm(&["plan", "--detailed-exitcode", "-f", &toml])
+            .expect(0);
+        p.dcm(&["drift", "-f", &toml]).expect(0);
+    }
+}
