@@ -67,6 +67,17 @@ pub struct Location {
 }
 
 impl Location {
+    /// No place in a file (for objects that come from the state rather than the file).
+    pub fn none() -> Location {
+        Location {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            line_text: String::new(),
+            width: 0,
+        }
+    }
+
     /// A location known only by line and column (e.g. from a YAML parser).
     pub fn from_line_col(file: &str, text: &str, line: usize, col: usize) -> Location {
         let line_text = text

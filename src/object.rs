@@ -59,6 +59,7 @@ impl ObjRef {
 }
 
 impl ObjRef {
+    /// The address's parts, with `core` and `_cluster` filled in: what it prints and sorts by.
     fn sort_key(&self) -> (&str, &str, &str, &str, &str) {
         let group = if self.group.is_empty() {
             "core"
@@ -88,21 +89,8 @@ impl PartialOrd for ObjRef {
 
 impl fmt::Display for ObjRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let group = if self.group.is_empty() {
-            "core"
-        } else {
-            &self.group
-        };
-        let ns = if self.namespace.is_empty() {
-            "_cluster"
-        } else {
-            &self.namespace
-        };
-        write!(
-            f,
-            "{}/{}/{}/{}/{}",
-            self.cluster, group, self.kind, ns, self.name
-        )
+        let (cluster, group, kind, ns, name) = self.sort_key();
+        write!(f, "{cluster}/{group}/{kind}/{ns}/{name}")
     }
 }
 

@@ -132,13 +132,7 @@ pub fn compile(
             .cloud_locations
             .get(&lc.name)
             .cloned()
-            .unwrap_or_else(|| Location {
-                file: String::new(),
-                line: 0,
-                col: 0,
-                line_text: String::new(),
-                width: 0,
-            });
+            .unwrap_or_else(Location::none);
         let mut out = Out {
             objects: Vec::new(),
             location: &location,
@@ -193,13 +187,7 @@ fn dns_stub_domains(model: &Model, diags: &mut Vec<Diagnostic>) -> Vec<DesiredOb
                     .cloud_locations
                     .get(&lc.name)
                     .cloned()
-                    .unwrap_or_else(|| Location {
-                        file: String::new(),
-                        line: 0,
-                        col: 0,
-                        line_text: String::new(),
-                        width: 0,
-                    }),
+                    .unwrap_or_else(Location::none),
             });
         }
         let (name, edit, mode) = match c.dns {

@@ -111,14 +111,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
                 style.bold(&format!("{} {what}", d.address))
             );
             for l in &d.diff {
-                let line = format!("{} {}", l.tag, l.text);
-                let painted = match l.tag {
-                    '+' => style.green(&line),
-                    '-' => style.red(&line),
-                    '@' => style.cyan(&l.text),
-                    _ => line,
-                };
-                println!("      {painted}");
+                println!("      {}", crate::plan::render::paint_diff_line(l, style));
             }
         }
         println!("\nRun `dcm plan` to see what apply would do to restore them.");

@@ -16,6 +16,17 @@ fn headline(c: &Change) -> String {
     format!("{} {what}", c.address)
 }
 
+/// One diff line as a terminal shows it: `+` green, `-` red, hunk headers cyan.
+pub fn paint_diff_line(l: &crate::diff::DiffLine, style: Style) -> String {
+    let line = format!("{} {}", l.tag, l.text);
+    match l.tag {
+        '+' => style.green(&line),
+        '-' => style.red(&line),
+        '@' => style.cyan(&l.text),
+        _ => line,
+    }
+}
+
 /// The summary line pinned by the design: `Plan: X to add, Y to change, Z to destroy.`
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -64,14 +75,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
             out.push_str(&format!("    # ({n})\n"));
         }
         for l in &c.diff {
-            let line = format!("{} {}", l.tag, l.text);
-            let painted = match l.tag {
-                '+' => style.green(&line),
-                '-' => style.red(&line),
-                '@' => style.cyan(&l.text),
-                _ => line,
-            };
-            out.push_str(&format!("      {painted}\n"));
+            out.push_str(&format!("      {}\n", paint_diff_line(l, style)));
         }
     }
     out.push('\n');
