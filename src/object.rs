@@ -238,6 +238,30 @@ pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks `apiVersion` and `kind`: they name files in directory targets and parts of
+/// addresses, so they must be what Kubernetes allows (`group/version` with a DNS group and
+/// an alphanumeric version; an alphanumeric kind starting with a letter), never a path.
+pub fn check_type(api_version: &str, kind: &str) -> Result<(), String> {
+    let (group, version) = split_api_version(api_version);
+    if !group.is_empty() && check_dns_subdomain(group).is_err() {
+        return Err(format!(
+            "apiVersion `{api_version}` has an invalid group `{group}`"
+        ));
+    }
+    let alnum = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
+    if !alnum(version) || api_version.matches('/').count() > 1 {
+        return Err(format!(
+            "apiVersion `{api_version}` must be `version` or `group/version`"
+        ));
+    }
+    if !alnum(kind) || !kind.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(format!(
+            "kind `{kind}` must be letters and digits, starting with a letter"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an object's name by the rule its kind uses. RBAC objects may use any path
 /// segment (e.g. `system:controller`); everything else must be a DNS subdomain.
 pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), String> {
@@ -287,6 +311,17 @@ mod tests {
         assert!(check_dns_subdomain("a..b").is_err());
         assert!(check_object_name("rbac.authorization.k8s.io", "ClusterRole", "system:x").is_ok());
         assert!(check_object_name("", "Namespace", "a.b").is_err());
+    }
+
+    #[test]
+    fn types_that_could_name_a_path_are_refused() {
+        assert!(check_type("v1", "ConfigMap").is_ok());
+        assert!(check_type("networking.istio.io/v1beta1", "ServiceEntry").is_ok());
+        assert!(check_type("v1", "../../etc").is_err());
+        assert!(check_type("v1", "Config/Map").is_err());
+        assert!(check_type("../x/v1", "ConfigMap").is_err());
+        assert!(check_type("a/b/v1", "ConfigMap").is_err());
+        assert!(check_type("v1/", "ConfigMap").is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::Manifest;
 use crate::diag::{Diagnostic, Location, SourceFile};
-use crate::object::{check_dns_label, check_object_name, split_api_version};
+use crate::object::{check_dns_label, check_object_name, check_type, split_api_version};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -115,6 +115,9 @@ fn check_and_push(
                 missing.join(", ")
             ),
         );
+    }
+    if let Err(why) = check_type(api_version, kind) {
+        return fail(diags, why);
     }
     let (group, _) = split_api_version(api_version);
     if let Err(why) = check_object_name(group, kind, name) {

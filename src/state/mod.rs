@@ -195,6 +195,21 @@ pub fn read(path: &Path) -> Result<Option<State>, StateError> {
                 e.address
             )));
         }
+        // Entries name files to delete: refuse anything that is not a Kubernetes identity.
+        let (group, _) = split_api_version(&e.api_version);
+        let valid = crate::object::check_type(&e.api_version, &e.kind)
+            .and_then(|_| crate::object::check_dns_label(&e.cluster))
+            .and_then(|_| crate::object::check_object_name(group, &e.kind, &e.name))
+            .and_then(|_| match e.namespace.as_str() {
+                "" => Ok(()),
+                ns => crate::object::check_dns_label(ns),
+            });
+        if let Err(why) = valid {
+            return Err(corrupt(format!(
+                "entry `{}` is not a valid object: {why}",
+                e.address
+            )));
+        }
     }
     Ok(Some(state))
 }
@@ -308,6 +323,22 @@ mod tests {
             first,
             "backup is the state before the run"
         );
+    }
+
+    #[test]
+    fn entries_that_would_name_a_path_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dcm.state.json");
+        let mut bad = entry("x");
+        bad.kind = "..".into();
+        bad.address = bad.id().address();
+        let state = State {
+            objects: vec![bad],
+            ..State::new()
+        };
+        std::fs::write(&path, serde_json::to_string(&state).unwrap()).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("is not a valid object"), "{err}");
     }
 
     #[test]

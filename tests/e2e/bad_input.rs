@@ -252,3 +252,23 @@ fn bad_flags_exit_1_not_2() {
     assert!(r.stderr.contains("error:"), "{}", r.stderr);
     p.dcm(&["plan", "--no-such-flag"]).expect(1);
 }
+
+#[test]
+fn a_kind_or_api_version_that_names_a_path_is_refused() {
+    let p = Project::two_clusters();
+    p.write(
+        "manifests/app.yaml",
+        "apiVersion: v1\nkind: ../../../escaped\nmetadata:\n  name: x\n",
+    );
+    refused(
+        &p,
+        &["manifests/app.yaml (document 1): kind `../../../escaped` must be letters and digits"],
+    );
+    assert!(!p.path("../escaped").exists());
+    let p = Project::two_clusters();
+    p.write(
+        "manifests/app.yaml",
+        "apiVersion: ../v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    );
+    refused(&p, &["apiVersion `../v1` has an invalid group `..`"]);
+}
