@@ -88,19 +88,25 @@ impl State {
         }
     }
 
+    /// The entry of object `id`. Entries are kept sorted, so this is a binary search.
     pub fn get(&self, id: &ObjRef) -> Option<&StateEntry> {
-        self.objects.iter().find(|e| &e.id() == id)
+        self.objects
+            .binary_search_by(|e| e.id().cmp(id))
+            .ok()
+            .map(|i| &self.objects[i])
     }
 
     pub fn get_address(&self, address: &str) -> Option<&StateEntry> {
         self.objects.iter().find(|e| e.address == address)
     }
 
-    /// Adds or replaces the entry for the same object.
+    /// Adds or replaces the entry for the same object, keeping entries sorted.
     pub fn upsert(&mut self, entry: StateEntry) {
-        self.objects.retain(|e| e.address != entry.address);
-        self.objects.push(entry);
-        self.objects.sort_by_key(StateEntry::id);
+        let id = entry.id();
+        match self.objects.binary_search_by(|e| e.id().cmp(&id)) {
+            Ok(i) => self.objects[i] = entry,
+            Err(i) => self.objects.insert(i, entry),
+        }
     }
 
     /// Removes an object's entry; returns whether it was there.
@@ -187,7 +193,16 @@ pub fn read(path: &Path) -> Result<Option<State>, StateError> {
         Some(_) => {}
         None => return Err(corrupt("no `version` field".into())),
     }
-    let state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+    let mut state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+    // A file edited by hand may be out of order; lookups rely on the order.
+    state.objects.sort_by_cached_key(StateEntry::id);
+    if state
+        .objects
+        .windows(2)
+        .any(|w| w[0].address == w[1].address)
+    {
+        return Err(corrupt("an object is listed twice".into()));
+    }
     for e in &state.objects {
         if e.id().address() != e.address {
             return Err(corrupt(format!(
