@@ -315,9 +315,6 @@ mod tests {
         async fn delete(&self, _: &ObjRef) -> Result<(), TargetError> {
             Ok(())
         }
-        fn describe(&self) -> String {
-            "fake".into()
-        }
     }
 
     fn loaded(toml: &str) -> (crate::model::Model, Desired, Graph) {

@@ -27,19 +27,6 @@ pub struct Graph {
     pub order: Vec<usize>,
 }
 
-impl Graph {
-    /// `dependents[i]`: the objects that need object `i`.
-    pub fn dependents(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.deps.len()];
-        for (i, ds) in self.deps.iter().enumerate() {
-            for &d in ds {
-                out[d].push(i);
-            }
-        }
-        out
-    }
-}
-
 /// Builds the graph of the desired objects, or reports dangling object references and
 /// cycles.
 pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {

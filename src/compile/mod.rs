@@ -14,7 +14,7 @@ use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::model::{Dependency, Model};
 use crate::object::{is_builtin_cluster_scoped, split_api_version, ObjRef};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One object dcm wants to exist in one cluster.
 #[derive(Debug, Clone)]
@@ -288,15 +288,6 @@ fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Va
         api_version,
         object,
     )
-}
-
-/// The clusters named by any object of `desired`.
-pub fn clusters_of(desired: &Desired) -> BTreeSet<String> {
-    desired
-        .objects
-        .iter()
-        .map(|o| o.id.cluster.clone())
-        .collect()
 }
 
 #[cfg(test)]

@@ -81,7 +81,9 @@ impl Lock {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         }
-        loop {
+        // Each retry means the file was replaced under us; a few are plenty unless
+        // something keeps replacing it, which is reported rather than spun on.
+        for _ in 0..20 {
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -125,6 +127,10 @@ impl Lock {
             file.sync_all().map_err(|e| io(&path, e))?;
             return Ok(Lock { file, path });
         }
+        Err(io(
+            &path,
+            std::io::Error::other("the lock file keeps being replaced while dcm tries to lock it"),
+        ))
     }
 }
 

@@ -14,16 +14,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct DirTarget {
-    cluster: String,
     root: PathBuf,
 }
 
 impl DirTarget {
-    pub fn new(cluster: &str, root: PathBuf) -> Self {
-        DirTarget {
-            cluster: cluster.to_string(),
-            root,
-        }
+    pub fn new(root: PathBuf) -> Self {
+        DirTarget { root }
     }
 
     /// The file that holds object `id`.
@@ -156,14 +152,6 @@ impl Target for DirTarget {
         }
         Ok(())
     }
-
-    fn describe(&self) -> String {
-        format!(
-            "cluster `{}` (directory {})",
-            self.cluster,
-            self.root.display()
-        )
-    }
 }
 
 #[cfg(test)]
@@ -183,7 +171,7 @@ mod tests {
 
     #[test]
     fn layout_matches_the_design() {
-        let t = DirTarget::new("c1", PathBuf::from("D"));
+        let t = DirTarget::new(PathBuf::from("D"));
         assert_eq!(
             t.path_of(&id("", "ConfigMap", "kube-system", "coredns")),
             PathBuf::from("D/kube-system/configmap/coredns.yaml")
@@ -206,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn write_read_delete_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let t = DirTarget::new("c1", dir.path().to_path_buf());
+        let t = DirTarget::new(dir.path().to_path_buf());
         let cm = id("", "ConfigMap", "default", "x");
         let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"},"data":{"on":"yes","n":"1.0","multi":"a\nb\n"}});
         t.apply(&cm, &obj).await.unwrap();
@@ -242,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_holding_another_object_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let t = DirTarget::new("c1", dir.path().to_path_buf());
+        let t = DirTarget::new(dir.path().to_path_buf());
         let cm = id("", "ConfigMap", "default", "x");
         write_atomically(
             &t.path_of(&cm),

@@ -39,8 +39,6 @@ pub trait Target: Send + Sync {
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
-    /// Where this target is, for messages (`directory out/c1`).
-    fn describe(&self) -> String;
 }
 
 /// The target of every cluster in the file.
@@ -64,7 +62,7 @@ impl Targets {
         let mut by_cluster: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
         for (name, c) in &model.clusters {
             let t: Arc<dyn Target> = match &c.target {
-                TargetSpec::Dir(path) => Arc::new(DirTarget::new(name, path.clone())),
+                TargetSpec::Dir(path) => Arc::new(DirTarget::new(path.clone())),
                 TargetSpec::Context(ctx) => {
                     return Err(TargetSetupError::KubernetesUnsupported {
                         cluster: name.clone(),
