@@ -272,3 +272,32 @@ fn a_kind_or_api_version_that_names_a_path_is_refused() {
     );
     refused(&p, &["apiVersion `../v1` has an invalid group `..`"]);
 }
+
+#[test]
+fn clusters_dcm_cannot_reach_are_named() {
+    let p = Project::two_clusters();
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    // cluster2 leaves the file while the state still has its objects.
+    p.write(
+        "dcm.toml",
+        &TWO_CLUSTERS
+            .replace("[clusters.cluster2]\ndir = \"out/cluster2\"\n", "")
+            .replace("[\"cluster1\", \"cluster2\"]", "[\"cluster1\"]"),
+    );
+    let r = refused(
+        &p,
+        &[
+            "the state records objects in cluster `cluster2`, which the file no longer defines",
+            "dcm state rm",
+        ],
+    );
+    assert!(!r.contains("panicked"));
+
+    // A kubeconfig context: not served by this build, said plainly.
+    let p = Project::two_clusters();
+    p.write(
+        "dcm.toml",
+        &TWO_CLUSTERS.replace("dir = \"out/cluster2\"", "context = \"kind-cluster2\""),
+    );
+    refused(&p, &["cluster `cluster2` uses kubeconfig context `kind-cluster2`, but this build of dcm writes only directory targets"]);
+}
