@@ -1,0 +1,402 @@
+//! A Kubernetes API server emulator, for tests only.
+//!
+//! No kube-apiserver can run on the machines dcm is tested on, so this crate serves the
+//! real protocol (JSON over HTTP on 127.0.0.1) well enough that kubectl, a client we did
+//! not write, works against it: discovery, OpenAPI v3, CRUD, label and field selectors,
+//! optimistic concurrency, JSON merge / strategic merge / JSON patch, server-side apply
+//! with managed fields and conflicts, `dryRun=All`, server-set fields, ClusterIP
+//! allocation, CRDs that make their kind served, and `Status` errors. Tests can inject
+//! faults and read a log of every request.
+
+mod fields;
+mod store;
+mod types;
+mod util;
+
+pub mod harness;
+
+pub use store::{Request, Response};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How an emulated cluster is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where Service ClusterIPs come from.
+    pub service_cidr: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            service_cidr: "10.96.0.0/16".into(),
+        }
+    }
+}
+
+/// What a fault does to a request it hits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Waits this long before answering normally.
+    Latency(Duration),
+    /// Answers 429 TooManyRequests with `Retry-After: <secs>`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// Answers 500 InternalError.
+    InternalError,
+    /// Answers 503 ServiceUnavailable.
+    Unavailable,
+    /// Closes the connection without an answer.
+    Drop,
+}
+
+/// Which requests a fault hits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultWhen {
+    /// An evenly spread share (0.0..=1.0) of the matching requests.
+    Share(f64),
+    /// Every matching request after the first `n`.
+    AfterRequests(u64),
+    /// The next `n` matching requests only.
+    Next(u64),
+}
+
+/// A fault for a chosen share of requests; `method` and `path_contains` narrow it down.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub when: FaultWhen,
+    pub method: Option<String>,
+    pub path_contains: Option<String>,
+    seen: u64,
+}
+
+impl Fault {
+    pub fn new(kind: FaultKind, when: FaultWhen) -> Fault {
+        Fault {
+            kind,
+            when,
+            method: None,
+            path_contains: None,
+            seen: 0,
+        }
+    }
+
+    pub fn on_method(mut self, method: &str) -> Fault {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    pub fn on_path(mut self, part: &str) -> Fault {
+        self.path_contains = Some(part.to_string());
+        self
+    }
+
+    /// Whether this (matching) request is hit; counts it.
+    fn hits(&mut self) -> bool {
+        self.seen += 1;
+        let n = self.seen;
+        match self.when {
+            FaultWhen::Share(s) => {
+                let s = s.clamp(0.0, 1.0);
+                (n as f64 * s).floor() > ((n - 1) as f64 * s).floor()
+            }
+            FaultWhen::AfterRequests(after) => n > after,
+            FaultWhen::Next(count) => n <= count,
+        }
+    }
+}
+
+/// One request as the log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub content_type: String,
+}
+
+struct Shared {
+    store: Mutex<store::Store>,
+    faults: Mutex<Vec<Fault>>,
+    log: Mutex<Vec<RequestRecord>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One emulated cluster, serving on 127.0.0.1 until dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts a cluster on a free port, on its own thread.
+    pub fn start(options: Options) -> std::io::Result<Emulator> {
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new(&options.service_cidr)),
+            faults: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let for_thread = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("emulator-{}", addr.port()))
+            .spawn(move || runtime.block_on(serve(listener, for_thread, stopped)))?;
+        Ok(Emulator {
+            addr,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates an object directly, as the cluster's own components would.
+    pub fn seed(&self, object: Value) -> Result<Value, String> {
+        lock(&self.shared.store).seed(object)
+    }
+
+    /// An object as stored (group "" for core), for assertions.
+    pub fn object(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.store).get(group, kind, namespace, name)
+    }
+
+    /// Handles a request without HTTP (for unit tests of the protocol logic).
+    pub fn handle(&self, req: &Request) -> Response {
+        lock(&self.shared.store).handle(req)
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Every request served so far, in order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.log).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Requests counted by method (`GET`, `PATCH`, ...).
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for r in lock(&self.shared.log).iter() {
+            *out.entry(r.method.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The current resourceVersion; it goes up on every write that changed something.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.store).resource_version()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle_http(req, shared.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by a fault")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle_http(
+    req: hyper::Request<Incoming>,
+    shared: Arc<Shared>,
+) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().unwrap_or_default().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (content_type, accept, user_agent) = (
+        header("content-type"),
+        header("accept"),
+        header("user-agent"),
+    );
+    let fault = {
+        let mut faults = lock(&shared.faults);
+        faults
+            .iter_mut()
+            .filter(|f| f.method.as_ref().is_none_or(|m| *m == method))
+            .filter(|f| f.path_contains.as_ref().is_none_or(|p| path.contains(p)))
+            .find_map(|f| f.hits().then(|| f.kind.clone()))
+    };
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => Vec::new(),
+    };
+    let record = |status: u16| RequestRecord {
+        method: method.clone(),
+        path: path.clone(),
+        query: raw_query.clone(),
+        status,
+        content_type: content_type.clone(),
+    };
+    let injected = match fault {
+        Some(FaultKind::Latency(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Some(FaultKind::Drop) => {
+            lock(&shared.log).push(record(0));
+            return Err(Dropped);
+        }
+        Some(FaultKind::TooManyRequests { retry_after_secs }) => {
+            let mut r = store::status_error(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+                Some(serde_json::json!({"retryAfterSeconds": retry_after_secs})),
+            );
+            r.headers
+                .push(("Retry-After".into(), retry_after_secs.to_string()));
+            Some(r)
+        }
+        Some(FaultKind::InternalError) => Some(store::status_error(
+            500,
+            "InternalError",
+            "Internal error occurred: injected by the emulator",
+            None,
+        )),
+        Some(FaultKind::Unavailable) => Some(store::status_error(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+            None,
+        )),
+        None => None,
+    };
+    let response = match injected {
+        Some(r) => r,
+        None => {
+            let query = parse_query(&raw_query);
+            let request = Request {
+                method: method.clone(),
+                path: path.clone(),
+                query,
+                content_type: content_type.clone(),
+                accept,
+                user_agent,
+                body,
+            };
+            lock(&shared.store).handle(&request)
+        }
+    };
+    lock(&shared.log).push(record(response.status));
+    let bytes = serde_json::to_vec(&response.body).unwrap_or_default();
+    let mut builder = hyper::Response::builder()
+        .status(response.status)
+        .header("content-type", "application/json")
+        .header("audit-id", util::uid());
+    for (k, v) in &response.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(bytes)))
+        .map_err(|_| Dropped)
+}
+
+fn parse_query(q: &str) -> BTreeMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,501 @@
+//! The emulator's contract: kubectl, a client we did not write, behaves against it as
+//! against a real cluster. Skipped, with the reason printed, where kubectl is absent.
+
+use k8s_emulator::harness::Clusters;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Kubectl {
+    _dir: tempfile::TempDir,
+    clusters: Clusters,
+}
+
+fn kubectl_path() -> Option<String> {
+    let candidates = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"];
+    if let Some(p) = candidates.iter().find(|p| Path::new(p).exists()) {
+        return Some(p.to_string());
+    }
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "kubectl".to_string())
+}
+
+fn start() -> Option<Kubectl> {
+    if kubectl_path().is_none() {
+        eprintln!("SKIPPED: kubectl is not installed on this machine");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clusters = Clusters::start(1, dir.path()).expect("start emulator");
+    clusters.seed_coredns().expect("seed");
+    Some(Kubectl {
+        _dir: dir,
+        clusters,
+    })
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut cmd = Command::new(kubectl_path().unwrap_or_default());
+        cmd.args(args)
+            .env("KUBECONFIG", &self.clusters.kubeconfig)
+            .env("HOME", self._dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("run kubectl");
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.unwrap_or("").as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and expects success; returns stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all, None)).expect("kubectl printed JSON")
+    }
+
+    fn emulator(&self) -> &k8s_emulator::Emulator {
+        &self.clusters.clusters[0].1
+    }
+}
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: demo
+  namespace: default
+  labels:
+    app: demo
+data:
+  key: one
+";
+
+#[test]
+fn client_side_apply_then_get_round_trips_and_reapply_changes_nothing() {
+    let Some(k) = start() else { return };
+    let out = k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    assert!(out.contains("configmap/demo created"), "{out}");
+    let cm = k.json(&["get", "configmap", "demo", "-n", "default"]);
+    assert_eq!(cm["data"]["key"], "one");
+    assert_eq!(cm["metadata"]["labels"]["app"], "demo");
+    assert!(cm["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    assert!(cm["metadata"]["creationTimestamp"].is_string());
+    let rv = cm["metadata"]["resourceVersion"].clone();
+
+    let again = k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    assert!(again.contains("configmap/demo unchanged"), "{again}");
+    let cm = k.json(&["get", "configmap", "demo"]);
+    assert_eq!(
+        cm["metadata"]["resourceVersion"], rv,
+        "a no-op apply must not write"
+    );
+
+    let changed = k.ok(
+        &["apply", "-f", "-"],
+        Some(&CONFIGMAP.replace("key: one", "key: two")),
+    );
+    assert!(changed.contains("configmap/demo configured"), "{changed}");
+    assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "two");
+
+    // Label selectors.
+    let listed = k.json(&["get", "cm", "-A", "-l", "app=demo"]);
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    let none = k.json(&["get", "cm", "-A", "-l", "app in (other)"]);
+    assert_eq!(none["items"].as_array().map(Vec::len), Some(0));
+    // The default table view prints names.
+    let table = k.ok(&["get", "cm", "-n", "kube-system"], None);
+    assert!(
+        table.contains("NAME") && table.contains("coredns"),
+        "{table}"
+    );
+}
+
+#[test]
+fn server_side_apply_conflicts_with_another_field_manager_unless_forced() {
+    let Some(k) = start() else { return };
+    let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(CONFIGMAP));
+    assert!(out.contains("serverside-applied"), "{out}");
+    let other = CONFIGMAP.replace("key: one", "key: two");
+    let conflict = k.run(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            "-",
+        ],
+        Some(&other),
+    );
+    assert!(!conflict.status.success());
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        err.contains("conflict with \"kubectl\"") && err.contains(".data.key"),
+        "{err}"
+    );
+    assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "one");
+
+    // Applying the same value is co-ownership, not a conflict.
+    k.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            "-",
+        ],
+        Some(CONFIGMAP),
+    );
+    k.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some(&other),
+    );
+    let cm = k.json(&["get", "cm", "demo", "--show-managed-fields"]);
+    assert_eq!(cm["data"]["key"], "two");
+    let managers: Vec<(String, bool)> = cm["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default().to_string(),
+                m["fieldsV1"]["f:data"]["f:key"].is_object(),
+            )
+        })
+        .collect();
+    assert!(managers.contains(&("other".into(), true)), "{managers:?}");
+    assert!(
+        managers.contains(&("kubectl".into(), false)),
+        "{managers:?}"
+    );
+
+    // A field the manager stops applying is removed.
+    let without_label = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  key: two\n";
+    k.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "other",
+            "-f",
+            "-",
+        ],
+        Some(without_label),
+    );
+    // kubectl still owns the label, so it stays.
+    assert_eq!(
+        k.json(&["get", "cm", "demo"])["metadata"]["labels"]["app"],
+        "demo"
+    );
+}
+
+#[test]
+fn kubectl_diff_shows_a_change_and_nothing_when_equal() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    let same = k.run(&["diff", "-f", "-"], Some(CONFIGMAP));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let changed = k.run(
+        &["diff", "-f", "-"],
+        Some(&CONFIGMAP.replace("key: one", "key: two")),
+    );
+    assert_eq!(
+        changed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+    let out = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        out.contains("-  key: one") && out.contains("+  key: two"),
+        "{out}"
+    );
+    // The diff was a dry run: nothing changed.
+    assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "one");
+    let sides = k.run(
+        &["diff", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&CONFIGMAP.replace("key: one", "key: three")),
+    );
+    assert_eq!(sides.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&sides.stdout).contains("+  key: three"));
+}
+
+#[test]
+fn delete_makes_get_return_not_found_and_namespaces_take_their_objects() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    let out = k.ok(&["delete", "configmap", "demo"], None);
+    assert!(out.contains("configmap \"demo\" deleted"), "{out}");
+    let gone = k.run(&["get", "configmap", "demo"], None);
+    assert!(!gone.status.success());
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        err.contains("NotFound") && err.contains("configmaps \"demo\" not found"),
+        "{err}"
+    );
+
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n";
+    k.ok(&["apply", "-f", "-"], Some(ns));
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&CONFIGMAP.replace("namespace: default", "namespace: team")),
+    );
+    let ns_obj = k.json(&["get", "ns", "team"]);
+    assert_eq!(
+        ns_obj["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team"
+    );
+    assert_eq!(ns_obj["status"]["phase"], "Active");
+    k.ok(&["delete", "namespace", "team"], None);
+    assert!(k
+        .emulator()
+        .object("", "ConfigMap", "team", "demo")
+        .is_none());
+    // Writing into a namespace that does not exist is NotFound.
+    let missing = k.run(
+        &["apply", "-f", "-"],
+        Some(&CONFIGMAP.replace("namespace: default", "namespace: nowhere")),
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("namespaces \"nowhere\" not found"));
+}
+
+#[test]
+fn patch_merge_strategic_and_json() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"a":"1"}}"#,
+        ],
+        None,
+    );
+    k.ok(
+        &["patch", "cm", "demo", "-p", r#"{"data":{"b":"2"}}"#],
+        None,
+    );
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "demo",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/key"}]"#,
+        ],
+        None,
+    );
+    let cm = k.json(&["get", "cm", "demo"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "2"}));
+    let bad = k.run(
+        &[
+            "patch",
+            "cm",
+            "demo",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/nope"}]"#,
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+
+    let deployment = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1
+      - name: sidecar
+        image: envoy:1
+";
+    k.ok(&["apply", "-f", "-"], Some(deployment));
+    let d = k.json(&["get", "deploy", "web"]);
+    assert_eq!(d["metadata"]["generation"], 1);
+    // Strategic merge patch merges containers by name.
+    k.ok(
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:2"}]}}}}"#,
+        ],
+        None,
+    );
+    let d = k.json(&["get", "deploy", "web"]);
+    let images: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter_map(|c| c["image"].as_str())
+        .collect();
+    assert_eq!(images, vec!["nginx:2", "envoy:1"]);
+    assert_eq!(
+        d["metadata"]["generation"], 2,
+        "a spec change bumps generation"
+    );
+    k.ok(&["label", "deploy", "web", "tier=front"], None);
+    let d = k.json(&["get", "deploy", "web"]);
+    assert_eq!(d["metadata"]["generation"], 2, "a label change does not");
+}
+
+#[test]
+fn crds_make_their_kind_served_and_istio_kinds_are_there() {
+    let Some(k) = start() else { return };
+    let crd = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+    let before = k.run(&["get", "widgets"], None);
+    assert!(!before.status.success());
+    k.ok(&["apply", "-f", "-"], Some(crd));
+    let crd_obj = k.json(&["get", "crd", "widgets.example.com"]);
+    let established = crd_obj["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Established" && c["status"] == "True");
+    assert!(established);
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 3\n";
+    k.ok(&["apply", "-f", "-"], Some(widget));
+    assert_eq!(k.json(&["get", "widget", "w1"])["spec"]["size"], 3);
+    k.ok(&["delete", "crd", "widgets.example.com"], None);
+    assert!(!k.run(&["get", "widgets"], None).status.success());
+
+    let se = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts: [reviews.default.lc1]
+  location: MESH_INTERNAL
+  resolution: DNS
+";
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(se));
+    let old_version = k.json(&[
+        "get",
+        "serviceentries.v1alpha3.networking.istio.io",
+        "reviews",
+    ]);
+    assert_eq!(old_version["apiVersion"], "networking.istio.io/v1alpha3");
+    assert_eq!(old_version["spec"]["hosts"][0], "reviews.default.lc1");
+    let iop = "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata:\n  name: cp\n  namespace: default\nspec:\n  revision: lc1\n";
+    k.ok(&["apply", "-f", "-"], Some(iop));
+    assert_eq!(
+        k.json(&["get", "istiooperator", "cp"])["spec"]["revision"],
+        "lc1"
+    );
+}
+
+#[test]
+fn services_get_a_cluster_ip_and_dry_run_changes_nothing() {
+    let Some(k) = start() else { return };
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  ports:\n  - port: 80\n";
+    let dry = k.ok(&["apply", "--dry-run=server", "-f", "-"], Some(svc));
+    assert!(dry.contains("(server dry run)"), "{dry}");
+    assert!(!k.run(&["get", "svc", "web"], None).status.success());
+    k.ok(&["apply", "-f", "-"], Some(svc));
+    let s = k.json(&["get", "svc", "web"]);
+    let ip = s["spec"]["clusterIP"].as_str().expect("clusterIP");
+    assert!(ip.starts_with("10.96."), "{ip}");
+    assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
+    let kubernetes = k.json(&["get", "svc", "kubernetes"]);
+    assert_ne!(kubernetes["spec"]["clusterIP"].as_str(), Some(ip));
+}
+
+#[test]
+fn replace_with_a_stale_resource_version_conflicts() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "-f", "-"], Some(CONFIGMAP));
+    let mut cm = k.json(&["get", "cm", "demo"]);
+    k.ok(
+        &[
+            "patch",
+            "cm",
+            "demo",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"key":"moved"}}"#,
+        ],
+        None,
+    );
+    cm["data"]["key"] = "stale".into();
+    let stale = k.run(&["replace", "-f", "-"], Some(&cm.to_string()));
+    assert!(!stale.status.success());
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(err.contains("the object has been modified"), "{err}");
+    assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "moved");
+}
