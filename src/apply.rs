@@ -279,7 +279,7 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
 mod tests {
     use super::*;
     use crate::plan::{build, PlanInputs};
-    use crate::target::{Target, TargetError};
+    use crate::target::{ReadItem, Target, TargetError};
     use async_trait::async_trait;
     use serde_json::Value;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -295,7 +295,7 @@ mod tests {
 
     #[async_trait]
     impl Target for Fake {
-        async fn read(&self, _: &[ObjRef]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
+        async fn read(&self, _: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
             Ok(BTreeMap::new())
         }
         async fn apply(&self, id: &ObjRef, _: &Value) -> Result<(), TargetError> {

@@ -151,6 +151,7 @@ pub enum StateCommand {
 pub fn run(cli: Cli) -> Result<Exit, Error> {
     let global = Global {
         state: cli.state,
+        kubeconfig: cli.kubeconfig,
         parallelism: cli.parallelism as usize,
         style: Style::for_stdout(cli.no_color),
     };

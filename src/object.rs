@@ -282,9 +282,74 @@ pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), Stri
     check_dns_subdomain(name)
 }
 
+/// Standard base64 with padding, as Kubernetes stores Secret data.
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Folds a Secret's `stringData` into `data` (base64), as the API server does on every
+/// write, so that what dcm compares and records is what a cluster holds.
+pub fn fold_string_data(object: &mut Value) {
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(plain)) = map.remove("stringData") else {
+        return;
+    };
+    if !map.get("data").is_some_and(Value::is_object) {
+        map.insert("data".into(), Value::Object(serde_json::Map::new()));
+    }
+    if let Some(data) = map.get_mut("data").and_then(Value::as_object_mut) {
+        for (k, v) in plain {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            data.insert(k, Value::String(base64(text.as_bytes())));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar\n"), "Zm9vYmFyCg==");
+    }
+
+    #[test]
+    fn string_data_folds_into_base64_data() {
+        let mut s =
+            serde_json::json!({"kind": "Secret", "data": {"a": "eA=="}, "stringData": {"b": "hi"}});
+        fold_string_data(&mut s);
+        assert_eq!(
+            s,
+            serde_json::json!({"kind": "Secret", "data": {"a": "eA==", "b": "aGk="}})
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -2,7 +2,7 @@
 //! `--parallelism`). One request per cluster; the target decides how to read its part.
 
 use crate::object::ObjRef;
-use crate::target::Targets;
+use crate::target::{ReadItem, Targets};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,22 +14,26 @@ pub type Live = BTreeMap<ObjRef, Value>;
 #[error("cannot read the live objects:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct RefreshError(pub Vec<String>);
 
-/// Reads every object of `ids` that exists.
+/// Reads every object of `items` that exists. An object asked for twice is read once,
+/// as its first request says.
 pub async fn read_live(
     targets: &Targets,
-    ids: impl IntoIterator<Item = ObjRef>,
+    items: impl IntoIterator<Item = ReadItem>,
     parallelism: usize,
 ) -> Result<Live, RefreshError> {
-    let mut by_cluster: BTreeMap<String, Vec<ObjRef>> = BTreeMap::new();
-    for id in ids {
-        by_cluster.entry(id.cluster.clone()).or_default().push(id);
+    let mut by_cluster: BTreeMap<String, BTreeMap<ObjRef, ReadItem>> = BTreeMap::new();
+    for item in items {
+        by_cluster
+            .entry(item.id.cluster.clone())
+            .or_default()
+            .entry(item.id.clone())
+            .or_insert(item);
     }
     let limit = Arc::new(tokio::sync::Semaphore::new(parallelism.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut errors = Vec::new();
-    for (cluster, mut ids) in by_cluster {
-        ids.sort();
-        ids.dedup();
+    for (cluster, items) in by_cluster {
+        let items: Vec<ReadItem> = items.into_values().collect();
         let target = match targets.get(&cluster) {
             Ok(t) => t.clone(),
             Err(e) => {
@@ -40,7 +44,7 @@ pub async fn read_live(
         let limit = limit.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            target.read(&ids).await.map_err(|e| e.to_string())
+            target.read(&items).await.map_err(|e| e.to_string())
         });
     }
     let mut live = Live::new();

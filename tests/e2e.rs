@@ -3,6 +3,7 @@
 mod e2e {
     pub mod bad_input;
     pub mod harness;
+    pub mod kubernetes;
     pub mod lifecycle;
     pub mod logical_clouds;
     pub mod safety;

@@ -39,27 +39,6 @@ impl Allocations {
 const FIRST: u32 = u32::from_be_bytes([127, 255, 0, 1]);
 const LAST: u32 = u32::from_be_bytes([127, 255, 255, 254]);
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The server block that sends `<suffix>` names to this cloud's istiocoredns.
 pub fn stub_domain_block(suffix: &str, forward: Ipv4Addr) -> String {
     format!("{suffix}:53 {{\n    errors\n    cache 30\n    forward . {forward}:53\n}}\n")
@@ -267,10 +246,10 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": { "name": "cacerts", "namespace": ns, "labels": labels },
             "data": {
-                "ca-cert.pem": base64(ca.ca_cert.as_bytes()),
-                "ca-key.pem": base64(ca.ca_key.as_bytes()),
-                "root-cert.pem": base64(ca.root_cert.as_bytes()),
-                "cert-chain.pem": base64(ca.cert_chain.as_bytes()),
+                "ca-cert.pem": crate::object::base64(ca.ca_cert.as_bytes()),
+                "ca-key.pem": crate::object::base64(ca.ca_key.as_bytes()),
+                "root-cert.pem": crate::object::base64(ca.root_cert.as_bytes()),
+                "cert-chain.pem": crate::object::base64(ca.cert_chain.as_bytes()),
             }
         }),
         &source,
@@ -515,19 +494,5 @@ fn allocate_addresses(
         objects[i]
             .allocated
             .insert("address".into(), ip.to_string());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar\n"), "Zm9vYmFyCg==");
     }
 }

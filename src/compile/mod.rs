@@ -264,6 +264,9 @@ fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Va
         Some(n) => *n,
         None => !is_builtin_cluster_scoped(group, &kind),
     };
+    if group.is_empty() && kind == "Secret" {
+        crate::object::fold_string_data(&mut object);
+    }
     let namespace = if namespaced {
         let ns = object["metadata"]["namespace"]
             .as_str()

@@ -98,7 +98,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         &fresh,
         &resolved,
         &loaded.graph,
-        &loaded.targets()?,
+        &loaded.targets(global)?,
         store,
         global.parallelism,
         |p: Progress<'_>| match p.result {

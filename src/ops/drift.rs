@@ -44,9 +44,18 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         );
         return Ok(Exit::Ok);
     };
-    let targets = loaded.targets()?;
-    let ids = state.objects.iter().map(|e| e.id());
-    let live = runtime()?.block_on(crate::refresh::read_live(&targets, ids, global.parallelism))?;
+    let targets = loaded.targets(global)?;
+    // What the file still wants is read first, so its request (with the desired object) wins.
+    let wanted: std::collections::BTreeSet<_> = state.objects.iter().map(|e| e.id()).collect();
+    let items = loaded
+        .read_items(Some(&state))
+        .into_iter()
+        .filter(|i| wanted.contains(&i.id));
+    let live = runtime()?.block_on(crate::refresh::read_live(
+        &targets,
+        items,
+        global.parallelism,
+    ))?;
     let mut drifted = Vec::new();
     for e in &state.objects {
         let id = e.id();

@@ -16,13 +16,15 @@ use crate::diag::Diagnostics;
 use crate::graph::Graph;
 use crate::model::Model;
 use crate::output::Style;
-use crate::target::Targets;
+use crate::target::{ReadItem, Targets};
 use std::path::{Path, PathBuf};
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Global {
     pub state: PathBuf,
+    /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
     pub parallelism: usize,
     pub style: Style,
 }
@@ -95,8 +97,36 @@ pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, 
 }
 
 impl Loaded {
-    pub fn targets(&self) -> Result<Targets, Error> {
-        Ok(Targets::for_model(&self.model)?)
+    pub fn targets(&self, global: &Global) -> Result<Targets, Error> {
+        Ok(Targets::for_model(
+            &self.model,
+            global.kubeconfig.as_deref(),
+        )?)
+    }
+
+    /// What a refresh reads: every object the file wants (with what it wants it to be)
+    /// and, with `state`, every object the state records.
+    pub fn read_items(&self, state: Option<&crate::state::State>) -> Vec<ReadItem> {
+        let mut items: Vec<ReadItem> = self
+            .desired
+            .objects
+            .iter()
+            .map(|o| ReadItem {
+                id: o.id.clone(),
+                api_version: o.api_version.clone(),
+                desired: o.edit.is_none().then(|| o.object.clone()),
+                whole: o.edit.is_some(),
+            })
+            .collect();
+        if let Some(s) = state {
+            items.extend(s.objects.iter().map(|e| ReadItem {
+                id: e.id(),
+                api_version: e.api_version.clone(),
+                desired: None,
+                whole: e.origin == crate::state::Origin::Edited,
+            }));
+        }
+        items
     }
 }
 

@@ -63,17 +63,13 @@ pub(crate) fn make_plan(
     global: &Global,
     destroy: bool,
 ) -> Result<(Plan, Desired), Error> {
-    let targets = loaded.targets()?;
-    let mut ids: Vec<_> = loaded
-        .desired
-        .objects
-        .iter()
-        .map(|o| o.id.clone())
-        .collect();
-    if let Some(s) = state {
-        ids.extend(s.objects.iter().map(|e| e.id()));
-    }
-    let live = runtime()?.block_on(crate::refresh::read_live(&targets, ids, global.parallelism))?;
+    let targets = loaded.targets(global)?;
+    let items = loaded.read_items(state);
+    let live = runtime()?.block_on(crate::refresh::read_live(
+        &targets,
+        items,
+        global.parallelism,
+    ))?;
     let mut desired = loaded.desired.clone();
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
     let plan = plan::build(&PlanInputs {

@@ -5,7 +5,7 @@
 //! leaves either the old file or the new one. Files dcm did not write are read like any
 //! live object; deciding what may be deleted is the plan's job, not this module's.
 
-use super::{Target, TargetError};
+use super::{ReadItem, Target, TargetError};
 use crate::object::ObjRef;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -116,11 +116,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[async_trait]
 impl Target for DirTarget {
-    async fn read(&self, ids: &[ObjRef]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
+    async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
         let mut out = BTreeMap::new();
-        for id in ids {
-            if let Some(v) = self.read_one(id)? {
-                out.insert(id.clone(), v);
+        for item in items {
+            if let Some(v) = self.read_one(&item.id)? {
+                out.insert(item.id.clone(), v);
             }
         }
         Ok(out)
@@ -158,6 +158,15 @@ impl Target for DirTarget {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn item(id: &ObjRef) -> ReadItem {
+        ReadItem {
+            id: id.clone(),
+            api_version: "v1".into(),
+            desired: None,
+            whole: false,
+        }
+    }
 
     fn id(group: &str, kind: &str, ns: &str, name: &str) -> ObjRef {
         ObjRef {
@@ -198,13 +207,13 @@ mod tests {
         let cm = id("", "ConfigMap", "default", "x");
         let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"},"data":{"on":"yes","n":"1.0","multi":"a\nb\n"}});
         t.apply(&cm, &obj).await.unwrap();
-        let live = t.read(std::slice::from_ref(&cm)).await.unwrap();
+        let live = t.read(&[item(&cm)]).await.unwrap();
         assert_eq!(
             live[&cm], obj,
             "YAML must round-trip exactly, quoting included"
         );
         t.delete(&cm).await.unwrap();
-        assert!(t.read(std::slice::from_ref(&cm)).await.unwrap().is_empty());
+        assert!(t.read(&[item(&cm)]).await.unwrap().is_empty());
         assert!(
             !dir.path().join("default").exists(),
             "empty directories are tidied"
@@ -237,7 +246,7 @@ mod tests {
             b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: y}\n",
         )
         .unwrap();
-        let err = t.read(&[cm]).await.unwrap_err().to_string();
+        let err = t.read(&[item(&cm)]).await.unwrap_err().to_string();
         assert!(err.contains("expected ConfigMap `x`"), "{err}");
     }
 }

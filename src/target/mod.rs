@@ -1,12 +1,15 @@
 //! Targets: where a cluster's live objects are read from and written to.
 //!
 //! A [`Target`] serves one cluster. The directory target (`dir.rs`) keeps one YAML file
-//! per object (GitOps output); a Kubernetes API target will implement the same trait. The
-//! rest of dcm sees only this trait, so plan and apply never know which one they talk to.
+//! per object (GitOps output); the Kubernetes API target (`kube.rs`) talks to a cluster
+//! named by a kubeconfig context. The rest of dcm sees only this trait, so plan and apply
+//! never know which one they talk to.
 
 pub mod dir;
+pub mod kube;
 
 pub use dir::DirTarget;
+pub use kube::KubeTarget;
 
 use crate::model::{Model, TargetSpec};
 use crate::object::ObjRef;
@@ -29,12 +32,25 @@ pub enum TargetError {
     Unreachable { cluster: String, message: String },
 }
 
+/// One object a refresh wants to read.
+#[derive(Debug, Clone)]
+pub struct ReadItem {
+    pub id: ObjRef,
+    /// The apiVersion to read it at (the one the file or the state uses).
+    pub api_version: String,
+    /// What the file wants it to be, when it wants it (lets a server-side target tell
+    /// the fields dcm sets from the ones the server or others set).
+    pub desired: Option<Value>,
+    /// Read the whole object, not only dcm's fields (objects dcm only edits).
+    pub whole: bool,
+}
+
 /// One cluster's live objects.
 #[async_trait]
 pub trait Target: Send + Sync {
-    /// Reads the live objects among `ids` (all of this target's cluster). Objects that do
-    /// not exist are absent from the result.
-    async fn read(&self, ids: &[ObjRef]) -> Result<BTreeMap<ObjRef, Value>, TargetError>;
+    /// Reads the live objects among `items` (all of this target's cluster). Objects that
+    /// do not exist are absent from the result.
+    async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError>;
     /// Creates or replaces one object so that it is exactly `object`.
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
@@ -50,24 +66,39 @@ pub struct Targets {
 /// A cluster that no target can be made for.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetSetupError {
-    #[error("cluster `{cluster}` uses kubeconfig context `{context}`, but this build of dcm writes only directory targets; set `dir` for it")]
-    KubernetesUnsupported { cluster: String, context: String },
+    #[error(transparent)]
+    Kubeconfig(#[from] kube::KubeconfigError),
     #[error("the state records objects in cluster `{0}`, which the file no longer defines; add the cluster back to delete them, or forget them with `dcm state rm`")]
     UnknownCluster(String),
 }
 
 impl Targets {
-    /// Makes the target of each cluster of the model.
-    pub fn for_model(model: &Model) -> Result<Targets, TargetSetupError> {
+    /// Makes the target of each cluster of the model. The kubeconfig (`kubeconfig`, else
+    /// ~/.kube/config) is read only when a cluster names a context, and every context is
+    /// checked before anything is contacted.
+    pub fn for_model(
+        model: &Model,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Result<Targets, TargetSetupError> {
         let mut by_cluster: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
+        let mut config: Option<Option<(::kube::config::Kubeconfig, String)>> = None;
         for (name, c) in &model.clusters {
             let t: Arc<dyn Target> = match &c.target {
                 TargetSpec::Dir(path) => Arc::new(DirTarget::new(path.clone())),
                 TargetSpec::Context(ctx) => {
-                    return Err(TargetSetupError::KubernetesUnsupported {
-                        cluster: name.clone(),
-                        context: ctx.clone(),
-                    })
+                    if config.is_none() {
+                        let paths = kube::kubeconfig_paths(kubeconfig);
+                        config = Some(kube::read_kubeconfig(&paths)?);
+                    }
+                    let Some(Some((k, shown))) = &config else {
+                        return Err(kube::KubeconfigError::Missing {
+                            cluster: name.clone(),
+                            context: ctx.clone(),
+                        }
+                        .into());
+                    };
+                    kube::check_context(k, shown, name, ctx)?;
+                    Arc::new(KubeTarget::new(name, ctx, k.clone()))
                 }
             };
             by_cluster.insert(name.clone(), t);

@@ -293,11 +293,17 @@ fn clusters_dcm_cannot_reach_are_named() {
     );
     assert!(!r.contains("panicked"));
 
-    // A kubeconfig context: not served by this build, said plainly.
+    // A kubeconfig context with no kubeconfig to find it in, said plainly.
     let p = Project::two_clusters();
     p.write(
         "dcm.toml",
         &TWO_CLUSTERS.replace("dir = \"out/cluster2\"", "context = \"kind-cluster2\""),
     );
-    refused(&p, &["cluster `cluster2` uses kubeconfig context `kind-cluster2`, but this build of dcm writes only directory targets"]);
+    refused(
+        &p,
+        &[
+            "no kubeconfig",
+            "cluster `cluster2`, which uses context `kind-cluster2`",
+        ],
+    );
 }

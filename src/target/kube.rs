@@ -1,0 +1,611 @@
+//! The Kubernetes API target: one cluster reached through a kubeconfig context, with the
+//! `kube` crate.
+//!
+//! - Reads LIST each kind once per namespace (paged), at the apiVersion the file uses.
+//! - Writes are server-side apply with field manager `dcm` and `force`: dcm is the
+//!   authority for the fields it declares, and never touches fields other managers own.
+//! - What dcm compares is its own view of a live object: the fields its field manager
+//!   owns, so fields set by the server (defaults, ClusterIPs) or by other controllers are
+//!   not differences. An object dcm has not applied yet is compared on the fields the file
+//!   sets, since applying sets exactly those.
+//! - Requests that fail for a passing reason (429, 5xx, a dropped connection) are retried
+//!   with backoff; every operation is idempotent, so a retry is safe.
+
+use super::{ReadItem, Target, TargetError};
+use crate::object::ObjRef;
+use async_trait::async_trait;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{Mutex, OnceCell};
+
+/// dcm's field manager name on every cluster.
+pub const FIELD_MANAGER: &str = "dcm";
+
+const ATTEMPTS: u32 = 6;
+const PAGE: u32 = 500;
+
+/// Why a kubeconfig cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot read kubeconfig {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("no kubeconfig: set --kubeconfig or KUBECONFIG, or create ~/.kube/config (needed by cluster `{cluster}`, which uses context `{context}`)")]
+    Missing { cluster: String, context: String },
+    #[error("cluster `{cluster}`: kubeconfig context `{context}` does not exist in {path}{hint}")]
+    NoContext {
+        cluster: String,
+        context: String,
+        path: String,
+        hint: String,
+    },
+}
+
+/// The kubeconfig files to use: the flag's (or KUBECONFIG's) list, else ~/.kube/config.
+pub fn kubeconfig_paths(flag: Option<&Path>) -> Vec<PathBuf> {
+    match flag {
+        Some(p) => std::env::split_paths(p.as_os_str())
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => std::env::var_os("HOME")
+            .map(|h| vec![PathBuf::from(h).join(".kube").join("config")])
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads and merges kubeconfig files (the first file's entries win, as kubectl does).
+pub fn read_kubeconfig(paths: &[PathBuf]) -> Result<Option<(Kubeconfig, String)>, KubeconfigError> {
+    let mut merged: Option<Kubeconfig> = None;
+    let mut shown = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            continue;
+        }
+        let k = Kubeconfig::read_from(p).map_err(|e| KubeconfigError::Read {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        shown.push(p.display().to_string());
+        merged = Some(match merged {
+            None => k,
+            Some(m) => m.merge(k).map_err(|e| KubeconfigError::Read {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+        });
+    }
+    Ok(merged.map(|k| (k, shown.join(":"))))
+}
+
+/// Checks that `context` exists, before anything is contacted.
+pub fn check_context(
+    kubeconfig: &Kubeconfig,
+    shown: &str,
+    cluster: &str,
+    context: &str,
+) -> Result<(), KubeconfigError> {
+    let names: Vec<&str> = kubeconfig
+        .contexts
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    if names.contains(&context) {
+        return Ok(());
+    }
+    let hint = crate::diag::did_you_mean(context, names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_else(|| {
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("; it has: {}", names.join(", "))
+            }
+        });
+    Err(KubeconfigError::NoContext {
+        cluster: cluster.to_string(),
+        context: context.to_string(),
+        path: shown.to_string(),
+        hint,
+    })
+}
+
+/// A cluster reached through the Kubernetes API.
+pub struct KubeTarget {
+    cluster: String,
+    context: String,
+    kubeconfig: Kubeconfig,
+    client: OnceCell<kube::Client>,
+    /// Resolved kinds by apiVersion and kind; a kind the cluster does not serve is looked
+    /// up again next time (a CRD applied meanwhile may have made it served).
+    resources: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+}
+
+impl KubeTarget {
+    pub fn new(cluster: &str, context: &str, kubeconfig: Kubeconfig) -> KubeTarget {
+        KubeTarget {
+            cluster: cluster.to_string(),
+            context: context.to_string(),
+            kubeconfig,
+            client: OnceCell::new(),
+            resources: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn unreachable(&self, message: impl std::fmt::Display) -> TargetError {
+        TargetError::Unreachable {
+            cluster: self.cluster.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn client(&self) -> Result<&kube::Client, TargetError> {
+        self.client
+            .get_or_try_init(|| async {
+                let options = KubeConfigOptions {
+                    context: Some(self.context.clone()),
+                    ..Default::default()
+                };
+                let mut config =
+                    kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
+                        .await
+                        .map_err(|e| {
+                            self.unreachable(format!("kubeconfig context `{}`: {e}", self.context))
+                        })?;
+                config.connect_timeout = Some(Duration::from_secs(10));
+                config.read_timeout = Some(Duration::from_secs(60));
+                kube::Client::try_from(config).map_err(|e| self.unreachable(e))
+            })
+            .await
+    }
+
+    /// The API resource of `kind` at `api_version`, and whether it is namespaced; None when
+    /// the cluster does not serve it.
+    async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, bool)>, TargetError> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(r) = self.resources.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let client = self.client().await?.clone();
+        let found = retry(|| {
+            let client = client.clone();
+            let gvk = gvk.clone();
+            async move { kube::discovery::pinned_kind(&client, &gvk).await }
+        })
+        .await;
+        match found {
+            Ok((ar, caps)) => {
+                let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+                let r = (ar, namespaced);
+                self.resources.lock().await.insert(key, r.clone());
+                Ok(Some(r))
+            }
+            Err(e) if not_served(&e) => Ok(None),
+            Err(e) => Err(self.unreachable(describe(&e))),
+        }
+    }
+
+    fn api(
+        &self,
+        client: &kube::Client,
+        ar: &ApiResource,
+        namespaced: bool,
+        ns: &str,
+    ) -> Api<DynamicObject> {
+        if namespaced {
+            Api::namespaced_with(client.clone(), ns, ar)
+        } else {
+            Api::all_with(client.clone(), ar)
+        }
+    }
+
+    async fn list_all(&self, api: &Api<DynamicObject>) -> Result<Vec<Value>, TargetError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = retry(|| {
+                let api = api.clone();
+                let lp = lp.clone();
+                async move { api.list(&lp).await }
+            })
+            .await
+            .map_err(|e| self.unreachable(describe(&e)))?;
+            for item in page.items {
+                out.push(serde_json::to_value(&item).map_err(|e| self.unreachable(e))?);
+            }
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Target for KubeTarget {
+    async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
+        // One LIST per (apiVersion, kind, namespace).
+        let mut groups: BTreeMap<(String, String, String), Vec<&ReadItem>> = BTreeMap::new();
+        for item in items {
+            groups
+                .entry((
+                    item.api_version.clone(),
+                    item.id.kind.clone(),
+                    item.id.namespace.clone(),
+                ))
+                .or_default()
+                .push(item);
+        }
+        let mut out = BTreeMap::new();
+        for ((api_version, kind, ns), wanted) in groups {
+            let Some((ar, namespaced)) = self.resource(&api_version, &kind).await? else {
+                continue; // not served: none of them can exist
+            };
+            let client = self.client().await?;
+            let api = self.api(client, &ar, namespaced, &ns);
+            let listed = self.list_all(&api).await?;
+            let by_name: BTreeMap<&str, &Value> = listed
+                .iter()
+                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?, o)))
+                .collect();
+            for item in wanted {
+                if let Some(live) = by_name.get(item.id.name.as_str()) {
+                    let mut live = (*live).clone();
+                    if live.get("apiVersion").is_none() {
+                        live["apiVersion"] = Value::String(api_version.clone());
+                    }
+                    if live.get("kind").is_none() {
+                        live["kind"] = Value::String(kind.clone());
+                    }
+                    let view = if item.whole {
+                        live
+                    } else {
+                        dcm_view(&live, item.desired.as_ref())
+                    };
+                    out.insert(item.id.clone(), view);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError> {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some((ar, namespaced)) = self.resource(api_version, &id.kind).await? else {
+            return Err(self.unreachable(format!(
+                "it does not serve kind {} in {api_version} (is its CustomResourceDefinition installed?)",
+                id.kind
+            )));
+        };
+        let client = self.client().await?;
+        let api = self.api(client, &ar, namespaced, &id.namespace);
+        let body = for_apply(object);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        retry(|| {
+            let api = api.clone();
+            let body = body.clone();
+            let params = params.clone();
+            let name = id.name.clone();
+            async move { api.patch(&name, &params, &Patch::Apply(&body)).await }
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.unreachable(format!("applying {}: {}", id.address(), describe(&e))))
+    }
+
+    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
+        // Any served version names the same object; use the preferred one.
+        let client = self.client().await?.clone();
+        let group = id.group.clone();
+        let found = retry(|| {
+            let client = client.clone();
+            let group = group.clone();
+            async move { kube::discovery::group(&client, &group).await }
+        })
+        .await;
+        let group = match found {
+            Ok(g) => g,
+            Err(e) if not_served(&e) => return Ok(()),
+            Err(e) => return Err(self.unreachable(describe(&e))),
+        };
+        let Some((ar, caps)) = group.recommended_kind(&id.kind) else {
+            return Ok(()); // the kind is gone, and its objects with it
+        };
+        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+        let api = self.api(&client, &ar, namespaced, &id.namespace);
+        let result = retry(|| {
+            let api = api.clone();
+            let name = id.name.clone();
+            async move { api.delete(&name, &DeleteParams::background()).await }
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.unreachable(format!("deleting {}: {}", id.address(), describe(&e)))),
+        }
+    }
+}
+
+/// What an apply sends: the object without the fields only a server sets.
+fn for_apply(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in [
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+        ] {
+            meta.remove(f);
+        }
+    }
+    o
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+fn not_served(e: &kube::Error) -> bool {
+    status_code(e) == Some(404) || matches!(e, kube::Error::Discovery(_))
+}
+
+/// A short message for an error: the server's own message for API errors.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or has failed `ATTEMPTS` times for a
+/// passing reason (waiting 0.2 s, 0.4 s, 0.8 s ... between tries).
+async fn retry<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) && attempt < ATTEMPTS => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// dcm's view of a live object: the fields its field manager applied (with the values
+/// the server holds), or, before dcm has applied it, the fields the file sets.
+pub fn dcm_view(live: &Value, desired: Option<&Value>) -> Value {
+    let owned = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .and_then(|entries| {
+            entries.iter().find(|e| {
+                e.get("manager").and_then(Value::as_str) == Some(FIELD_MANAGER)
+                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            })
+        })
+        .and_then(|e| e.get("fieldsV1"));
+    let mut view = match (owned, desired) {
+        (Some(fields), _) => {
+            let mut v = project_fields(live, fields);
+            if let Some(d) = desired {
+                v = project_list_elements(&v, d);
+            }
+            v
+        }
+        (None, Some(d)) => project_onto(live, d),
+        (None, None) => live.clone(),
+    };
+    // Identity always stays.
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = live.get(k) {
+            view[k] = v.clone();
+        }
+    }
+    for k in ["name", "namespace"] {
+        if let Some(v) = live.pointer(&format!("/metadata/{k}")) {
+            if !view.get("metadata").is_some_and(Value::is_object) {
+                view["metadata"] = Value::Object(Map::new());
+            }
+            view["metadata"][k] = v.clone();
+        }
+    }
+    view
+}
+
+/// The parts of `v` named by a managedFields `fieldsV1` set (`f:`, `k:`, `v:`, `i:` keys).
+fn project_fields(v: &Value, fields: &Value) -> Value {
+    let Some(set) = fields.as_object() else {
+        return v.clone();
+    };
+    let children: Vec<(&String, &Value)> = set.iter().filter(|(k, _)| *k != ".").collect();
+    if children.is_empty() {
+        return v.clone();
+    }
+    match v {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, sub) in children {
+                if let Some(name) = k.strip_prefix("f:") {
+                    if let Some(child) = map.get(name) {
+                        out.insert(name.to_string(), project_fields(child, sub));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                for (k, sub) in &children {
+                    let hit = if let Some(key) = k.strip_prefix("k:") {
+                        serde_json::from_str::<Map<String, Value>>(key)
+                            .map(|want| want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))
+                            .unwrap_or(false)
+                    } else if let Some(val) = k.strip_prefix("v:") {
+                        serde_json::from_str::<Value>(val).is_ok_and(|want| &want == item)
+                    } else {
+                        false
+                    };
+                    if hit {
+                        out.push(project_fields(item, sub));
+                        break;
+                    }
+                }
+            }
+            for (k, sub) in &children {
+                if let Some(i) = k.strip_prefix("i:").and_then(|i| i.parse::<usize>().ok()) {
+                    if let Some(item) = items.get(i) {
+                        out.push(project_fields(item, sub));
+                    }
+                }
+            }
+            Value::Array(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// `live` limited to the keys `desired` has, at every level (lists element by element
+/// when their lengths agree).
+fn project_onto(live: &Value, desired: &Value) -> Value {
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => {
+            let mut out = Map::new();
+            for (k, dv) in d {
+                if let Some(lv) = l.get(k) {
+                    out.insert(k.clone(), project_onto(lv, dv));
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(l), Value::Array(d)) if l.len() == d.len() => Value::Array(
+            l.iter()
+                .zip(d)
+                .map(|(lv, dv)| project_onto(lv, dv))
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+/// Like `project_onto`, but only inside lists: keys the server added to list elements
+/// (defaults such as a port's protocol) are not differences, while keys dcm applied and
+/// no longer wants still are.
+fn project_list_elements(live: &Value, desired: &Value) -> Value {
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => Value::Object(
+            l.iter()
+                .map(|(k, lv)| {
+                    let v = match d.get(k) {
+                        Some(dv) => project_list_elements(lv, dv),
+                        None => lv.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        (Value::Array(l), Value::Array(d)) if l.len() == d.len() => Value::Array(
+            l.iter()
+                .zip(d)
+                .map(|(lv, dv)| project_onto(lv, dv))
+                .collect(),
+        ),
+        _ => live.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_view_is_the_fields_dcm_owns() {
+        let live = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default", "uid": "u",
+                "labels": {"app": "web", "other": "x"},
+                "managedFields": [{"manager": "dcm", "operation": "Apply", "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:app": {}}},
+                    "f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}
+                }}]},
+            "spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}
+        });
+        let view = dcm_view(&live, None);
+        assert_eq!(
+            view,
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                   "spec": {"ports": [{"port": 80}]}})
+        );
+    }
+
+    #[test]
+    fn server_defaults_inside_atomic_lists_are_not_differences() {
+        let live = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "managedFields": [{"manager": "dcm", "operation": "Apply",
+                "fieldsV1": {"f:spec": {"f:ports": {}}, "f:metadata": {"f:labels": {"f:gone": {}}}}}],
+                "labels": {"gone": "1"}},
+            "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}
+        });
+        let desired = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}});
+        let view = dcm_view(&live, Some(&desired));
+        assert_eq!(view["spec"], json!({"ports": [{"port": 80}]}));
+        // A label dcm applied and no longer wants is still a difference.
+        assert_eq!(view["metadata"]["labels"], json!({"gone": "1"}));
+    }
+
+    #[test]
+    fn before_the_first_apply_only_the_fields_the_file_sets_count() {
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "n", "labels": {"x": "1"}},
+            "data": {"a": "1", "b": "2"}});
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"a": "1"}});
+        assert_eq!(dcm_view(&live, Some(&desired)), desired);
+    }
+}

@@ -1,0 +1,419 @@
+//! dcm against Kubernetes API servers (the emulator in tests/emulator) over real HTTP,
+//! through a kubeconfig with one context per cluster, as users run it.
+
+use super::harness::Project;
+use k8s_emulator::harness::{Clusters, STOCK_COREFILE};
+use k8s_emulator::{Fault, FaultKind, FaultWhen, Request};
+use serde_json::{json, Value};
+
+const FILE: &str = r#"
+[clusters.cluster1]
+context = "cluster1"
+
+[clusters.cluster2]
+context = "cluster2"
+
+[[resources]]
+name = "namespace"
+clusters = ["cluster1", "cluster2"]
+manifest = { apiVersion = "v1", kind = "Namespace", metadata = { name = "shop" } }
+
+[[resources]]
+name = "app"
+clusters = ["cluster1"]
+file = "app.yaml"
+depends_on = ["resources.namespace"]
+"#;
+
+const APP: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+  labels:
+    app: shop
+data:
+  greeting: hello
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+stringData:
+  password: hunter2-very-secret
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: payments
+  namespace: shop
+spec:
+  hosts: [payments.example.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 443, name: https, protocol: TLS}
+"#;
+
+struct World {
+    p: Project,
+    clusters: Clusters,
+}
+
+impl World {
+    fn new() -> World {
+        let p = Project::new();
+        p.write("dcm.toml", FILE);
+        p.write("app.yaml", APP);
+        let clusters = Clusters::start(2, p.dir.path()).expect("start emulated clusters");
+        clusters.seed_coredns().expect("seed coredns");
+        World { p, clusters }
+    }
+
+    fn dcm(&self, args: &[&str]) -> super::harness::Run {
+        let kubeconfig = self.clusters.kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        self.p.dcm(&all)
+    }
+
+    fn cluster(&self, name: &str) -> &k8s_emulator::Emulator {
+        self.clusters.get(name).expect("cluster")
+    }
+}
+
+/// Changes an object the way `kubectl edit` would (a merge patch by another manager).
+fn edit_as_someone_else(e: &k8s_emulator::Emulator, path: &str, patch: Value) {
+    let resp = e.handle(&Request {
+        method: "PATCH".into(),
+        path: path.into(),
+        content_type: "application/merge-patch+json".into(),
+        user_agent: "kubectl-edit/v1.32.0".into(),
+        body: patch.to_string().into_bytes(),
+        ..Default::default()
+    });
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+#[test]
+fn applies_to_clusters_over_http_and_a_second_plan_shows_no_changes() {
+    let w = World::new();
+    let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(
+        plan.stdout
+            .contains("Plan: 6 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+
+    let c1 = w.cluster("cluster1");
+    let cm = c1
+        .object("", "ConfigMap", "shop", "settings")
+        .expect("configmap applied");
+    assert_eq!(cm["data"]["greeting"], "hello");
+    assert_eq!(cm["metadata"]["managedFields"][0]["manager"], "dcm");
+    assert_eq!(cm["metadata"]["managedFields"][0]["operation"], "Apply");
+    let svc = c1
+        .object("", "Service", "shop", "web")
+        .expect("service applied");
+    assert!(svc["spec"]["clusterIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.96.")));
+    let se = c1
+        .object("networking.istio.io", "ServiceEntry", "shop", "payments")
+        .expect("service entry applied");
+    assert_eq!(se["apiVersion"], "networking.istio.io/v1");
+    assert!(w
+        .cluster("cluster2")
+        .object("", "Namespace", "", "shop")
+        .is_some());
+    assert!(w
+        .cluster("cluster2")
+        .object("", "ConfigMap", "shop", "settings")
+        .is_none());
+
+    // The server's defaults (ClusterIP, port protocol and targetPort, Secret type) are
+    // not differences: they are not dcm's fields.
+    let again = w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    w.dcm(&["drift"]).expect(0);
+
+    // The secret's value reached the cluster but not the state or the output.
+    let secret = c1.object("", "Secret", "shop", "db").expect("secret");
+    assert_eq!(secret["data"]["password"], "aHVudGVyMi12ZXJ5LXNlY3JldA==");
+    let state = w.p.read("state/dcm.state.json");
+    assert!(!state.contains("hunter2") && !state.contains("aHVudGVyMi12ZXJ5LXNlY3JldA"));
+}
+
+#[test]
+fn changes_by_another_manager_are_drift_and_apply_takes_them_back() {
+    let w = World::new();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/shop/configmaps/settings",
+        json!({"data": {"greeting": "hacked"}}),
+    );
+    let drift = w.dcm(&["drift"]).expect(2);
+    assert!(drift.stdout.contains("settings"), "{}", drift.stdout);
+    let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with('+') && l.contains("greeting: hello")),
+        "{}",
+        plan.stdout
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let cm = c1
+        .object("", "ConfigMap", "shop", "settings")
+        .expect("configmap");
+    assert_eq!(cm["data"]["greeting"], "hello");
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+
+    // A field dcm does not set is someone else's: not drift, and never removed.
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/shop/configmaps/settings",
+        json!({"metadata": {"labels": {"team": "payments"}}, "data": {"extra": "theirs"}}),
+    );
+    w.dcm(&["drift"]).expect(0);
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    w.p.edit("app.yaml", "greeting: hello", "greeting: hi");
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let cm = c1
+        .object("", "ConfigMap", "shop", "settings")
+        .expect("configmap");
+    assert_eq!(cm["data"]["greeting"], "hi");
+    assert_eq!(cm["data"]["extra"], "theirs");
+    assert_eq!(cm["metadata"]["labels"]["team"], "payments");
+
+    // A key dcm set and no longer wants is removed.
+    w.p.edit("app.yaml", "  labels:\n    app: shop\n", "");
+    let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with('-') && l.contains("app: shop")),
+        "{}",
+        plan.stdout
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let cm = c1
+        .object("", "ConfigMap", "shop", "settings")
+        .expect("configmap");
+    assert!(cm["metadata"]["labels"].get("app").is_none(), "{cm}");
+    assert_eq!(cm["metadata"]["labels"]["team"], "payments");
+}
+
+#[test]
+fn destroy_deletes_what_dcm_created_and_nothing_else() {
+    let w = World::new();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    w.dcm(&["destroy", "--auto-approve"]).expect(0);
+    assert!(c1.object("", "Namespace", "", "shop").is_none());
+    assert!(c1.object("", "ConfigMap", "shop", "settings").is_none());
+    assert!(w
+        .cluster("cluster2")
+        .object("", "Namespace", "", "shop")
+        .is_none());
+    assert!(c1
+        .object("", "ConfigMap", "kube-system", "coredns")
+        .is_some());
+    assert!(c1.object("", "Namespace", "", "default").is_some());
+    let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(plan.stdout.contains("Plan: 6 to add"), "{}", plan.stdout);
+}
+
+#[test]
+fn passing_failures_are_retried_and_the_apply_converges() {
+    let w = World::new();
+    let c1 = w.cluster("cluster1");
+    c1.add_fault(Fault::new(
+        FaultKind::TooManyRequests {
+            retry_after_secs: 1,
+        },
+        FaultWhen::Share(0.3),
+    ));
+    c1.add_fault(Fault::new(FaultKind::Unavailable, FaultWhen::Next(2)).on_method("PATCH"));
+    c1.add_fault(Fault::new(FaultKind::Drop, FaultWhen::Next(1)).on_method("GET"));
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let log = c1.requests();
+    assert!(log.iter().any(|r| r.status == 429), "the faults hit");
+    assert!(log.iter().any(|r| r.status == 503));
+    assert!(log.iter().any(|r| r.status == 0), "a dropped connection");
+    c1.clear_faults();
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    // Reads are one LIST per kind and namespace, not a GET per object.
+    c1.clear_requests();
+    w.dcm(&["plan"]).expect(0);
+    let lists = c1
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/configmaps"))
+        .count();
+    assert_eq!(lists, 1);
+}
+
+#[test]
+fn a_cluster_that_keeps_failing_or_cannot_be_reached_is_a_clear_error() {
+    let w = World::new();
+    w.cluster("cluster2")
+        .add_fault(Fault::new(FaultKind::InternalError, FaultWhen::Share(1.0)));
+    let run = w.dcm(&["plan"]).expect(1);
+    assert!(
+        run.stderr.contains("cluster `cluster2` cannot be reached"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("500"), "{}", run.stderr);
+
+    // A context that is not in the kubeconfig: named, with a hint, before any request.
+    w.p.edit(
+        "dcm.toml",
+        "context = \"cluster2\"",
+        "context = \"clustr2\"",
+    );
+    w.cluster("cluster1").clear_requests();
+    let run = w.dcm(&["plan"]).expect(1);
+    assert!(
+        run.stderr.contains("context `clustr2` does not exist")
+            && run.stderr.contains("did you mean `cluster2`"),
+        "{}",
+        run.stderr
+    );
+    assert!(w.cluster("cluster1").requests().is_empty());
+
+    // No kubeconfig at all.
+    let run = w.p.dcm(&["plan"]).expect(1);
+    assert!(run.stderr.contains("kubeconfig"), "{}", run.stderr);
+}
+
+const CLOUD: &str = r#"
+[ca]
+root_cert = "certs/root-cert.pem"
+ca_cert = "certs/ca-cert.pem"
+ca_key = "certs/ca-key.pem"
+cert_chain = "certs/cert-chain.pem"
+
+[clusters.cluster1]
+context = "cluster1"
+pod_cidr = "10.1.0.0/16"
+service_cidr = "10.96.0.0/16"
+gateway = "192.0.2.10:15443"
+
+[clusters.cluster2]
+context = "cluster2"
+pod_cidr = "10.2.0.0/16"
+service_cidr = "10.97.0.0/16"
+gateway = "192.0.2.20:15443"
+
+[logical_clouds.lc1]
+clusters = ["cluster1", "cluster2"]
+dns_forward = { cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }
+
+[[logical_clouds.lc1.services]]
+name = "reviews"
+clusters = ["cluster2"]
+ports = [{ name = "http1", number = 9080, protocol = "HTTP" }]
+"#;
+
+fn cloud_world() -> World {
+    let w = World::new();
+    w.p.write("dcm.toml", CLOUD);
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
+    for f in [
+        "root-cert.pem",
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+    ] {
+        let text = std::fs::read_to_string(certs.join(f)).expect("test cert");
+        w.p.write(&format!("certs/{f}"), &text);
+    }
+    w
+}
+
+#[test]
+fn a_logical_cloud_on_clusters_edits_coredns_and_destroy_puts_it_back() {
+    let w = cloud_world();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    for c in ["cluster1", "cluster2"] {
+        let e = w.cluster(c);
+        assert!(e.object("", "Namespace", "", "istio-lc1").is_some());
+        assert!(e.object("", "Secret", "istio-lc1", "cacerts").is_some());
+        assert!(e
+            .object(
+                "install.istio.io",
+                "IstioOperator",
+                "istio-lc1",
+                "lc1-control-plane"
+            )
+            .is_some());
+        let corefile = e
+            .object("", "ConfigMap", "kube-system", "coredns")
+            .expect("coredns")["data"]["Corefile"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(corefile.starts_with(STOCK_COREFILE), "{corefile}");
+        assert!(corefile.contains("lc1:53 {"), "{corefile}");
+    }
+    assert!(w
+        .cluster("cluster1")
+        .object(
+            "networking.istio.io",
+            "ServiceEntry",
+            "default",
+            "reviews-default-lc1"
+        )
+        .is_some());
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+
+    // Someone else edits the Corefile outside dcm's block: not drift, and kept.
+    let c1 = w.cluster("cluster1");
+    let theirs = c1
+        .object("", "ConfigMap", "kube-system", "coredns")
+        .expect("coredns")["data"]["Corefile"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("cache 30\n    loop", "cache 60\n    loop");
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/kube-system/configmaps/coredns",
+        json!({"data": {"Corefile": theirs}}),
+    );
+    w.dcm(&["drift"]).expect(0);
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+
+    w.dcm(&["destroy", "--auto-approve"]).expect(0);
+    let after = c1
+        .object("", "ConfigMap", "kube-system", "coredns")
+        .expect("coredns kept");
+    assert_eq!(
+        after["data"]["Corefile"].as_str(),
+        Some(
+            STOCK_COREFILE
+                .replace("cache 30\n    loop", "cache 60\n    loop")
+                .as_str()
+        )
+    );
+    assert_eq!(after["metadata"]["labels"]["k8s-app"], "kube-dns");
+    assert!(c1.object("", "Namespace", "", "istio-lc1").is_none());
+}
