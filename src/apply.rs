@@ -51,6 +51,15 @@ struct Job {
     depends_on: Vec<String>,
 }
 
+/// How far an apply may go at once, and how long it waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Changes in flight at once.
+    pub parallelism: usize,
+    /// How long to wait for values only a cluster knows.
+    pub wait: std::time::Duration,
+}
+
 /// Runs `plan`. `desired` and `graph` are those the plan was built from.
 pub async fn apply(
     plan: &Plan,
@@ -58,9 +67,10 @@ pub async fn apply(
     graph: &Graph,
     targets: &Targets,
     store: Arc<Mutex<StateStore>>,
-    parallelism: usize,
+    limits: Limits,
     mut progress: impl FnMut(Progress<'_>),
 ) -> ApplyReport {
+    let Limits { parallelism, wait } = limits;
     let n = plan.changes.len();
     let index: BTreeMap<&str, usize> = plan
         .changes
@@ -132,7 +142,7 @@ pub async fn apply(
             let targets = targets.clone();
             let store = store.clone();
             tasks.spawn(async move {
-                let r = run(&job, &targets, &store).await;
+                let r = run(&job, &targets, &store, wait).await;
                 (i, r)
             });
         }
@@ -217,7 +227,43 @@ fn save(
     })
 }
 
-async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<(), RunError> {
+/// Waits (up to `wait`) for the values only the cluster knows, and fills them in.
+async fn fill_in_known_after_apply(
+    d: &mut crate::compile::DesiredObject,
+    target: &dyn crate::target::Target,
+    wait: std::time::Duration,
+) -> Result<(), RunError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(k) = d.known_after_apply.first().cloned() {
+        let item = crate::target::ReadItem {
+            id: k.service.clone(),
+            api_version: "v1".into(),
+            desired: None,
+            whole: true,
+        };
+        let live = target.read(&[item]).await.map_err(fail)?;
+        if let Some(ip) = live.get(&k.service).and_then(crate::compile::cluster_ip) {
+            d.fill_in(&k.placeholder, &ip);
+            continue;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "the Service {} has no ClusterIP after {}; it is created by the control plane, so check that the IstioOperator was installed, then apply again (or pin the address with `dns_forward`)",
+                k.service.address(),
+                humantime::format_duration(wait)
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+async fn run(
+    job: &Job,
+    targets: &Targets,
+    store: &Mutex<StateStore>,
+    wait: std::time::Duration,
+) -> Result<(), RunError> {
     let c = &job.change;
     let id = c
         .id()
@@ -225,10 +271,14 @@ async fn run(job: &Job, targets: &Targets, store: &Mutex<StateStore>) -> Result<
     let target = targets.get(&id.cluster).map_err(fail)?.clone();
     match c.action {
         Action::Create | Action::Update | Action::NoOp => {
-            let d = job
+            let mut d = job
                 .object
-                .as_ref()
+                .clone()
                 .ok_or_else(|| fail("the file no longer declares this object"))?;
+            if !d.known_after_apply.is_empty() {
+                fill_in_known_after_apply(&mut d, target.as_ref(), wait).await?;
+            }
+            let d = &d;
             let (oid, api_version, object) = (&d.id, &d.api_version, &d.object);
             let existing = store.lock().ok().and_then(|s| s.state.get(oid).cloned());
             let entry = StateEntry {
@@ -362,7 +412,10 @@ mod tests {
             &graph,
             &targets,
             store.clone(),
-            parallelism,
+            Limits {
+                parallelism,
+                wait: std::time::Duration::ZERO,
+            },
             |_| {},
         )
         .await;

@@ -88,6 +88,10 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        /// How long to wait for values only a cluster knows ("known after apply", such as
+        /// the istiocoredns ClusterIP a control plane creates), e.g. 90s or 5m.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Report live objects that no longer match what dcm applied; changes nothing.
     ///
@@ -183,12 +187,14 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             plan,
             file,
             auto_approve,
+            wait_timeout,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
                 plan_file: plan,
                 auto_approve,
                 destroy: false,
+                wait: wait_timeout,
             },
             &global,
         ),
@@ -198,6 +204,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 plan_file: None,
                 auto_approve,
                 destroy: true,
+                wait: std::time::Duration::ZERO,
             },
             &global,
         ),

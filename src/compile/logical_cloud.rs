@@ -5,7 +5,7 @@
 //!
 //! Objects are plain JSON; this module reads nothing (allocations come in as an argument).
 
-use super::{DesiredObject, Edit};
+use super::{DesiredObject, Edit, KnownAfterApply};
 use crate::diag::{Diagnostic, Location};
 use crate::model::{
     Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model,
@@ -40,8 +40,13 @@ const FIRST: u32 = u32::from_be_bytes([127, 255, 0, 1]);
 const LAST: u32 = u32::from_be_bytes([127, 255, 255, 254]);
 
 /// The server block that sends `<suffix>` names to this cloud's istiocoredns.
-pub fn stub_domain_block(suffix: &str, forward: Ipv4Addr) -> String {
+pub fn stub_domain_block(suffix: &str, forward: &str) -> String {
     format!("{suffix}:53 {{\n    errors\n    cache 30\n    forward . {forward}:53\n}}\n")
+}
+
+/// What stands in a stub domain for the istiocoredns address until the cluster has it.
+pub fn istiocoredns_placeholder(istio_namespace: &str) -> String {
+    format!("(known after apply: ClusterIP of {istio_namespace}/istiocoredns)")
 }
 
 struct Out<'a> {
@@ -92,6 +97,7 @@ impl Out<'_> {
             allocated,
             edit: None,
             revert: false,
+            known_after_apply: Vec::new(),
         });
     }
 }
@@ -124,14 +130,14 @@ pub fn compile(
         exported_services(&mut out, lc, model);
         all.extend(out.objects);
     }
-    all.extend(dns_stub_domains(model, diags));
+    all.extend(dns_stub_domains(model));
     allocate_addresses(&mut all, allocations, diags);
     all
 }
 
 /// One stub domain per logical cloud in each member's cluster DNS, all in one edit of the
 /// object the cluster's `dns` mode names.
-fn dns_stub_domains(model: &Model, diags: &mut Vec<Diagnostic>) -> Vec<DesiredObject> {
+fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
     let mut out = Vec::new();
     for c in model.clusters.values() {
         let mut clouds: Vec<&LogicalCloud> = model
@@ -145,15 +151,28 @@ fn dns_stub_domains(model: &Model, diags: &mut Vec<Diagnostic>) -> Vec<DesiredOb
         clouds.sort_by(|a, b| a.suffix.cmp(&b.suffix));
         let mut blocks = BTreeMap::new();
         let mut depends_on = Vec::new();
+        let mut known_after_apply = Vec::new();
         for lc in &clouds {
-            let Some(ip) = lc.dns_forward.get(&c.name) else {
-                diags.push(Diagnostic::new(format!(
-                    "logical cloud `{}` needs `dns_forward.{}`: reading the istiocoredns address from a live cluster is not supported yet",
-                    lc.name, c.name
-                )));
-                continue;
+            // Pinned, or read from the cluster (the istiocoredns Service the control plane
+            // creates): known after apply until it exists.
+            let forward = match lc.dns_forward.get(&c.name) {
+                Some(ip) => ip.to_string(),
+                None => {
+                    let placeholder = istiocoredns_placeholder(&lc.istio_namespace);
+                    known_after_apply.push(KnownAfterApply {
+                        placeholder: placeholder.clone(),
+                        service: ObjRef {
+                            cluster: c.name.clone(),
+                            group: String::new(),
+                            kind: "Service".into(),
+                            namespace: lc.istio_namespace.clone(),
+                            name: "istiocoredns".into(),
+                        },
+                    });
+                    placeholder
+                }
             };
-            blocks.insert(lc.suffix.clone(), stub_domain_block(&lc.suffix, *ip));
+            blocks.insert(lc.suffix.clone(), stub_domain_block(&lc.suffix, &forward));
             depends_on.push(Dependency {
                 target: DependencyTarget::Object(ObjRef {
                     cluster: c.name.clone(),
@@ -206,6 +225,7 @@ fn dns_stub_domains(model: &Model, diags: &mut Vec<Diagnostic>) -> Vec<DesiredOb
             allocated: BTreeMap::from([("edit".to_string(), mode.to_string())]),
             edit: Some(edit),
             revert: false,
+            known_after_apply,
         });
     }
     out

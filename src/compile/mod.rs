@@ -36,6 +36,66 @@ pub struct DesiredObject {
     pub edit: Option<Edit>,
     /// Set for an edit being taken back (dcm's part removed, the rest kept).
     pub revert: bool,
+    /// Values in `object` that only a cluster can supply; until then a placeholder stands
+    /// in `object` (and in `edit`), and the plan says "known after apply".
+    pub known_after_apply: Vec<KnownAfterApply>,
+}
+
+/// A value only a cluster knows: the ClusterIP of a Service that another object (the
+/// Istio control plane) makes the cluster create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownAfterApply {
+    pub placeholder: String,
+    pub service: ObjRef,
+}
+
+/// A Service's ClusterIP, once it has one.
+pub fn cluster_ip(service: &Value) -> Option<String> {
+    service
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        .map(str::to_string)
+}
+
+impl DesiredObject {
+    /// Puts `value` where `placeholder` stands, in the object and in dcm's part of it.
+    pub fn fill_in(&mut self, placeholder: &str, value: &str) {
+        fn replace(v: &mut Value, from: &str, to: &str) {
+            match v {
+                Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+                Value::Array(items) => items.iter_mut().for_each(|i| replace(i, from, to)),
+                Value::Object(map) => map.values_mut().for_each(|i| replace(i, from, to)),
+                _ => {}
+            }
+        }
+        replace(&mut self.object, placeholder, value);
+        match &mut self.edit {
+            Some(Edit::Corefile(blocks)) => *blocks = blocks.replace(placeholder, value),
+            Some(Edit::DataKeys(keys)) => {
+                for v in keys.values_mut() {
+                    *v = v.replace(placeholder, value);
+                }
+            }
+            None => {}
+        }
+        self.known_after_apply
+            .retain(|k| k.placeholder != placeholder);
+    }
+}
+
+/// Fills in every value the live objects already know (before edits are resolved).
+pub fn resolve_known(desired: &mut Desired, live: &BTreeMap<ObjRef, Value>) {
+    for o in &mut desired.objects {
+        let known: Vec<(String, String)> = o
+            .known_after_apply
+            .iter()
+            .filter_map(|k| Some((k.placeholder.clone(), cluster_ip(live.get(&k.service)?)?)))
+            .collect();
+        for (placeholder, ip) in known {
+            o.fill_in(&placeholder, &ip);
+        }
+    }
 }
 
 /// Every desired object, ordered by identity.
@@ -75,6 +135,7 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
                     allocated: BTreeMap::new(),
                     edit: None,
                     revert: false,
+                    known_after_apply: Vec::new(),
                 };
                 add(&mut by_id, d, &m.origin, &mut diags);
             }
@@ -142,6 +203,7 @@ pub fn resolve_edits(
             allocated: entry.allocated.clone(),
             edit: Some(empty),
             revert: true,
+            known_after_apply: Vec::new(),
         });
     }
     if diags.is_empty() {

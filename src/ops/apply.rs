@@ -18,6 +18,8 @@ pub struct ApplyOptions {
     pub auto_approve: bool,
     /// Delete everything the state records instead.
     pub destroy: bool,
+    /// How long to wait for values only a cluster knows (an istiocoredns ClusterIP).
+    pub wait: std::time::Duration,
 }
 
 fn past_tense(a: Action) -> &'static str {
@@ -100,7 +102,10 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         &loaded.graph,
         &loaded.targets(global)?,
         store,
-        global.parallelism,
+        crate::apply::Limits {
+            parallelism: global.parallelism,
+            wait: opts.wait,
+        },
         |p: Progress<'_>| match p.result {
             Ok(()) => println!("{}: {}", p.address, past_tense(p.action)),
             Err(e) => eprintln!("error: {}: {e}", p.address),

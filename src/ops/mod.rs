@@ -118,6 +118,19 @@ impl Loaded {
                 whole: o.edit.is_some(),
             })
             .collect();
+        // The Services whose ClusterIPs some objects are waiting for.
+        items.extend(
+            self.desired
+                .objects
+                .iter()
+                .flat_map(|o| &o.known_after_apply)
+                .map(|k| ReadItem {
+                    id: k.service.clone(),
+                    api_version: "v1".into(),
+                    desired: None,
+                    whole: true,
+                }),
+        );
         if let Some(s) = state {
             items.extend(s.objects.iter().map(|e| ReadItem {
                 id: e.id(),

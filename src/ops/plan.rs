@@ -71,6 +71,7 @@ pub(crate) fn make_plan(
         global.parallelism,
     ))?;
     let mut desired = loaded.desired.clone();
+    crate::compile::resolve_known(&mut desired, &live);
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
     let plan = plan::build(&PlanInputs {
         desired: &desired,

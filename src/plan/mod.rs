@@ -346,6 +346,15 @@ fn plan_desired(
             }
         }
     };
+    for k in &d.known_after_apply {
+        notes.push(format!(
+            "{} is known after apply: apply waits for the Service {} to get its address",
+            k.placeholder
+                .trim_start_matches("(known after apply: ")
+                .trim_end_matches(')'),
+            k.service.address()
+        ));
+    }
     if d.revert {
         notes.retain(|n| !n.starts_with("it changed"));
         if action == Action::NoOp {

@@ -417,3 +417,111 @@ fn a_logical_cloud_on_clusters_edits_coredns_and_destroy_puts_it_back() {
     assert_eq!(after["metadata"]["labels"]["k8s-app"], "kube-dns");
     assert!(c1.object("", "Namespace", "", "istio-lc1").is_none());
 }
+
+/// Stands in for the Istio operator: once the control plane's namespace exists in a
+/// cluster, creates its `istiocoredns` Service there (the cluster gives it a ClusterIP).
+fn operator_creates_istiocoredns(e: &k8s_emulator::Emulator) {
+    for _ in 0..400 {
+        if e.object("", "Namespace", "", "istio-lc1").is_some() {
+            e.seed(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "istiocoredns", "namespace": "istio-lc1"},
+                "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}
+            }))
+            .expect("create istiocoredns");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the control plane namespace never appeared");
+}
+
+#[test]
+fn the_istiocoredns_address_is_known_after_apply_and_read_from_the_cluster() {
+    let w = cloud_world();
+    w.p.edit(
+        "dcm.toml",
+        "dns_forward = { cluster1 = \"10.96.0.53\", cluster2 = \"10.97.0.53\" }\n",
+        "",
+    );
+    let plan = w.dcm(&["plan"]).expect(0);
+    assert!(
+        plan.stdout
+            .contains("forward . (known after apply: ClusterIP of istio-lc1/istiocoredns):53"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan
+        .stdout
+        .contains("apply waits for the Service cluster1/core/Service/istio-lc1/istiocoredns"));
+
+    // Without the Service, apply waits (here briefly), says why it failed, and applies
+    // everything else.
+    let run = w
+        .dcm(&["apply", "--auto-approve", "--wait-timeout", "1s"])
+        .expect(1);
+    assert!(
+        run.stderr.contains(
+            "the Service cluster1/core/Service/istio-lc1/istiocoredns has no ClusterIP after 1s"
+        ),
+        "{}",
+        run.stderr
+    );
+    let c1 = w.cluster("cluster1");
+    let untouched = c1
+        .object("", "ConfigMap", "kube-system", "coredns")
+        .expect("coredns");
+    assert_eq!(untouched["data"]["Corefile"].as_str(), Some(STOCK_COREFILE));
+    assert!(c1
+        .object(
+            "install.istio.io",
+            "IstioOperator",
+            "istio-lc1",
+            "lc1-control-plane"
+        )
+        .is_some());
+
+    // Once the control plane has made its Service, the plan knows the address.
+    operator_creates_istiocoredns(c1);
+    let ip = c1
+        .object("", "Service", "istio-lc1", "istiocoredns")
+        .expect("svc")["spec"]["clusterIP"]
+        .as_str()
+        .expect("a ClusterIP")
+        .to_string();
+    let plan = w.dcm(&["plan"]).expect(0);
+    assert!(
+        plan.stdout.contains(&format!("forward . {ip}:53")),
+        "{}",
+        plan.stdout
+    );
+
+    // And apply waits for a Service that appears while it runs.
+    std::thread::scope(|s| {
+        s.spawn(|| operator_creates_istiocoredns(w.cluster("cluster2")));
+        w.dcm(&["apply", "--auto-approve"]).expect(0);
+    });
+    for c in ["cluster1", "cluster2"] {
+        let e = w.cluster(c);
+        let ip = e
+            .object("", "Service", "istio-lc1", "istiocoredns")
+            .expect("svc")["spec"]["clusterIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let corefile = e
+            .object("", "ConfigMap", "kube-system", "coredns")
+            .expect("coredns")["data"]["Corefile"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            corefile.contains(&format!(
+                "lc1:53 {{\n    errors\n    cache 30\n    forward . {ip}:53\n}}"
+            )),
+            "{corefile}"
+        );
+    }
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    w.dcm(&["drift"]).expect(0);
+}
