@@ -122,6 +122,8 @@ pub struct KubeTarget {
     /// Resolved kinds by apiVersion and kind; a kind the cluster does not serve is looked
     /// up again next time (a CRD applied meanwhile may have made it served).
     resources: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// Preferred-version resources by group and kind, for deletes (which know no version).
+    preferred: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
 }
 
 impl KubeTarget {
@@ -132,6 +134,7 @@ impl KubeTarget {
             kubeconfig,
             client: OnceCell::new(),
             resources: Mutex::new(BTreeMap::new()),
+            preferred: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -195,6 +198,37 @@ impl KubeTarget {
             Err(e) if not_served(&e) => Ok(None),
             Err(e) => Err(self.unreachable(describe(&e))),
         }
+    }
+
+    /// The resource of `kind` in `group` at the group's preferred version (any served
+    /// version names the same object); None when the cluster does not serve it.
+    async fn preferred_resource(
+        &self,
+        group: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, bool)>, TargetError> {
+        let key = (group.to_string(), kind.to_string());
+        if let Some(r) = self.preferred.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        let client = self.client().await?.clone();
+        let found = retry(|| {
+            let client = client.clone();
+            let group = key.0.clone();
+            async move { kube::discovery::group(&client, &group).await }
+        })
+        .await;
+        let api_group = match found {
+            Ok(g) => g,
+            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) => return Err(self.unreachable(describe(&e))),
+        };
+        let Some((ar, caps)) = api_group.recommended_kind(kind) else {
+            return Ok(None);
+        };
+        let r = (ar, caps.scope == kube::discovery::Scope::Namespaced);
+        self.preferred.lock().await.insert(key, r.clone());
+        Ok(Some(r))
     }
 
     fn api(
@@ -313,24 +347,10 @@ impl Target for KubeTarget {
     }
 
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
-        // Any served version names the same object; use the preferred one.
         let client = self.client().await?.clone();
-        let group = id.group.clone();
-        let found = retry(|| {
-            let client = client.clone();
-            let group = group.clone();
-            async move { kube::discovery::group(&client, &group).await }
-        })
-        .await;
-        let group = match found {
-            Ok(g) => g,
-            Err(e) if not_served(&e) => return Ok(()),
-            Err(e) => return Err(self.unreachable(describe(&e))),
-        };
-        let Some((ar, caps)) = group.recommended_kind(&id.kind) else {
+        let Some((ar, namespaced)) = self.preferred_resource(&id.group, &id.kind).await? else {
             return Ok(()); // the kind is gone, and its objects with it
         };
-        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
         let api = self.api(&client, &ar, namespaced, &id.namespace);
         let result = retry(|| {
             let api = api.clone();
