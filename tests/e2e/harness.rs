@@ -181,24 +181,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// Standard base64, to look for encoded secrets.
-pub fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
+pub use k8s_emulator::base64;
+
+/// Copies the test-only certificates into `certs/` of the project.
+pub fn copy_test_certs(p: &Project) {
+    let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
+    for f in [
+        "root-cert.pem",
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+    ] {
+        let text = std::fs::read_to_string(certs.join(f)).expect("test certificate");
+        p.write(&format!("certs/{f}"), &text);
     }
-    out
 }

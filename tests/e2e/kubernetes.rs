@@ -337,16 +337,7 @@ ports = [{ name = "http1", number = 9080, protocol = "HTTP" }]
 fn cloud_world() -> World {
     let w = World::new();
     w.p.write("dcm.toml", CLOUD);
-    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
-    for f in [
-        "root-cert.pem",
-        "ca-cert.pem",
-        "ca-key.pem",
-        "cert-chain.pem",
-    ] {
-        let text = std::fs::read_to_string(certs.join(f)).expect("test cert");
-        w.p.write(&format!("certs/{f}"), &text);
-    }
+    super::harness::copy_test_certs(&w.p);
     w
 }
 

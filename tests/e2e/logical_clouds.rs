@@ -49,18 +49,7 @@ fn cloud_project() -> Project {
             STOCK_COREDNS,
         );
     }
-    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
-    for f in [
-        "root-cert.pem",
-        "ca-cert.pem",
-        "ca-key.pem",
-        "cert-chain.pem",
-    ] {
-        p.write(
-            &format!("certs/{f}"),
-            &std::fs::read_to_string(certs.join(f)).unwrap(),
-        );
-    }
+    super::harness::copy_test_certs(&p);
     p
 }
 

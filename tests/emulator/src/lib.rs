@@ -16,6 +16,7 @@ mod util;
 pub mod harness;
 
 pub use store::{Request, Response};
+pub use util::base64;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};

@@ -951,6 +951,20 @@ impl Store {
         Ok(())
     }
 
+    /// The addresses in use are those of the Services that are left.
+    fn recount_ips(&mut self) {
+        self.used_ips.clear();
+        let services: Vec<Value> = self
+            .objects
+            .values()
+            .filter(|o| o["kind"] == "Service")
+            .cloned()
+            .collect();
+        for o in services {
+            self.reserve_ip(&o);
+        }
+    }
+
     fn reserve_ip(&mut self, o: &Value) {
         if let Some(ip) = o.pointer("/spec/clusterIP").and_then(Value::as_str) {
             let mut n = 0u32;
@@ -1361,16 +1375,7 @@ impl Store {
         match t.rtype.kind.as_str() {
             "Namespace" => {
                 self.objects.retain(|(_, _, ns, _), _| ns != name);
-                self.used_ips.clear();
-                let ips: Vec<Value> = self
-                    .objects
-                    .values()
-                    .filter(|o| o["kind"] == "Service")
-                    .cloned()
-                    .collect();
-                for o in ips {
-                    self.reserve_ip(&o);
-                }
+                self.recount_ips();
             }
             "CustomResourceDefinition" => {
                 if let Ok(rtype) = types::from_crd(&old) {
@@ -1382,16 +1387,7 @@ impl Store {
                 }
             }
             "Service" => {
-                self.used_ips.clear();
-                let ips: Vec<Value> = self
-                    .objects
-                    .values()
-                    .filter(|o| o["kind"] == "Service")
-                    .cloned()
-                    .collect();
-                for o in ips {
-                    self.reserve_ip(&o);
-                }
+                self.recount_ips();
             }
             _ => {}
         }
