@@ -70,14 +70,6 @@ pub struct Store {
     version_minor: &'static str,
 }
 
-/// Where a resource request points.
-struct Target<'a> {
-    rtype: &'a ResourceType,
-    version: String,
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
 fn parse_cidr(cidr: &str) -> (u32, u32) {
     let (ip, bits) = cidr.split_once('/').unwrap_or((cidr, "24"));
     let mut n = 0u32;
@@ -394,7 +386,7 @@ impl Store {
         }))
     }
 
-    fn locate<'a>(&'a self, segs: &[&str]) -> Result<Target<'a>, Response> {
+    fn locate(&self, segs: &[&str]) -> Result<ReqTarget, Response> {
         let (group, version, rest) = match segs {
             ["api", v, rest @ ..] => ("", *v, rest),
             ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -418,8 +410,8 @@ impl Store {
         if namespace.is_some() && !rtype.namespaced {
             return Err(not_found_path(&format!("/{}", segs.join("/"))));
         }
-        Ok(Target {
-            rtype,
+        Ok(ReqTarget {
+            rtype: rtype.clone(),
             version: version.to_string(),
             namespace,
             name,
@@ -427,11 +419,10 @@ impl Store {
     }
 
     fn resource_request(&mut self, req: &Request, segs: &[&str]) -> Response {
-        let target = match self.locate(segs) {
+        let t = match self.locate(segs) {
             Ok(t) => t,
             Err(r) => return r,
         };
-        let rtype = target.rtype.clone();
         let dry_run = match req.query.get("dryRun").map(String::as_str) {
             None | Some("") => false,
             Some("All") => true,
@@ -443,12 +434,6 @@ impl Store {
                     None,
                 )
             }
-        };
-        let t = ReqTarget {
-            rtype,
-            version: target.version,
-            namespace: target.namespace,
-            name: target.name,
         };
         match (req.method.as_str(), &t.name) {
             ("GET", None) => self.list(req, &t),
@@ -604,14 +589,15 @@ impl Store {
         }
     }
 
-    fn manager(req: &Request, default_suffix: &str) -> String {
+    /// The field manager of a non-apply write: `fieldManager`, else the client's name
+    /// from its User-Agent, as a real server derives it.
+    fn manager(req: &Request) -> String {
         match req.query.get("fieldManager") {
             Some(m) if !m.is_empty() => m.clone(),
-            _ => {
-                let ua = req.user_agent.split('/').next().unwrap_or("unknown");
-                let ua = if ua.is_empty() { "unknown" } else { ua };
-                format!("{ua}{default_suffix}")
-            }
+            _ => match req.user_agent.split('/').next() {
+                Some(ua) if !ua.is_empty() => ua.to_string(),
+                _ => "unknown".to_string(),
+            },
         }
     }
 
@@ -1102,7 +1088,7 @@ impl Store {
             Ok(w) => w,
             Err(r) => return r,
         };
-        let manager = Self::manager(req, "");
+        let manager = Self::manager(req);
         fields::record_update(
             None,
             &mut o,
@@ -1140,7 +1126,7 @@ impl Store {
                 return self.conflict(t, name);
             }
         }
-        self.write_over(req, t, name, old, o, dry_run, "")
+        self.write_over(req, t, old, o, dry_run)
     }
 
     fn conflict(&self, t: &ReqTarget, name: &str) -> Response {
@@ -1155,16 +1141,14 @@ impl Store {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Replaces `old` with `o` (update and non-apply patches).
     fn write_over(
         &mut self,
         req: &Request,
         t: &ReqTarget,
-        name: &str,
         old: Value,
         mut o: Value,
         dry_run: bool,
-        suffix: &str,
     ) -> Response {
         if let Some(m) = o["metadata"].as_object_mut() {
             m.insert(
@@ -1179,8 +1163,7 @@ impl Store {
             Ok(w) => w,
             Err(r) => return r,
         };
-        let _ = name;
-        let manager = Self::manager(req, suffix);
+        let manager = Self::manager(req);
         fields::record_update(
             Some(&old),
             &mut o,
@@ -1256,7 +1239,7 @@ impl Store {
         if let Err(r) = self.check_identity(t, &mut o, Some(name)) {
             return r;
         }
-        self.write_over(req, t, name, old, o, dry_run, "")
+        self.write_over(req, t, old, o, dry_run)
     }
 
     fn server_side_apply(
@@ -1398,6 +1381,7 @@ impl Store {
     }
 }
 
+/// Where a resource request points.
 struct ReqTarget {
     rtype: ResourceType,
     version: String,
