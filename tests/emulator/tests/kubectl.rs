@@ -134,23 +134,23 @@ fn client_side_apply_then_get_round_trips_and_reapply_changes_nothing() {
     );
 }
 
+/// A server-side apply of stdin by field manager `other`.
+const APPLY_AS_OTHER: &[&str] = &[
+    "apply",
+    "--server-side",
+    "--field-manager",
+    "other",
+    "-f",
+    "-",
+];
+
 #[test]
 fn server_side_apply_conflicts_with_another_field_manager_unless_forced() {
     let Some(k) = start() else { return };
     let out = k.ok(&["apply", "--server-side", "-f", "-"], Some(CONFIGMAP));
     assert!(out.contains("serverside-applied"), "{out}");
     let other = CONFIGMAP.replace("key: one", "key: two");
-    let conflict = k.run(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "-f",
-            "-",
-        ],
-        Some(&other),
-    );
+    let conflict = k.run(APPLY_AS_OTHER, Some(&other));
     assert!(!conflict.status.success());
     let err = String::from_utf8_lossy(&conflict.stderr);
     assert!(
@@ -160,17 +160,7 @@ fn server_side_apply_conflicts_with_another_field_manager_unless_forced() {
     assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "one");
 
     // Applying the same value is co-ownership, not a conflict.
-    k.ok(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "-f",
-            "-",
-        ],
-        Some(CONFIGMAP),
-    );
+    k.ok(APPLY_AS_OTHER, Some(CONFIGMAP));
     k.ok(
         &[
             "apply",
@@ -202,19 +192,9 @@ fn server_side_apply_conflicts_with_another_field_manager_unless_forced() {
         "{managers:?}"
     );
 
-    // A field the manager stops applying is removed.
+    // A field `other` stops applying stays while another manager (kubectl) still owns it.
     let without_label = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo\n  namespace: default\ndata:\n  key: two\n";
-    k.ok(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "other",
-            "-f",
-            "-",
-        ],
-        Some(without_label),
-    );
+    k.ok(APPLY_AS_OTHER, Some(without_label));
     // kubectl still owns the label, so it stays.
     assert_eq!(
         k.json(&["get", "cm", "demo"])["metadata"]["labels"]["app"],
