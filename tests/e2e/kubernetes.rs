@@ -108,6 +108,12 @@ fn edit_as_someone_else(e: &k8s_emulator::Emulator, path: &str, patch: Value) {
     assert_eq!(resp.status, 200, "{}", resp.body);
 }
 
+/// Whether a plan's diff has a line added (`+`) or removed (`-`) that holds `text`.
+fn diff_line(plan: &str, sign: char, text: &str) -> bool {
+    plan.lines()
+        .any(|l| l.trim_start().starts_with(sign) && l.contains(text))
+}
+
 #[test]
 fn applies_to_clusters_over_http_and_a_second_plan_shows_no_changes() {
     let w = World::new();
@@ -173,9 +179,7 @@ fn changes_by_another_manager_are_drift_and_apply_takes_them_back() {
     assert!(drift.stdout.contains("settings"), "{}", drift.stdout);
     let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
     assert!(
-        plan.stdout
-            .lines()
-            .any(|l| l.trim_start().starts_with('+') && l.contains("greeting: hello")),
+        diff_line(&plan.stdout, '+', "greeting: hello"),
         "{}",
         plan.stdout
     );
@@ -206,13 +210,7 @@ fn changes_by_another_manager_are_drift_and_apply_takes_them_back() {
     // A key dcm set and no longer wants is removed.
     w.p.edit("app.yaml", "  labels:\n    app: shop\n", "");
     let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
-    assert!(
-        plan.stdout
-            .lines()
-            .any(|l| l.trim_start().starts_with('-') && l.contains("app: shop")),
-        "{}",
-        plan.stdout
-    );
+    assert!(diff_line(&plan.stdout, '-', "app: shop"), "{}", plan.stdout);
     w.dcm(&["apply", "--auto-approve"]).expect(0);
     let cm = c1
         .object("", "ConfigMap", "shop", "settings")
@@ -305,38 +303,13 @@ fn a_cluster_that_keeps_failing_or_cannot_be_reached_is_a_clear_error() {
     assert!(run.stderr.contains("kubeconfig"), "{}", run.stderr);
 }
 
-const CLOUD: &str = r#"
-[ca]
-root_cert = "certs/root-cert.pem"
-ca_cert = "certs/ca-cert.pem"
-ca_key = "certs/ca-key.pem"
-cert_chain = "certs/cert-chain.pem"
-
-[clusters.cluster1]
-context = "cluster1"
-pod_cidr = "10.1.0.0/16"
-service_cidr = "10.96.0.0/16"
-gateway = "192.0.2.10:15443"
-
-[clusters.cluster2]
-context = "cluster2"
-pod_cidr = "10.2.0.0/16"
-service_cidr = "10.97.0.0/16"
-gateway = "192.0.2.20:15443"
-
-[logical_clouds.lc1]
-clusters = ["cluster1", "cluster2"]
-dns_forward = { cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }
-
-[[logical_clouds.lc1.services]]
-name = "reviews"
-clusters = ["cluster2"]
-ports = [{ name = "http1", number = 9080, protocol = "HTTP" }]
-"#;
-
 fn cloud_world() -> World {
     let w = World::new();
-    w.p.write("dcm.toml", CLOUD);
+    // The directory-target cloud of logical_clouds.rs, on Kubernetes targets instead.
+    let file = super::logical_clouds::CLOUD
+        .replace("dir = \"out/cluster1\"", "context = \"cluster1\"")
+        .replace("dir = \"out/cluster2\"", "context = \"cluster2\"");
+    w.p.write("dcm.toml", &file);
     super::harness::copy_test_certs(&w.p);
     w
 }

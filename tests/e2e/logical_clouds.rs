@@ -2,7 +2,8 @@
 
 use super::harness::Project;
 
-const CLOUD: &str = r#"
+/// Two directory-target clusters in cloud lc1, exporting reviews and ratings.
+pub const CLOUD: &str = r#"
 [ca]
 root_cert = "certs/root-cert.pem"
 ca_cert = "certs/ca-cert.pem"
