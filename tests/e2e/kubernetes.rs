@@ -301,6 +301,42 @@ fn a_cluster_that_keeps_failing_or_cannot_be_reached_is_a_clear_error() {
     // No kubeconfig at all.
     let run = w.p.dcm(&["plan"]).expect(1);
     assert!(run.stderr.contains("kubeconfig"), "{}", run.stderr);
+
+    // A kubeconfig that is not one, named.
+    w.p.write("broken-kubeconfig", "clusters: [not: {a: kubeconfig");
+    let run =
+        w.p.dcm(&["--kubeconfig", "broken-kubeconfig", "plan"])
+            .expect(1);
+    assert!(
+        run.stderr
+            .contains("cannot read kubeconfig broken-kubeconfig"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn kubeconfig_comes_from_the_kubeconfig_variable_as_a_path_list() {
+    let w = World::new();
+    // Like kubectl: a list of files, missing ones skipped, entries merged.
+    let list = format!(
+        "{}:{}",
+        w.p.path("missing/config").display(),
+        w.clusters.kubeconfig.display()
+    );
+    let out =
+        w.p.command(&["plan", "--detailed-exitcode"])
+            .env("KUBECONFIG", list)
+            .output()
+            .expect("run dcm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Plan: 6 to add"), "{stdout}");
 }
 
 fn cloud_world() -> World {
