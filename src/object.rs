@@ -238,6 +238,44 @@ pub fn check_dns_subdomain(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a label value: at most 63 alphanumerics, '-', '_' or '.', starting and ending
+/// with an alphanumeric (or empty).
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if value.len() > 63 {
+        return Err(format!(
+            "must be at most 63 characters (it has {})",
+            value.len()
+        ));
+    }
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ends_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    if !ok_chars || !ends_ok(value.chars().next()) || !ends_ok(value.chars().last()) {
+        return Err(
+            "must consist of letters, digits, '-', '_' and '.', and start and end with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a label key: an optional DNS-subdomain prefix and '/', then a non-empty name
+/// that follows the label-value rule.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        check_dns_subdomain(p).map_err(|why| format!("prefix `{p}` {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("must have a name".into());
+    }
+    check_label_value(name)
+}
+
 /// Checks `apiVersion` and `kind`: they name files in directory targets and parts of
 /// addresses, so they must be what Kubernetes allows (`group/version` with a DNS group and
 /// an alphanumeric version; an alphanumeric kind starting with a letter), never a path.

@@ -8,7 +8,7 @@
 use super::{DesiredObject, Edit, KnownAfterApply};
 use crate::diag::{Diagnostic, Location};
 use crate::model::{
-    Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model,
+    Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model, Route, Subset,
 };
 use crate::object::ObjRef;
 use serde_json::{json, Value};
@@ -124,10 +124,13 @@ pub fn compile(
         };
         for member in &lc.clusters {
             if let Some(cluster) = model.clusters.get(member) {
-                control_plane(&mut out, lc, cluster, ca);
+                control_plane(&mut out, lc, cluster, ca, model);
             }
         }
         exported_services(&mut out, lc, model);
+        for route in &lc.routes {
+            virtual_services(&mut out, lc, route, model);
+        }
         all.extend(out.objects);
     }
     all.extend(dns_stub_domains(model));
@@ -231,7 +234,11 @@ fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
     out
 }
 
-fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {
+/// What one member gets. A member that runs a control plane (every member of a
+/// multi-primary cloud, the primary of a primary-remote one) gets the CA, a full install
+/// and the mesh configuration; a remote gets the remote install only, and the primary
+/// reaches it through a remote secret. The CA key never goes where no istiod signs.
+fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, model: &Model) {
     let ns = &lc.istio_namespace;
     let sfx = &lc.suffix;
     let source = format!("logical_clouds.{}", lc.name);
@@ -260,56 +267,41 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {
         vec![],
         none(),
     );
-    out.push(
-        &c.name,
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": { "name": "cacerts", "namespace": ns, "labels": labels },
-            "data": {
-                "ca-cert.pem": crate::object::base64(ca.ca_cert.as_bytes()),
-                "ca-key.pem": crate::object::base64(ca.ca_key.as_bytes()),
-                "root-cert.pem": crate::object::base64(ca.root_cert.as_bytes()),
-                "cert-chain.pem": crate::object::base64(ca.cert_chain.as_bytes()),
-            }
-        }),
-        &source,
-        vec![],
-        none(),
-    );
+    let full = lc.runs_control_plane(&c.name);
+    if full {
+        out.push(
+            &c.name,
+            json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": { "name": "cacerts", "namespace": ns, "labels": labels },
+                "data": {
+                    "ca-cert.pem": crate::object::base64(ca.ca_cert.as_bytes()),
+                    "ca-key.pem": crate::object::base64(ca.ca_key.as_bytes()),
+                    "root-cert.pem": crate::object::base64(ca.root_cert.as_bytes()),
+                    "cert-chain.pem": crate::object::base64(ca.cert_chain.as_bytes()),
+                }
+            }),
+            &source,
+            vec![],
+            none(),
+        );
+    }
     let gateway_labels = json!({ "istio": "ingressgateway", "app": "istio-ingressgateway", "istio.io/rev": lc.name });
+    let primary = lc.primary().and_then(|p| model.clusters.get(p));
+    let operator_spec = istio_operator_spec(lc, c, primary, &gateway_labels);
     out.push(
         &c.name,
         json!({
             "apiVersion": "install.istio.io/v1alpha1", "kind": "IstioOperator",
             "metadata": { "name": operator.name, "namespace": ns, "labels": labels },
-            "spec": {
-                "profile": "default",
-                "revision": lc.name,
-                "namespace": ns,
-                "components": {
-                    "ingressGateways": [{
-                        "name": "istio-ingressgateway", "namespace": ns, "enabled": true,
-                        "label": gateway_labels,
-                        "k8s": { "env": [
-                            { "name": "ISTIO_META_ROUTER_MODE", "value": "sni-dnat" },
-                            { "name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": c.network }
-                        ] }
-                    }]
-                },
-                "addonComponents": { "istiocoredns": { "enabled": true } },
-                "values": {
-                    "global": {
-                        "istioNamespace": ns,
-                        "meshID": lc.name,
-                        "multiCluster": { "clusterName": c.name },
-                        "network": c.network,
-                        "podDNSSearchNamespaces": [sfx, format!("{{{{ valueOrDefault .DeploymentMeta.Namespace \"default\" }}}}.{sfx}")]
-                    }
-                }
-            }
+            "spec": operator_spec
         }),
         &source,
-        vec![in_ns("Secret", "", "cacerts")],
+        if full {
+            vec![in_ns("Secret", "", "cacerts")]
+        } else {
+            vec![]
+        },
         none(),
     );
     out.push(
@@ -323,6 +315,26 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {
         vec![],
         none(),
     );
+    for inject in &lc.injection_namespaces {
+        out.push(
+            &c.name,
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": inject, "labels": { "istio.io/rev": lc.name } } }),
+            &source,
+            vec![operator.clone()],
+            none(),
+        );
+    }
+    if !full {
+        return;
+    }
+    if lc.primary().is_some() {
+        expose_istiod(out, lc, c, &operator, &gateway_labels, &source);
+        for remote in lc.remotes() {
+            if let Some(rc) = model.clusters.get(remote) {
+                remote_secret(out, lc, c, rc, &source);
+            }
+        }
+    }
     let escaped = sfx.replace('.', "\\.");
     out.push(
         &c.name,
@@ -374,28 +386,370 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca) {
         vec![operator.clone()],
         none(),
     );
-    for inject in &lc.injection_namespaces {
-        out.push(
-            &c.name,
-            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": inject, "labels": { "istio.io/rev": lc.name } } }),
-            &source,
-            vec![operator.clone()],
-            none(),
-        );
-    }
 }
 
-/// For each exported service, on every member where it does not run: a ServiceEntry and
-/// a DestinationRule with one subset per serving cluster.
+/// The IstioOperator spec for one member: the full control plane (with `externalIstiod`
+/// on a primary, whose gateway also carries istiod's ports), or the remote profile that
+/// points at the primary's gateway.
+fn istio_operator_spec(
+    lc: &LogicalCloud,
+    c: &Cluster,
+    primary: Option<&Cluster>,
+    gateway_labels: &Value,
+) -> Value {
+    let ns = &lc.istio_namespace;
+    let sfx = &lc.suffix;
+    let is_primary = primary.is_some_and(|p| p.name == c.name);
+    let mut gateway = json!({
+        "name": "istio-ingressgateway", "namespace": ns, "enabled": true,
+        "label": gateway_labels,
+        "k8s": { "env": [
+            { "name": "ISTIO_META_ROUTER_MODE", "value": "sni-dnat" },
+            { "name": "ISTIO_META_REQUESTED_NETWORK_VIEW", "value": c.network }
+        ] }
+    });
+    if is_primary {
+        gateway["k8s"]["service"] = json!({ "ports": [
+            { "name": "status-port", "port": 15021, "targetPort": 15021 },
+            { "name": "tls", "port": 15443, "targetPort": 15443 },
+            { "name": "tls-istiod", "port": 15012, "targetPort": 15012 },
+            { "name": "tls-webhook", "port": 15017, "targetPort": 15017 }
+        ] });
+    }
+    let mut global = json!({
+        "istioNamespace": ns,
+        "meshID": lc.name,
+        "multiCluster": { "clusterName": c.name },
+        "network": c.network,
+        "podDNSSearchNamespaces": [sfx, format!("{{{{ valueOrDefault .DeploymentMeta.Namespace \"default\" }}}}.{sfx}")]
+    });
+    let mut values = json!({});
+    let profile = match primary {
+        Some(p) if p.name != c.name => {
+            // Remotes reach istiod on the primary's gateway address (15012 for xDS and
+            // certificates, 15017 for injection).
+            let host = p
+                .gateway
+                .as_deref()
+                .and_then(|g| g.rsplit_once(':').map(|(h, _)| h))
+                .unwrap_or_default();
+            global["remotePilotAddress"] = json!(host);
+            values["istiodRemote"] = json!({
+                "injectionPath": format!("/inject/cluster/{}/net/{}", c.name, c.network)
+            });
+            "remote"
+        }
+        Some(_) => {
+            global["externalIstiod"] = json!(true);
+            "default"
+        }
+        None => "default",
+    };
+    values["global"] = global;
+    json!({
+        "profile": profile,
+        "revision": lc.name,
+        "namespace": ns,
+        "components": { "ingressGateways": [gateway] },
+        "addonComponents": { "istiocoredns": { "enabled": true } },
+        "values": values
+    })
+}
+
+/// On a primary: a Gateway and VirtualService that pass istiod's ports through the
+/// gateway, so that remote proxies and webhooks reach it (Istio's expose-istiod set-up).
+fn expose_istiod(
+    out: &mut Out<'_>,
+    lc: &LogicalCloud,
+    c: &Cluster,
+    operator: &ObjRef,
+    gateway_labels: &Value,
+    source: &str,
+) {
+    let ns = &lc.istio_namespace;
+    let labels = json!({ "dcm.io/logical-cloud": lc.name });
+    let istiod = format!("istiod-{}.{ns}.svc.{}", lc.name, c.cluster_domain);
+    out.push(
+        &c.name,
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+            "metadata": { "name": "istiod-gateway", "namespace": ns, "labels": labels },
+            "spec": {
+                "selector": gateway_labels,
+                "servers": [
+                    { "hosts": ["*"], "port": { "name": "tls-istiod", "number": 15012, "protocol": "TLS" }, "tls": { "mode": "PASSTHROUGH" } },
+                    { "hosts": ["*"], "port": { "name": "tls-istiodwebhook", "number": 15017, "protocol": "TLS" }, "tls": { "mode": "PASSTHROUGH" } }
+                ]
+            }
+        }),
+        source,
+        vec![operator.clone()],
+        BTreeMap::new(),
+    );
+    let gateway = ObjRef {
+        cluster: c.name.clone(),
+        group: "networking.istio.io".into(),
+        kind: "Gateway".into(),
+        namespace: ns.clone(),
+        name: "istiod-gateway".into(),
+    };
+    out.push(
+        &c.name,
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": { "name": "istiod-vs", "namespace": ns, "labels": labels },
+            "spec": {
+                "hosts": ["*"],
+                "gateways": ["istiod-gateway"],
+                "tls": [
+                    { "match": [{ "port": 15012, "sniHosts": ["*"] }], "route": [{ "destination": { "host": istiod, "port": { "number": 15012 } } }] },
+                    { "match": [{ "port": 15017, "sniHosts": ["*"] }], "route": [{ "destination": { "host": istiod, "port": { "number": 443 } } }] }
+                ]
+            }
+        }),
+        source,
+        vec![gateway],
+        BTreeMap::new(),
+    );
+}
+
+/// On a primary, for one remote: the Secret istiod watches (label `istio/multiCluster`)
+/// holding a kubeconfig for the remote's API server, as `istioctl create-remote-secret`
+/// writes it. The token is Secret data: plans show only its hash.
+fn remote_secret(
+    out: &mut Out<'_>,
+    lc: &LogicalCloud,
+    primary: &Cluster,
+    remote: &Cluster,
+    source: &str,
+) {
+    let Some(access) = &remote.remote_access else {
+        return;
+    };
+    let name = &remote.name;
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": name, "cluster": {
+            "server": access.api_server,
+            "certificate-authority-data": crate::object::base64(access.ca_cert.as_bytes())
+        } }],
+        "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
+        "current-context": name,
+        "preferences": {},
+        "users": [{ "name": name, "user": { "token": access.token } }]
+    });
+    let text = serde_yaml_ng::to_string(&kubeconfig).unwrap_or_default();
+    out.push(
+        &primary.name,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {
+                "name": format!("istio-remote-secret-{name}"),
+                "namespace": lc.istio_namespace,
+                "labels": { "istio/multiCluster": "true", "dcm.io/logical-cloud": lc.name },
+                "annotations": { "networking.istio.io/cluster": name }
+            },
+            "data": { name.as_str(): crate::object::base64(text.as_bytes()) }
+        }),
+        source,
+        vec![],
+        BTreeMap::new(),
+    );
+}
+
+/// For each exported service, on every member where it does not run (and whose control
+/// plane reads configuration from it): a ServiceEntry and a DestinationRule with one subset
+/// per serving cluster and one per declared subset there. Where declared subsets run, a
+/// DestinationRule for the service's own host defines them by their pod labels.
 fn exported_services(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
     let source = format!("logical_clouds.{}", lc.name);
     for s in &lc.services {
-        for member in lc.clusters.iter().filter(|m| !s.clusters.contains(m)) {
+        for member in lc
+            .clusters
+            .iter()
+            .filter(|m| !s.clusters.contains(m) && lc.runs_control_plane(m))
+        {
             let Some(c) = model.clusters.get(member) else {
                 continue;
             };
             service_entry(out, lc, s, c, model, &source);
         }
+        subset_rules(out, lc, s, model, &source);
+    }
+}
+
+/// The DestinationRule for a service's own host (`<name>.<ns>.svc.<domain>`) that defines
+/// its declared subsets by pod labels: in each cluster where subsets run (the gateway
+/// there resolves `outbound_.<port>_.<subset>_.<host>` with it), or, in a primary-remote
+/// cloud, once in the primary with each subset pinned to its cluster by Istio's
+/// `topology.istio.io/cluster` endpoint label.
+fn subset_rules(
+    out: &mut Out<'_>,
+    lc: &LogicalCloud,
+    s: &ExportedService,
+    model: &Model,
+    source: &str,
+) {
+    let places: Vec<(&str, Vec<&Subset>)> = match lc.primary() {
+        Some(p) => vec![(p, s.subsets.iter().collect())],
+        None => lc
+            .clusters
+            .iter()
+            .map(|m| {
+                let here = s.subsets.iter().filter(|x| &x.cluster == m).collect();
+                (m.as_str(), here)
+            })
+            .collect(),
+    };
+    for (cluster, subsets) in places {
+        let Some(c) = model.clusters.get(cluster) else {
+            continue;
+        };
+        if subsets.is_empty() {
+            continue;
+        }
+        let subsets: Vec<Value> = subsets
+            .iter()
+            .map(|x| {
+                let mut labels = json!(x.labels);
+                if lc.primary().is_some() {
+                    labels["topology.istio.io/cluster"] = json!(x.cluster);
+                }
+                json!({ "name": x.name, "labels": labels })
+            })
+            .collect();
+        out.push(
+            &c.name,
+            json!({
+                "apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule",
+                "metadata": { "name": subset_rule_name(lc, s), "namespace": s.namespace, "labels": { "dcm.io/logical-cloud": lc.name } },
+                "spec": {
+                    "host": local_host(s, c),
+                    "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } },
+                    "subsets": subsets
+                }
+            }),
+            source,
+            vec![operator_of(lc, &c.name)],
+            BTreeMap::new(),
+        );
+    }
+}
+
+fn subset_rule_name(lc: &LogicalCloud, s: &ExportedService) -> String {
+    format!("{}-{}-{}-subsets", s.name, s.namespace, lc.suffix)
+}
+
+/// `reviews.default.svc.cluster.local`: the service's name inside one cluster.
+fn local_host(s: &ExportedService, c: &Cluster) -> String {
+    format!("{}.{}.svc.{}", s.name, s.namespace, c.cluster_domain)
+}
+
+/// `reviews.default.lc1`: the service's name across the cloud.
+fn cloud_host(s: &ExportedService, lc: &LogicalCloud) -> String {
+    format!("{}.{}.{}", s.name, s.namespace, lc.suffix)
+}
+
+fn operator_of(lc: &LogicalCloud, cluster: &str) -> ObjRef {
+    ObjRef {
+        cluster: cluster.to_string(),
+        group: "install.istio.io".into(),
+        kind: "IstioOperator".into(),
+        namespace: lc.istio_namespace.clone(),
+        name: format!("{}-control-plane", lc.name),
+    }
+}
+
+/// A route becomes a VirtualService for the service's own host in each client cluster
+/// (the primary only, in a primary-remote cloud). A subset in the client's own cluster is
+/// reached by the local host; one in another cluster through the cloud host, whose
+/// ServiceEntry and DestinationRule dcm puts in the client cluster.
+fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: &Model) {
+    let Some(s) = lc
+        .services
+        .iter()
+        .find(|s| s.name == route.service && s.namespace == route.namespace)
+    else {
+        return;
+    };
+    let source = format!("logical_clouds.{}", lc.name);
+    let clients: Vec<&String> = match lc.primary() {
+        Some(_) => lc
+            .clusters
+            .iter()
+            .filter(|c| lc.runs_control_plane(c))
+            .collect(),
+        None => route.clusters.iter().collect(),
+    };
+    for client in clients {
+        let Some(c) = model.clusters.get(client) else {
+            continue;
+        };
+        let mut depends_on = vec![operator_of(lc, client)];
+        let rule_ref = |name: String| ObjRef {
+            cluster: client.clone(),
+            group: "networking.istio.io".into(),
+            kind: "DestinationRule".into(),
+            namespace: s.namespace.clone(),
+            name,
+        };
+        let http: Vec<Value> = route
+            .http
+            .iter()
+            .map(|rule| {
+                let destinations: Vec<Value> = rule
+                    .to
+                    .iter()
+                    .map(|d| {
+                        let subset_cluster = s
+                            .subsets
+                            .iter()
+                            .find(|x| x.name == d.subset)
+                            .map(|x| x.cluster.as_str())
+                            .unwrap_or_default();
+                        let (host, rule) = if lc.primary().is_some() || subset_cluster == client {
+                            (local_host(s, c), subset_rule_name(lc, s))
+                        } else {
+                            (
+                                cloud_host(s, lc),
+                                format!("{}-{}-{}", s.name, s.namespace, lc.suffix),
+                            )
+                        };
+                        let dep = rule_ref(rule);
+                        if !depends_on.contains(&dep) {
+                            depends_on.push(dep);
+                        }
+                        let mut v = json!({ "destination": { "host": host, "subset": d.subset } });
+                        if let Some(w) = d.weight {
+                            v["weight"] = json!(w);
+                        }
+                        v
+                    })
+                    .collect();
+                let mut v = json!({ "route": destinations });
+                if !rule.headers.is_empty() {
+                    let headers: serde_json::Map<String, Value> = rule
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.clone(), json!({ h.kind: h.value })))
+                        .collect();
+                    v["match"] = json!([{ "headers": headers }]);
+                }
+                v
+            })
+            .collect();
+        out.push(
+            &c.name,
+            json!({
+                "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                "metadata": { "name": format!("{}-{}-{}", s.name, s.namespace, lc.suffix), "namespace": s.namespace, "labels": { "dcm.io/logical-cloud": lc.name } },
+                "spec": { "hosts": [local_host(s, c)], "http": http }
+            }),
+            &source,
+            depends_on,
+            BTreeMap::new(),
+        );
     }
 }
 
@@ -407,15 +761,9 @@ fn service_entry(
     model: &Model,
     source: &str,
 ) {
-    let host = format!("{}.{}.{}", s.name, s.namespace, lc.suffix);
+    let host = cloud_host(s, lc);
     let name = format!("{}-{}-{}", s.name, s.namespace, lc.suffix);
-    let operator = ObjRef {
-        cluster: c.name.clone(),
-        group: "install.istio.io".into(),
-        kind: "IstioOperator".into(),
-        namespace: lc.istio_namespace.clone(),
-        name: format!("{}-control-plane", lc.name),
-    };
+    let operator = operator_of(lc, &c.name);
     let endpoints: Vec<Value> = s
         .clusters
         .iter()
@@ -452,10 +800,18 @@ fn service_entry(
         vec![operator.clone()],
         BTreeMap::new(),
     );
+    // One subset per serving cluster, and each declared subset that runs in one: the
+    // serving cluster's gateway resolves the subset name in the SNI against its own rule.
     let subsets: Vec<Value> = s
         .clusters
         .iter()
         .map(|sc| json!({ "name": sc, "labels": { "cluster": sc } }))
+        .chain(
+            s.subsets
+                .iter()
+                .filter(|x| s.clusters.contains(&x.cluster))
+                .map(|x| json!({ "name": x.name, "labels": { "cluster": x.cluster } })),
+        )
         .collect();
     out.push(
         &c.name,

@@ -58,6 +58,12 @@ pub struct RawCluster {
     pub network: Option<Spanned<String>>,
     pub gateway: Option<Spanned<String>>,
     pub dns: Option<Spanned<String>>,
+    /// How a primary reaches this cluster's API server (primary-remote clouds).
+    pub api_server: Option<Spanned<String>>,
+    /// A file holding the service-account token the primary uses for this cluster.
+    pub token_file: Option<Spanned<String>>,
+    /// A file holding the CA certificate of this cluster's API server.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +75,53 @@ pub struct RawLogicalCloud {
     pub injection_namespaces: Vec<Spanned<String>>,
     pub dns_forward: Vec<(Spanned<String>, Spanned<String>)>,
     pub services: Vec<RawService>,
+    /// `multi-primary` (default) or `primary-remote`.
+    pub topology: Option<Spanned<String>>,
+    /// The cluster that runs the control plane, for `primary-remote`.
+    pub primary: Option<Spanned<String>>,
+    pub routes: Vec<RawRoute>,
+}
+
+/// One `[[logical_clouds.X.routes]]`: how clients of an exported service pick a subset.
+#[derive(Debug, Clone)]
+pub struct RawRoute {
+    pub span: Option<Range<usize>>,
+    pub service: Option<Spanned<String>>,
+    pub clusters: Option<Spanned<Vec<Spanned<String>>>>,
+    pub http: Vec<RawHttpRoute>,
+}
+
+/// One rule of a route: an optional header match and where matching requests go.
+#[derive(Debug, Clone)]
+pub struct RawHttpRoute {
+    pub span: Option<Range<usize>>,
+    pub headers: Vec<RawHeaderMatch>,
+    pub to: Vec<RawDestination>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawHeaderMatch {
+    pub name: Spanned<String>,
+    pub span: Option<Range<usize>>,
+    pub exact: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawDestination {
+    pub span: Option<Range<usize>>,
+    pub subset: Option<Spanned<String>>,
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// A named group of a service's workloads in one cluster (`version = "v2"` pods).
+#[derive(Debug, Clone)]
+pub struct RawSubset {
+    pub span: Option<Range<usize>>,
+    pub name: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<String>>,
+    pub labels: Vec<(Spanned<String>, Spanned<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +131,7 @@ pub struct RawService {
     pub namespace: Option<Spanned<String>>,
     pub clusters: Option<Spanned<Vec<Spanned<String>>>>,
     pub ports: Vec<RawPort>,
+    pub subsets: Vec<RawSubset>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +228,9 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 network: r.string(&mut t, "network"),
                 gateway: r.string(&mut t, "gateway"),
                 dns: r.string(&mut t, "dns"),
+                api_server: r.string(&mut t, "api_server"),
+                token_file: r.string(&mut t, "token_file"),
+                ca_file: r.string(&mut t, "ca_file"),
             });
             r.finish(t);
         }
@@ -190,15 +247,9 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 .string_list(&mut t, "injection_namespaces")
                 .map(|l| l.value)
                 .unwrap_or_default();
-            let mut dns_forward = Vec::new();
-            if let Some(mut fwd) = r.table(&mut t, "dns_forward") {
-                for key in fwd.keys() {
-                    if let Some(v) = r.string(&mut fwd, &key.value) {
-                        dns_forward.push((key, v));
-                    }
-                }
-                r.finish(fwd);
-            }
+            let dns_forward = r.string_map(&mut t, "dns_forward");
+            let topology = r.string(&mut t, "topology");
+            let primary = r.string(&mut t, "primary");
             let mut services = Vec::new();
             for mut s in r.table_array(&mut t, "services") {
                 let mut ports = Vec::new();
@@ -211,15 +262,31 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                     });
                     r.finish(p);
                 }
+                let mut subsets = Vec::new();
+                for mut x in r.table_array(&mut s, "subsets") {
+                    subsets.push(RawSubset {
+                        span: x.span.clone(),
+                        name: r.string(&mut x, "name"),
+                        cluster: r.string(&mut x, "cluster"),
+                        labels: r.string_map(&mut x, "labels"),
+                    });
+                    r.finish(x);
+                }
                 services.push(RawService {
                     span: s.span.clone(),
                     name: r.string(&mut s, "name"),
                     namespace: r.string(&mut s, "namespace"),
                     clusters: r.string_list(&mut s, "clusters"),
                     ports,
+                    subsets,
                 });
                 r.finish(s);
             }
+            let routes = r
+                .table_array(&mut t, "routes")
+                .into_iter()
+                .map(|route| read_route(&mut r, route))
+                .collect();
             logical_clouds.push(RawLogicalCloud {
                 name,
                 clusters,
@@ -228,6 +295,9 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 injection_namespaces,
                 dns_forward,
                 services,
+                topology,
+                primary,
+                routes,
             });
             r.finish(t);
         }
@@ -268,6 +338,53 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         logical_clouds,
         resources,
     })
+}
+
+fn read_route(r: &mut Reader<'_>, mut t: TableView<'_>) -> RawRoute {
+    let service = r.string(&mut t, "service");
+    let clusters = r.string_list(&mut t, "clusters");
+    let mut http = Vec::new();
+    for mut rule in r.table_array(&mut t, "http") {
+        let mut headers = Vec::new();
+        if let Some(mut all) = r.table(&mut rule, "headers") {
+            for name in all.keys() {
+                if let Some(mut m) = r.table(&mut all, &name.value) {
+                    headers.push(RawHeaderMatch {
+                        span: m.span.clone(),
+                        exact: r.string(&mut m, "exact"),
+                        prefix: r.string(&mut m, "prefix"),
+                        regex: r.string(&mut m, "regex"),
+                        name,
+                    });
+                    r.finish(m);
+                }
+            }
+            r.finish(all);
+        }
+        let mut to = Vec::new();
+        for mut d in r.table_array(&mut rule, "to") {
+            to.push(RawDestination {
+                span: d.span.clone(),
+                subset: r.string(&mut d, "subset"),
+                weight: r.integer(&mut d, "weight"),
+            });
+            r.finish(d);
+        }
+        http.push(RawHttpRoute {
+            span: rule.span.clone(),
+            headers,
+            to,
+        });
+        r.finish(rule);
+    }
+    let route = RawRoute {
+        span: t.span.clone(),
+        service,
+        clusters,
+        http,
+    };
+    r.finish(t);
+    route
 }
 
 #[cfg(test)]

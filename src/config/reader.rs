@@ -171,6 +171,24 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// A table of string values (`{ cluster1 = "10.96.0.53" }`), in file order.
+    pub fn string_map(
+        &mut self,
+        t: &mut TableView<'_>,
+        key: &str,
+    ) -> Vec<(Spanned<String>, Spanned<String>)> {
+        let mut out = Vec::new();
+        if let Some(mut map) = self.table(t, key) {
+            for k in map.keys() {
+                if let Some(v) = self.string(&mut map, &k.value) {
+                    out.push((k, v));
+                }
+            }
+            self.finish(map);
+        }
+        out
+    }
+
     /// Every entry of a table whose keys are names (`[clusters.<name>]`).
     pub fn named_tables<'t>(
         &mut self,

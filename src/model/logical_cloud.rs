@@ -3,6 +3,7 @@
 //! anything is contacted is checked here (domains, CIDR overlaps, suffixes, references,
 //! ports, PEM files), and every violation is reported.
 
+use super::routing::{self, Route};
 use super::{Cluster, TargetSpec};
 use crate::config::{RawConfig, RawLogicalCloud, Spanned};
 use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Location, SourceFile};
@@ -44,6 +45,34 @@ pub struct ExportedService {
     /// The clusters it runs in.
     pub clusters: Vec<String>,
     pub ports: Vec<ServicePort>,
+    /// Named groups of its workloads, each in one cluster, for routes to pick from.
+    pub subsets: Vec<Subset>,
+}
+
+impl ExportedService {
+    /// `reviews.default`: how routes and messages name the service.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+/// A named group of one service's workloads in one cluster (`v2` = pods labelled
+/// `version: v2` in `cluster2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subset {
+    pub name: String,
+    pub cluster: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a logical cloud runs its control planes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// A control plane in every member cluster (the default).
+    MultiPrimary,
+    /// One control plane in `primary`; the other members are remotes it manages through
+    /// their API servers.
+    PrimaryRemote { primary: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +85,29 @@ pub struct LogicalCloud {
     /// Pinned istiocoredns addresses, per cluster.
     pub dns_forward: BTreeMap<String, Ipv4Addr>,
     pub services: Vec<ExportedService>,
+    pub topology: Topology,
+    pub routes: Vec<Route>,
+}
+
+impl LogicalCloud {
+    /// The primary cluster of a primary-remote cloud.
+    pub fn primary(&self) -> Option<&str> {
+        match &self.topology {
+            Topology::MultiPrimary => None,
+            Topology::PrimaryRemote { primary } => Some(primary),
+        }
+    }
+
+    /// Whether `cluster` runs a control plane that reads Istio configuration from its own
+    /// API server: every member of a multi-primary cloud, only the primary otherwise.
+    pub fn runs_control_plane(&self, cluster: &str) -> bool {
+        self.primary().is_none_or(|p| p == cluster)
+    }
+
+    /// The members that are remotes of the primary (none in a multi-primary cloud).
+    pub fn remotes(&self) -> impl Iterator<Item = &String> {
+        self.clusters.iter().filter(|c| !self.runs_control_plane(c))
+    }
 }
 
 /// Istio's port protocols.
@@ -66,16 +118,17 @@ pub const PROTOCOLS: &[&str] = &[
 /// Suffixes that would shadow Kubernetes' own names.
 const RESERVED_SUFFIXES: &[&str] = &["local", "svc", "cluster.local"];
 
-struct Cx<'a> {
-    src: &'a SourceFile,
-    diags: &'a mut Vec<Diagnostic>,
+/// Where diagnostics go while the clouds are checked.
+pub(super) struct Cx<'a> {
+    pub(super) src: &'a SourceFile,
+    pub(super) diags: &'a mut Vec<Diagnostic>,
 }
 
 impl Cx<'_> {
-    fn at<T>(&self, s: &Spanned<T>) -> Location {
+    pub(super) fn at<T>(&self, s: &Spanned<T>) -> Location {
         self.src.locate(s.span.clone().unwrap_or(0..0))
     }
-    fn err<T>(&mut self, at: &Spanned<T>, msg: String) -> &mut Diagnostic {
+    pub(super) fn err<T>(&mut self, at: &Spanned<T>, msg: String) -> &mut Diagnostic {
         let loc = self.at(at);
         self.diags.push(Diagnostic::new(msg).at(loc));
         self.diags.last_mut().expect("just pushed")
@@ -371,7 +424,9 @@ fn build_cloud(
         }
     }
 
+    let topology = build_topology(cx, lc, &members, clusters);
     let services = build_services(cx, lc, &members, clusters);
+    let routes = routing::build_routes(cx, lc, &members, &services);
     // Built even when something above was wrong (the model is then rejected as a whole),
     // so that the checks across clouds still see it.
     LogicalCloud {
@@ -386,6 +441,69 @@ fn build_cloud(
             .collect(),
         dns_forward,
         services,
+        topology,
+        routes,
+    }
+}
+
+/// Reads `topology` and `primary`. A primary-remote cloud's primary must be a member with
+/// a `gateway` (remotes reach its istiod through it); every remote needs the keys the
+/// primary's remote secret is built from.
+fn build_topology(
+    cx: &mut Cx<'_>,
+    lc: &RawLogicalCloud,
+    members: &[String],
+    clusters: &BTreeMap<String, Cluster>,
+) -> Topology {
+    let name = &lc.name.value;
+    match lc.topology.as_ref().map(|t| t.value.as_str()) {
+        None | Some("multi-primary") => {
+            if let Some(p) = &lc.primary {
+                cx.err(p, format!("logical cloud `{name}` sets `primary` but its topology is multi-primary (every member runs a control plane)"))
+                    .help = Some("add `topology = \"primary-remote\"`, or remove `primary`".into());
+            }
+            Topology::MultiPrimary
+        }
+        Some("primary-remote") => {
+            let Some(p) = &lc.primary else {
+                let at = lc.topology.as_ref().unwrap_or(&lc.name);
+                cx.err(at, format!("logical cloud `{name}` is primary-remote and needs `primary`: the member cluster that runs the control plane"));
+                return Topology::MultiPrimary;
+            };
+            if !members.contains(&p.value) {
+                let hint = did_you_mean(&p.value, members.iter().map(String::as_str));
+                let d = cx.err(
+                    p,
+                    format!(
+                        "primary `{}` is not a member of logical cloud `{name}`",
+                        p.value
+                    ),
+                );
+                if let Some(h) = hint {
+                    d.help = Some(format!("did you mean `{h}`?"));
+                }
+            } else if clusters.get(&p.value).is_some_and(|c| c.gateway.is_none()) {
+                cx.err(p, format!("primary `{}` needs a `gateway`: the remotes of logical cloud `{name}` reach its control plane through it", p.value));
+            }
+            for m in members.iter().filter(|m| **m != p.value) {
+                if clusters.get(m).is_some_and(|c| c.remote_access.is_none()) {
+                    cx.err(p, format!("cluster `{m}` is a remote of logical cloud `{name}`, so the primary needs to reach its API server: add `api_server`, `token_file` and `ca_file` to [clusters.{m}]"));
+                }
+            }
+            Topology::PrimaryRemote {
+                primary: p.value.clone(),
+            }
+        }
+        Some(other) => {
+            let at = lc.topology.as_ref().unwrap_or(&lc.name);
+            cx.err(
+                at,
+                format!(
+                    "unknown topology `{other}`: must be \"multi-primary\" or \"primary-remote\""
+                ),
+            );
+            Topology::MultiPrimary
+        }
     }
 }
 
@@ -512,11 +630,81 @@ fn build_services(
                 protocol,
             });
         }
+        let subsets = build_subsets(cx, s, &name.value, cloud, members);
         out.push(ExportedService {
             name: name.value.clone(),
             namespace,
             clusters: serving,
             ports,
+            subsets,
+        });
+    }
+    out
+}
+
+/// Reads a service's `subsets`: names unique and valid, each in a member cluster, with
+/// labels that select something.
+fn build_subsets(
+    cx: &mut Cx<'_>,
+    s: &crate::config::RawService,
+    service: &str,
+    cloud: &str,
+    members: &[String],
+) -> Vec<Subset> {
+    let mut out: Vec<Subset> = Vec::new();
+    for x in &s.subsets {
+        let here = Spanned::new((), x.span.clone());
+        let Some(name) = &x.name else {
+            cx.err(
+                &here,
+                format!("a subset of service `{service}` needs `name`"),
+            );
+            continue;
+        };
+        if let Err(why) = check_dns_label(&name.value) {
+            cx.err(name, format!("invalid subset name `{}`: {why}", name.value));
+        }
+        if out.iter().any(|o| o.name == name.value) {
+            cx.err(
+                name,
+                format!("service `{service}` has two subsets named `{}`", name.value),
+            );
+        }
+        if members.contains(&name.value) {
+            cx.err(name, format!("subset `{}` of service `{service}` has the name of a member cluster; dcm names the per-cluster subsets so, choose another (e.g. `v2`)", name.value));
+        }
+        let cluster = match &x.cluster {
+            None => {
+                cx.err(name, format!("subset `{}` of service `{service}` needs `cluster`: where its workloads run", name.value));
+                continue;
+            }
+            Some(c) if !members.contains(&c.value) => {
+                let hint = did_you_mean(&c.value, members.iter().map(String::as_str));
+                let d = cx.err(c, format!("subset `{}` of service `{service}` is in cluster `{}`, which is not a member of logical cloud `{}`", name.value, c.value, cloud));
+                if let Some(h) = hint {
+                    d.help = Some(format!("did you mean `{h}`?"));
+                }
+                continue;
+            }
+            Some(c) => c.value.clone(),
+        };
+        if x.labels.is_empty() {
+            cx.err(name, format!("subset `{}` of service `{service}` needs `labels`: the pod labels that select its workloads (e.g. `labels = {{ version = \"v2\" }}`)", name.value));
+        }
+        let mut labels = BTreeMap::new();
+        for (k, v) in &x.labels {
+            if let Err(why) = crate::object::check_label_key(&k.value) {
+                cx.err(k, format!("invalid label key `{}`: {why}", k.value));
+            }
+            if let Err(why) = crate::object::check_label_value(&v.value) {
+                cx.err(v, format!("invalid label value `{}`: {why}", v.value));
+            }
+            labels.insert(k.value.clone(), v.value.clone());
+        }
+        out.push(Subset {
+            name: name.value.clone(),
+            cluster,
+            labels,
         });
     }
     out

@@ -7,9 +7,13 @@
 mod cidr;
 mod logical_cloud;
 mod manifest;
+mod routing;
 
 pub use cidr::Cidr;
-pub use logical_cloud::{check_pem, Ca, ExportedService, LogicalCloud, ServicePort};
+pub use logical_cloud::{
+    check_pem, Ca, ExportedService, LogicalCloud, ServicePort, Subset, Topology,
+};
+pub use routing::{Destination, HeaderMatch, HttpRule, Route};
 
 use crate::config::{RawConfig, RawResource, Spanned};
 use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Diagnostics, Location, SourceFile};
@@ -46,8 +50,29 @@ pub struct Cluster {
     pub network: String,
     pub gateway: Option<String>,
     pub dns: DnsMode,
+    /// How a primary control plane reaches this cluster's API server, when it is a remote.
+    pub remote_access: Option<RemoteAccess>,
     /// Where the cluster is defined, for messages.
     pub location: Location,
+}
+
+/// What a primary needs to manage a remote cluster: its API server, a token and the
+/// server's CA, read from the files the cluster table names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteAccess {
+    pub api_server: String,
+    /// Secret: only ever put into the primary's remote secret (see the Debug impl).
+    pub token: String,
+    pub ca_cert: String,
+}
+
+impl std::fmt::Debug for RemoteAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteAccess")
+            .field("api_server", &self.api_server)
+            .field("token", &"(sensitive)")
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a `depends_on` entry names.
@@ -238,6 +263,7 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                 );
             }
         }
+        let remote_access = build_remote_access(raw, c, diags);
         if let Some(target) = target {
             out.insert(
                 name.clone(),
@@ -254,12 +280,102 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                         .unwrap_or_else(|| "default".to_string()),
                     gateway: c.gateway.as_ref().map(|g| g.value.clone()),
                     dns,
+                    remote_access,
                     location: at(&c.name.span),
                 },
             );
         }
     }
     out
+}
+
+/// Reads `api_server`, `token_file` and `ca_file`, which go together: the API server must
+/// be an https URL, the token a single non-empty line, the CA file PEM certificates.
+fn build_remote_access(
+    raw: &RawConfig,
+    c: &crate::config::RawCluster,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<RemoteAccess> {
+    let src = &raw.source;
+    let name = &c.name.value;
+    let keys = [&c.api_server, &c.token_file, &c.ca_file];
+    if keys.iter().all(|k| k.is_none()) {
+        return None;
+    }
+    let (Some(api), Some(token_file), Some(ca_file)) = (&c.api_server, &c.token_file, &c.ca_file)
+    else {
+        let given = keys.iter().flat_map(|k| k.iter()).next();
+        diags.push(
+            Diagnostic::new(format!(
+                "cluster `{name}` needs all of `api_server`, `token_file` and `ca_file` to be reached by a primary"
+            ))
+            .at_span(src, given.and_then(|g| g.span.clone())),
+        );
+        return None;
+    };
+    let mut ok = true;
+    let api_ok = api
+        .value
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+    if !api_ok {
+        diags.push(
+            Diagnostic::new(format!(
+                "invalid `api_server` `{}`: must be an https URL, e.g. \"https://192.0.2.21:6443\"",
+                api.value
+            ))
+            .at_span(src, api.span.clone()),
+        );
+        ok = false;
+    }
+    let mut read = |key: &str, v: &Spanned<String>| -> Option<String> {
+        let path = resolve_relative(&raw.base_dir, &v.value);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cannot read `{key}` file `{}`: {e}",
+                        path.display()
+                    ))
+                    .at_span(src, v.span.clone()),
+                );
+                None
+            }
+        }
+    };
+    let token = read("token_file", token_file);
+    let ca_cert = read("ca_file", ca_file);
+    if let Some(t) = &token {
+        let t = t.trim();
+        if t.is_empty() || t.contains(char::is_whitespace) {
+            diags.push(
+                Diagnostic::new(format!(
+                    "`token_file` `{}` must hold one token on one line",
+                    token_file.value
+                ))
+                .at_span(src, token_file.span.clone()),
+            );
+            ok = false;
+        }
+    }
+    if let Some(ca) = &ca_cert {
+        if let Err(why) = check_pem(ca, false) {
+            diags.push(
+                Diagnostic::new(format!("`ca_file` `{}` {why}", ca_file.value))
+                    .at_span(src, ca_file.span.clone()),
+            );
+            ok = false;
+        }
+    }
+    match (token, ca_cert, ok) {
+        (Some(token), Some(ca_cert), true) => Some(RemoteAccess {
+            api_server: api.value.clone(),
+            token: token.trim().to_string(),
+            ca_cert,
+        }),
+        _ => None,
+    }
 }
 
 /// `host:port` with a DNS host name.

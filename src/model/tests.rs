@@ -238,3 +238,260 @@ fn pem_types_are_checked() {
     )
     .is_err());
 }
+
+/// The two-cluster Bookinfo cloud: reviews exported from cluster2 (v2, v3), v1 local in
+/// cluster1, and `routes` appended by each test.
+const BOOKINFO: &str = r#"
+[logical_clouds.lc1]
+clusters = ["cluster1", "cluster2"]
+dns_forward = { cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }
+[[logical_clouds.lc1.services]]
+name = "reviews"
+namespace = "bookinfo"
+clusters = ["cluster2"]
+ports = [{ number = 9080, protocol = "HTTP" }]
+subsets = [
+  { name = "v1", cluster = "cluster1", labels = { version = "v1" } },
+  { name = "v2", cluster = "cluster2", labels = { version = "v2" } },
+  { name = "v3", cluster = "cluster2", labels = { version = "v3" } },
+]
+"#;
+
+#[test]
+fn a_route_reads_header_matches_weights_and_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let m = model_in(
+        dir.path(),
+        &format!(
+            r#"{CA}{TWO}{BOOKINFO}
+[[logical_clouds.lc1.routes]]
+service = "reviews"
+clusters = ["cluster1"]
+http = [
+  {{ headers = {{ end-user = {{ exact = "jason" }} }}, to = [{{ subset = "v2", weight = 50 }}, {{ subset = "v3", weight = 50 }}] }},
+  {{ to = [{{ subset = "v1" }}] }},
+]
+"#
+        ),
+    )
+    .unwrap();
+    let lc = &m.logical_clouds["lc1"];
+    assert_eq!(lc.services[0].subsets[1].labels["version"], "v2");
+    let r = &lc.routes[0];
+    assert_eq!(
+        (r.service.as_str(), r.namespace.as_str(), r.clusters.clone()),
+        ("reviews", "bookinfo", vec!["cluster1".to_string()])
+    );
+    assert_eq!(
+        r.http[0].headers,
+        [HeaderMatch {
+            name: "end-user".into(),
+            kind: "exact",
+            value: "jason".into()
+        }]
+    );
+    assert_eq!(
+        r.http[0].to,
+        [
+            Destination {
+                subset: "v2".into(),
+                weight: Some(50)
+            },
+            Destination {
+                subset: "v3".into(),
+                weight: Some(50)
+            }
+        ]
+    );
+    assert!(r.http[1].headers.is_empty());
+    assert_eq!(lc.topology, Topology::MultiPrimary);
+}
+
+#[test]
+fn every_route_rule_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let err = model_in(
+        dir.path(),
+        &format!(
+            r#"{CA}{TWO}{BOOKINFO}
+[[logical_clouds.lc1.routes]]
+service = "reviewz.bookinfo"
+http = [{{ to = [{{ subset = "v1" }}] }}]
+[[logical_clouds.lc1.routes]]
+service = "reviews.bookinfo"
+clusters = ["cluster1", "cluster7"]
+http = [
+  {{ headers = {{ End_User = {{ exact = "jason", prefix = "j" }} }}, to = [{{ subset = "v2", weight = 60 }}, {{ subset = "v4", weight = 50 }}] }},
+  {{ to = [{{ subset = "v2" }}, {{ subset = "v3", weight = 101 }}] }},
+  {{ to = [{{ subset = "v1" }}] }},
+]
+[[logical_clouds.lc1.routes]]
+service = "reviews"
+http = [
+  {{ headers = {{ end-user = {{ exact = "jason" }} }}, to = [{{ subset = "v1", weight = 40 }}, {{ subset = "v3", weight = 50 }}] }},
+]
+"#
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "route service `reviewz.bookinfo` is not a service of logical cloud `lc1`",
+        "did you mean `reviews.bookinfo`?",
+        "route names cluster `cluster7`, which is not a member",
+        "invalid header name `End_User`",
+        "header `End_User` needs exactly one of `exact`, `prefix` or `regex`",
+        "service `reviews.bookinfo` has no subset `v4`",
+        "the weights of this rule sum to 110; they must sum to 100",
+        "a rule with several destinations needs a `weight` on each",
+        "weight 101 is out of range",
+        "this rule of the route for `reviews.bookinfo` is never used",
+        "service `reviews.bookinfo` has two routes in cluster `cluster1`",
+        "the weights of this rule sum to 90",
+        "has no rule for requests that match no header, so they would get 404",
+        "clients in cluster `cluster2` cannot reach subset `v1`: it is in cluster `cluster1`, which does not export `reviews.bookinfo`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn subsets_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let err = model_in(
+        dir.path(),
+        &format!(
+            r#"{CA}{TWO}
+[logical_clouds.lc1]
+clusters = ["cluster1", "cluster2"]
+dns_forward = {{ cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }}
+[[logical_clouds.lc1.services]]
+name = "reviews"
+clusters = ["cluster2"]
+ports = [{{ number = 9080 }}]
+subsets = [
+  {{ name = "v1", cluster = "clusterr1", labels = {{ version = "v1" }} }},
+  {{ name = "v2", cluster = "cluster2", labels = {{ version = "v2" }} }},
+  {{ name = "v2", cluster = "cluster2", labels = {{ version = "-bad" }} }},
+  {{ name = "cluster2", cluster = "cluster2", labels = {{ version = "v9" }} }},
+  {{ name = "v5", cluster = "cluster2" }},
+  {{ name = "v6" }},
+]
+"#
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "subset `v1` of service `reviews` is in cluster `clusterr1`, which is not a member of logical cloud `lc1`",
+        "did you mean `cluster1`?",
+        "service `reviews` has two subsets named `v2`",
+        "invalid label value `-bad`",
+        "subset `cluster2` of service `reviews` has the name of a member cluster",
+        "subset `v5` of service `reviews` needs `labels`",
+        "subset `v6` of service `reviews` needs `cluster`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// Writes a token and an API-server CA for a remote next to the file.
+fn with_remote_access(dir: &Path, cluster: &str) -> String {
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs/root-cert.pem");
+    std::fs::copy(ca, dir.join(format!("certs/{cluster}-ca.pem"))).unwrap();
+    std::fs::write(dir.join(format!("certs/{cluster}.token")), "tok-123\n").unwrap();
+    format!("api_server = \"https://192.0.2.99:6443\"\ntoken_file = \"certs/{cluster}.token\"\nca_file = \"certs/{cluster}-ca.pem\"\n")
+}
+
+#[test]
+fn a_primary_remote_cloud_reads_its_primary_and_the_remote_access() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let access = with_remote_access(dir.path(), "cluster2");
+    let two = TWO.replace(
+        "gateway = \"192.0.2.20:15443\"\n",
+        &format!("gateway = \"192.0.2.20:15443\"\n{access}"),
+    );
+    let m = model_in(
+        dir.path(),
+        &format!("{CA}{two}[logical_clouds.lc1]\ntopology = \"primary-remote\"\nprimary = \"cluster1\"\nclusters = [\"cluster1\", \"cluster2\"]\ndns_forward = {{ cluster1 = \"10.96.0.53\", cluster2 = \"10.97.0.53\" }}\n"),
+    )
+    .unwrap();
+    let lc = &m.logical_clouds["lc1"];
+    assert_eq!(lc.primary(), Some("cluster1"));
+    assert!(lc.runs_control_plane("cluster1") && !lc.runs_control_plane("cluster2"));
+    assert_eq!(lc.remotes().collect::<Vec<_>>(), ["cluster2"]);
+    let access = m.clusters["cluster2"].remote_access.as_ref().unwrap();
+    assert_eq!(
+        (access.api_server.as_str(), access.token.as_str()),
+        ("https://192.0.2.99:6443", "tok-123")
+    );
+    assert!(
+        !format!("{:?}", m.clusters["cluster2"]).contains("tok-123"),
+        "the token never reaches Debug output"
+    );
+}
+
+#[test]
+fn every_topology_rule_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    std::fs::write(dir.path().join("certs/empty.token"), "  \n").unwrap();
+    let err = model_in(
+        dir.path(),
+        &format!(
+            r#"{CA}{TWO}
+[clusters.cluster3]
+dir = "out/c3"
+pod_cidr = "10.3.0.0/16"
+api_server = "http://192.0.2.31:6443"
+token_file = "certs/empty.token"
+ca_file = "certs/ca-key.pem"
+[clusters.cluster4]
+dir = "out/c4"
+pod_cidr = "10.4.0.0/16"
+api_server = "https://192.0.2.41:6443"
+[logical_clouds.lc1]
+topology = "primary-remote"
+primary = "cluster9"
+clusters = ["cluster1", "cluster2"]
+dns_forward = {{ cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }}
+[logical_clouds.lc2]
+topology = "primary-remote"
+clusters = ["cluster1"]
+dns_forward = {{ cluster1 = "10.96.0.54" }}
+[logical_clouds.lc3]
+topology = "hub-spoke"
+clusters = ["cluster1"]
+dns_forward = {{ cluster1 = "10.96.0.55" }}
+[logical_clouds.lc4]
+primary = "cluster1"
+clusters = ["cluster1"]
+dns_forward = {{ cluster1 = "10.96.0.56" }}
+[logical_clouds.lc5]
+topology = "primary-remote"
+primary = "cluster1"
+clusters = ["cluster1", "cluster2"]
+dns_forward = {{ cluster1 = "10.96.0.57", cluster2 = "10.97.0.57" }}
+"#
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "invalid `api_server` `http://192.0.2.31:6443`: must be an https URL",
+        "`token_file` `certs/empty.token` must hold one token on one line",
+        "`ca_file` `certs/ca-key.pem` must hold only certificates",
+        "cluster `cluster4` needs all of `api_server`, `token_file` and `ca_file`",
+        "primary `cluster9` is not a member of logical cloud `lc1`",
+        "logical cloud `lc2` is primary-remote and needs `primary`",
+        "unknown topology `hub-spoke`: must be \"multi-primary\" or \"primary-remote\"",
+        "logical cloud `lc4` sets `primary` but its topology is multi-primary",
+        "cluster `cluster2` is a remote of logical cloud `lc5`, so the primary needs to reach its API server: add `api_server`, `token_file` and `ca_file` to [clusters.cluster2]",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
