@@ -2,6 +2,7 @@
 
 mod e2e {
     pub mod bad_input;
+    pub mod examples;
     pub mod harness;
     pub mod kubernetes;
     pub mod lifecycle;

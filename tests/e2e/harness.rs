@@ -196,3 +196,33 @@ pub fn copy_test_certs(p: &Project) {
         p.write(&format!("certs/{f}"), &text);
     }
 }
+
+/// Decodes standard base64 (what Secret data holds).
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:?}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, d)| n | u32::from(*d) << (18 - 6 * i));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decode_reverses_base64() {
+    for text in ["", "a", "hi", "hi!", "hello, world"] {
+        assert_eq!(base64_decode(&base64(text.as_bytes())), text.as_bytes());
+    }
+}

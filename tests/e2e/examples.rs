@@ -1,0 +1,565 @@
+//! The examples in `examples/`, applied on directory targets as the README says: they
+//! converge, their compiled objects match the golden files in `tests/golden/`, every object
+//! validates against the upstream schemas, and the set-ups they show (the jason route, the
+//! primary-remote mesh) come out as Istio needs them.
+
+use super::harness::{base64_decode, Project};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies a directory tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The example files, sorted.
+fn examples() -> Vec<String> {
+    let mut tomls: Vec<String> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    tomls.sort();
+    tomls
+}
+
+/// A project laid out like `examples/`, with `live/` (the stock CoreDNS ConfigMaps) copied
+/// to `out/`, as the README's first command does.
+fn example_project(toml: &str) -> Project {
+    let root = repo().join("examples");
+    let p = Project::new();
+    for dir in ["manifests", "certs"] {
+        copy_tree(&root.join(dir), &p.path(dir));
+    }
+    copy_tree(&root.join("live"), &p.path("out"));
+    std::fs::copy(root.join(toml), p.path(toml)).unwrap();
+    p
+}
+
+/// Every file under `dir`, sorted, relative to it.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                walk(base, &e.path(), out);
+            } else {
+                out.push(e.path().strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn yaml(p: &Project, rel: &str) -> Value {
+    serde_yaml_ng::from_str(&p.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn every_example_applies_and_converges() {
+    let tomls = examples();
+    for want in [
+        "logical-clouds.toml",
+        "primary-remote.toml",
+        "two-clusters-bookinfo.toml",
+    ] {
+        assert!(tomls.iter().any(|t| t == want), "{want} in {tomls:?}");
+    }
+    for toml in tomls {
+        let p = example_project(&toml);
+        p.dcm(&["validate", "-f", &toml]).expect(0);
+        p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
+        p.dcm(&["plan", "--detailed-exitcode", "-f", &toml])
+            .expect(0);
+        p.dcm(&["drift", "-f", &toml]).expect(0);
+    }
+}
+
+/// All objects of an applied example as one text: each file under `out/` with its path.
+/// Secret values are replaced by a short hash, so the golden files hold no key material
+/// but still change when a Secret does.
+fn rendered(p: &Project) -> String {
+    let mut out = String::new();
+    for rel in tree(&p.path("out")) {
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let mut text = p.read(&format!("out/{rel}"));
+        let mut v: Value = serde_yaml_ng::from_str(&text).unwrap();
+        if v["kind"] == "Secret" {
+            if let Some(data) = v["data"].as_object_mut() {
+                for value in data.values_mut() {
+                    let sha = hex_sha256(value.as_str().unwrap_or_default().as_bytes());
+                    *value = Value::String(format!("(redacted, sha256:{})", &sha[..12]));
+                }
+            }
+            text = serde_yaml_ng::to_string(&v).unwrap();
+        }
+        out.push_str(&format!("# {rel}\n{text}---\n"));
+    }
+    out
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Golden tests: what each example compiles to. When a change to the compiler is meant,
+/// re-run with `DCM_UPDATE_GOLDEN=1` and review the diff of `tests/golden/`.
+#[test]
+fn compiled_objects_of_every_example_match_the_golden_files() {
+    let update = std::env::var_os("DCM_UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for toml in examples() {
+        let p = example_project(&toml);
+        p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
+        let got = rendered(&p);
+        let golden = repo()
+            .join("tests/golden")
+            .join(toml.replace(".toml", ".yaml"));
+        if update {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        if got != want {
+            let diff = similar::TextDiff::from_lines(&want, &got)
+                .unified_diff()
+                .header("golden", "compiled")
+                .to_string();
+            stale.push(format!("{}:\n{diff}", golden.display()));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "compiled objects differ from the golden files (DCM_UPDATE_GOLDEN=1 rewrites them):\n{}",
+        stale.join("\n")
+    );
+}
+
+/// Core kinds, strictly: the object survives a round trip through k8s-openapi's types
+/// (generated from Kubernetes' OpenAPI schema) unchanged, so it has no unknown or
+/// misplaced field and every value has the schema's type.
+fn strict_core_check(object: &Value) -> Option<Result<(), String>> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        object: &Value,
+    ) -> Result<(), String> {
+        let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+        let back = serde_json::to_value(typed).map_err(|e| e.to_string())?;
+        if &back == object {
+            Ok(())
+        } else {
+            Err(format!(
+                "not as the schema has it; after a round trip through the typed object:\n{}",
+                serde_yaml_ng::to_string(&back).unwrap_or_default()
+            ))
+        }
+    }
+    let api_version = object["apiVersion"].as_str()?;
+    let kind = object["kind"].as_str()?;
+    Some(match (api_version, kind) {
+        ("v1", "Namespace") => round_trip::<core::Namespace>(object),
+        ("v1", "Secret") => round_trip::<core::Secret>(object),
+        ("v1", "ConfigMap") => round_trip::<core::ConfigMap>(object),
+        ("v1", "Service") => round_trip::<core::Service>(object),
+        ("apps/v1", "Deployment") => round_trip::<apps::Deployment>(object),
+        _ => return None,
+    })
+}
+
+/// The schema check in `tools/schema-check`: Kubernetes' OpenAPI schema and Istio's CRD
+/// schemas, through the validators of the kubernetes-models packages. Its packages are
+/// installed once from the lock file when missing. Without node and npm the check is
+/// skipped with a note (`None`), except in CI, where that fails.
+fn schema_check_script() -> Option<PathBuf> {
+    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let tool = repo().join("tools/schema-check");
+            let have = |cmd: &str| {
+                Command::new(cmd)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if !have("node") || !have("npm") {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI needs node and npm for the schema check (.ci/run installs them)"
+                );
+                eprintln!("note: node or npm is missing; skipping the upstream schema check");
+                return None;
+            }
+            if !tool.join("node_modules").exists() {
+                let out = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .current_dir(&tool)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "npm ci in tools/schema-check failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Some(tool.join("check.mjs"))
+        })
+        .clone()
+}
+
+/// Runs the schema check on directories: its exit code and report.
+fn upstream_schema_check(dirs: &[PathBuf]) -> Option<(Option<i32>, String)> {
+    let script = schema_check_script()?;
+    let out = Command::new("node")
+        .arg(script)
+        .args(dirs)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.code(), report))
+}
+
+#[test]
+fn every_generated_object_validates_against_the_upstream_schemas() {
+    let mut projects = Vec::new();
+    let mut dirs = Vec::new();
+    let mut objects = 0;
+    let mut strict = 0;
+    for toml in examples() {
+        let p = example_project(&toml);
+        p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
+        for cluster in std::fs::read_dir(p.path("out")).unwrap().flatten() {
+            for rel in tree(&cluster.path()) {
+                let path = cluster.path().join(&rel);
+                let text = std::fs::read_to_string(&path).unwrap();
+                let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+                objects += 1;
+                if let Some(result) = strict_core_check(&v) {
+                    strict += 1;
+                    if let Err(why) = result {
+                        panic!("{toml}: {}: {why}", rel.display());
+                    }
+                }
+            }
+            dirs.push(cluster.path());
+        }
+        projects.push(p);
+    }
+    assert!(
+        objects > 100 && strict > 20,
+        "{objects} objects, {strict} core"
+    );
+    if let Some((code, report)) = upstream_schema_check(&dirs) {
+        assert!(
+            code == Some(0) && report.contains(&format!("{objects} objects valid, 0 invalid")),
+            "objects fail the upstream schemas:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_check_rejects_what_the_schemas_forbid() {
+    let p = Project::new();
+    p.write(
+        "bad/dr.yaml",
+        "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: a\n  trafficPolicy: {tls: {mode: MUTUALLY}}\n",
+    );
+    p.write(
+        "bad/vs.yaml",
+        "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}, weight: \"50\"}]}]\n",
+    );
+    p.write(
+        "bad/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {a: 5}\n",
+    );
+    p.write(
+        "bad/thing.yaml",
+        "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: t}\n",
+    );
+    let bad_namespace = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "n" }, "spec": { "finalizerz": [] } });
+    assert!(strict_core_check(&bad_namespace).unwrap().is_err());
+    let Some((code, stdout)) = upstream_schema_check(&[p.path("bad")]) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{stdout}");
+    for want in [
+        "dr.yaml: networking.istio.io/v1beta1 DestinationRule: data/spec/trafficPolicy/tls/mode must be equal to one of the allowed values",
+        "secret.yaml: v1 Secret: data/data/a must be string",
+        "thing.yaml: no upstream schema for example.com/v1 Thing",
+        "vs.yaml: networking.istio.io/v1beta1 VirtualService: data/spec/http/0/route/0/weight must be integer",
+        "0 objects valid, 4 invalid",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1() {
+    let toml = "two-clusters-bookinfo.toml";
+    let p = example_project(toml);
+    p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
+    let vs = yaml(
+        &p,
+        "out/cluster1/bookinfo/virtualservice.networking.istio.io/reviews-bookinfo-lc1.yaml",
+    );
+    assert_eq!(
+        vs["spec"]["hosts"],
+        serde_json::json!(["reviews.bookinfo.svc.cluster.local"])
+    );
+    let http = &vs["spec"]["http"];
+    assert_eq!(
+        http[0]["match"],
+        serde_json::json!([{ "headers": { "end-user": { "exact": "jason" } } }])
+    );
+    assert_eq!(
+        http[0]["route"],
+        serde_json::json!([
+            { "destination": { "host": "reviews.bookinfo.lc1", "subset": "v2" }, "weight": 50 },
+            { "destination": { "host": "reviews.bookinfo.lc1", "subset": "v3" }, "weight": 50 }
+        ])
+    );
+    assert_eq!(
+        http[1],
+        serde_json::json!({ "route": [{ "destination": { "host": "reviews.bookinfo.svc.cluster.local", "subset": "v1" } }] })
+    );
+    // cluster1 reaches v2 and v3 through the ServiceEntry; its rule names them, so the
+    // SNI carries the subset to cluster2's gateway.
+    let exported = yaml(
+        &p,
+        "out/cluster1/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1.yaml",
+    );
+    let names: Vec<&str> = exported["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cluster2", "v2", "v3"]);
+    // Each side defines its own subsets by pod label, for the host it serves.
+    let local = yaml(
+        &p,
+        "out/cluster1/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml",
+    );
+    assert_eq!(
+        local["spec"]["subsets"],
+        serde_json::json!([{ "name": "v1", "labels": { "version": "v1" } }])
+    );
+    let remote = yaml(
+        &p,
+        "out/cluster2/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml",
+    );
+    assert_eq!(remote["spec"]["host"], "reviews.bookinfo.svc.cluster.local");
+    assert_eq!(
+        remote["spec"]["subsets"],
+        serde_json::json!([
+            { "name": "v2", "labels": { "version": "v2" } },
+            { "name": "v3", "labels": { "version": "v3" } }
+        ])
+    );
+    // The route is for cluster1's clients only.
+    assert!(!p.exists("out/cluster2/bookinfo/virtualservice.networking.istio.io"));
+
+    // Shifting the weights changes the VirtualService and nothing else.
+    p.edit(
+        toml,
+        "weight = 50 }, { subset = \"v3\", weight = 50",
+        "weight = 80 }, { subset = \"v3\", weight = 20",
+    );
+    let plan = p
+        .dcm(&["plan", "--detailed-exitcode", "-f", toml])
+        .expect(2);
+    assert!(
+        plan.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy.")
+            && plan.stdout.contains(
+                "~ cluster1/networking.istio.io/VirtualService/bookinfo/reviews-bookinfo-lc1 will be updated in place"
+            ),
+        "{}",
+        plan.stdout
+    );
+    p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
+    p.dcm(&["plan", "--detailed-exitcode", "-f", toml])
+        .expect(0);
+
+    // Weights that do not add up are refused before anything is touched.
+    p.edit(toml, "weight = 80 }", "weight = 70 }");
+    let before = p.snapshot();
+    let err = p.dcm(&["plan", "-f", toml]).expect(1);
+    assert!(
+        err.stderr
+            .contains("the weights of this rule sum to 90; they must sum to 100")
+            && err.stderr.contains("two-clusters-bookinfo.toml:"),
+        "{}",
+        err.stderr
+    );
+    assert_eq!(p.snapshot(), before);
+}
+
+#[test]
+fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_remote_install() {
+    let toml = "primary-remote.toml";
+    let p = example_project(toml);
+    let token = p.read("certs/remotes/cluster2.token").trim().to_string();
+    let mut seen = p.dcm(&["plan", "-f", toml]).expect(0).stdout;
+    seen.push_str(&p.dcm(&["plan", "--json", "-f", toml]).expect(0).stdout);
+    seen.push_str(
+        &p.dcm(&["apply", "--auto-approve", "-f", toml])
+            .expect(0)
+            .stdout,
+    );
+    seen.push_str(&p.read("state/dcm.state.json"));
+
+    // The primary: one remote secret per remote, as istiod looks for them.
+    for remote in ["cluster2", "cluster3"] {
+        let secret = yaml(
+            &p,
+            &format!("out/cluster1/istio-mesh/secret/istio-remote-secret-{remote}.yaml"),
+        );
+        assert_eq!(secret["metadata"]["labels"]["istio/multiCluster"], "true");
+        assert_eq!(
+            secret["metadata"]["annotations"]["networking.istio.io/cluster"],
+            remote
+        );
+        let kubeconfig = base64_decode(secret["data"][remote].as_str().unwrap());
+        let kubeconfig: Value = serde_yaml_ng::from_slice(&kubeconfig).unwrap();
+        let want_server = if remote == "cluster2" {
+            "https://192.0.2.21:6443"
+        } else {
+            "https://192.0.2.31:6443"
+        };
+        assert_eq!(kubeconfig["clusters"][0]["cluster"]["server"], want_server);
+        assert_eq!(kubeconfig["current-context"], remote);
+        let ca = base64_decode(
+            kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        );
+        assert_eq!(
+            String::from_utf8(ca).unwrap(),
+            p.read(&format!("certs/remotes/{remote}-api-ca.pem"))
+        );
+        assert_eq!(
+            kubeconfig["users"][0]["user"]["token"],
+            p.read(&format!("certs/remotes/{remote}.token")).trim()
+        );
+    }
+    assert!(
+        !seen.contains(&token),
+        "a remote's token leaked into the plan or state"
+    );
+    let primary = yaml(
+        &p,
+        "out/cluster1/istio-mesh/istiooperator.install.istio.io/mesh-control-plane.yaml",
+    );
+    assert_eq!(primary["spec"]["values"]["global"]["externalIstiod"], true);
+    assert!(p.exists("out/cluster1/istio-mesh/gateway.networking.istio.io/istiod-gateway.yaml"));
+    assert!(p.exists("out/cluster1/istio-mesh/secret/cacerts.yaml"));
+
+    // The remotes: Istio's remote profile pointed at the primary's gateway, and no CA key,
+    // mesh configuration or remote secret of their own.
+    for remote in ["cluster2", "cluster3"] {
+        let op = yaml(
+            &p,
+            &format!(
+                "out/{remote}/istio-mesh/istiooperator.install.istio.io/mesh-control-plane.yaml"
+            ),
+        );
+        assert_eq!(op["spec"]["profile"], "remote");
+        assert_eq!(
+            op["spec"]["values"]["global"]["remotePilotAddress"],
+            "192.0.2.10"
+        );
+        assert_eq!(
+            op["spec"]["values"]["global"]["multiCluster"]["clusterName"],
+            remote
+        );
+        let kinds: Vec<String> = std::fs::read_dir(p.path(&format!("out/{remote}/istio-mesh")))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        let mut kinds = kinds;
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            ["configmap", "istiooperator.install.istio.io"],
+            "{remote}"
+        );
+    }
+    // The mesh configuration lives in the primary: the route is one VirtualService there,
+    // its subsets pinned to their clusters by Istio's topology label.
+    let rule = yaml(
+        &p,
+        "out/cluster1/shop/destinationrule.networking.istio.io/checkout-shop-mesh-subsets.yaml",
+    );
+    assert_eq!(
+        rule["spec"]["subsets"][1],
+        serde_json::json!({ "name": "canary", "labels": { "version": "v2", "topology.istio.io/cluster": "cluster3" } })
+    );
+    assert!(
+        p.exists("out/cluster1/shop/virtualservice.networking.istio.io/checkout-shop-mesh.yaml")
+    );
+    assert!(!p.exists("out/cluster2/shop/virtualservice.networking.istio.io"));
+
+    // Dropping a remote removes its remote secret and its install, and nothing else.
+    p.edit(
+        toml,
+        "clusters = [\"cluster1\", \"cluster2\", \"cluster3\"]\ninjection",
+        "clusters = [\"cluster1\", \"cluster2\"]\ninjection",
+    );
+    p.edit(toml, ", cluster3 = \"10.98.0.53\"", "");
+    p.edit(
+        toml,
+        "  { name = \"canary\", cluster = \"cluster3\", labels = { version = \"v2\" } },\n",
+        "",
+    );
+    p.edit(
+        toml,
+        "clusters = [\"cluster3\"]\nports",
+        "clusters = [\"cluster2\"]\nports",
+    );
+    p.edit(toml, "{ subset = \"canary\" }", "{ subset = \"v1\" }");
+    p.edit(
+        toml,
+        "{ subset = \"v1\", weight = 90 }, { subset = \"canary\", weight = 10 }",
+        "{ subset = \"v1\" }",
+    );
+    let plan = p.dcm(&["plan", "-f", toml]).expect(0).stdout;
+    for want in [
+        "- cluster1/core/Secret/istio-mesh/istio-remote-secret-cluster3 will be destroyed",
+        "- cluster3/install.istio.io/IstioOperator/istio-mesh/mesh-control-plane will be destroyed",
+    ] {
+        assert!(plan.contains(want), "missing {want:?} in:\n{plan}");
+    }
+    assert!(
+        !plan.contains("istio-remote-secret-cluster2 will"),
+        "{plan}"
+    );
+    p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
+    assert!(!p.exists("out/cluster1/istio-mesh/secret/istio-remote-secret-cluster3.yaml"));
+    p.dcm(&["plan", "--detailed-exitcode", "-f", toml])
+        .expect(0);
+}
