@@ -872,3 +872,108 @@ fn allocate_addresses(
             .insert("address".into(), ip.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so the property test needs no extra crate.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n.max(1)
+        }
+    }
+
+    fn service_entry(cluster: &str, name: &str) -> DesiredObject {
+        let mut out = Out {
+            objects: Vec::new(),
+            location: &Location::none(),
+        };
+        out.push(
+            cluster,
+            json!({ "apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry", "metadata": { "name": name, "namespace": "default" }, "spec": {} }),
+            "test",
+            vec![],
+            BTreeMap::new(),
+        );
+        out.objects.remove(0)
+    }
+
+    /// Rounds of random edits to the file (services added, removed, reordered, in random
+    /// clusters), each compiled against the allocations the state recorded so far.
+    #[test]
+    fn addresses_are_unique_per_cluster_and_never_change_while_their_object_exists() {
+        let mut r = Lcg(7);
+        let clusters = ["c1", "c2", "c3"];
+        let mut alive: Vec<(String, String)> = Vec::new();
+        let mut state = Allocations::default();
+        for _round in 0..300 {
+            for _ in 0..r.next(4) {
+                let c = clusters[r.next(clusters.len())].to_string();
+                alive.push((c, format!("svc{}", r.next(60))));
+            }
+            for _ in 0..r.next(3) {
+                if !alive.is_empty() {
+                    let i = r.next(alive.len());
+                    alive.remove(i);
+                }
+            }
+            alive.sort();
+            alive.dedup();
+            // The file order is the user's: shuffle it.
+            let mut order = alive.clone();
+            for i in (1..order.len()).rev() {
+                order.swap(i, r.next(i + 1));
+            }
+            let mut objects: Vec<DesiredObject> =
+                order.iter().map(|(c, n)| service_entry(c, n)).collect();
+            let mut diags = Vec::new();
+            allocate_addresses(&mut objects, &state, &mut diags);
+            assert!(diags.is_empty(), "{diags:?}");
+            let mut seen = BTreeSet::new();
+            let mut next = Allocations::default();
+            for o in &objects {
+                let ip: Ipv4Addr = o.allocated["address"].parse().unwrap();
+                assert_eq!(o.object["spec"]["addresses"], json!([ip.to_string()]));
+                assert!(
+                    seen.insert((o.id.cluster.clone(), ip)),
+                    "{ip} given twice in {}",
+                    o.id.cluster
+                );
+                if let Some(before) = state.by_object.get(&o.id) {
+                    assert_eq!(*before, ip, "{} was renumbered", o.id.address());
+                }
+                next.by_object.insert(o.id.clone(), ip);
+            }
+            // What the state keeps after an apply: the addresses of the objects that exist.
+            state = next;
+        }
+    }
+
+    #[test]
+    fn an_exhausted_range_is_an_error_naming_the_cluster() {
+        let mut state = Allocations::default();
+        for n in FIRST..=LAST {
+            let mut id = service_entry("c1", "x").id;
+            id.name = format!("taken-{n}");
+            state.by_object.insert(id, Ipv4Addr::from(n));
+        }
+        let mut objects = vec![service_entry("c1", "new"), service_entry("c2", "new")];
+        let mut diags = Vec::new();
+        allocate_addresses(&mut objects, &state, &mut diags);
+        assert_eq!(diags.len(), 1);
+        assert!(
+            diags[0]
+                .to_string()
+                .contains("cluster `c1` has no free ServiceEntry address left in 127.255.0.0/16 (65534 in use)"),
+            "{}",
+            diags[0]
+        );
+        assert_eq!(objects[1].allocated["address"], "127.255.0.1");
+    }
+}
