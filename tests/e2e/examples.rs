@@ -40,7 +40,7 @@ fn examples() -> Vec<String> {
 
 /// A project laid out like `examples/`, with `live/` (the stock CoreDNS ConfigMaps) copied
 /// to `out/`, as the README's first command does.
-fn example_project(toml: &str) -> Project {
+pub fn example_project(toml: &str) -> Project {
     let root = repo().join("examples");
     let p = Project::new();
     for dir in ["manifests", "certs"] {

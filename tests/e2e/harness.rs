@@ -111,6 +111,12 @@ impl Project {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// Replaces every occurrence (possibly none).
+    pub fn edit_all(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        self.write(rel, &text.replace(from, to));
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_dcm"));
         c.args(args)

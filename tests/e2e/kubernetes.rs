@@ -525,3 +525,74 @@ fn the_istiocoredns_address_is_known_after_apply_and_read_from_the_cluster() {
     w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
     w.dcm(&["drift"]).expect(0);
 }
+
+/// The mesh examples on three emulated clusters instead of directories: the routes, remote
+/// secrets and remote installs go over the API, a second plan is empty despite server
+/// defaults, and destroy leaves only what was there before.
+#[test]
+fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
+    for toml in ["two-clusters-bookinfo.toml", "primary-remote.toml"] {
+        let p = super::examples::example_project(toml);
+        for c in ["cluster1", "cluster2", "cluster3"] {
+            p.edit_all(
+                toml,
+                &format!("dir = \"out/{c}\""),
+                &format!("context = \"{c}\""),
+            );
+        }
+        let clusters = Clusters::start(3, p.dir.path()).expect("start emulated clusters");
+        clusters.seed_coredns().expect("seed coredns");
+        let kubeconfig = clusters.kubeconfig.display().to_string();
+        let dcm = |args: &[&str]| {
+            let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
+            all.splice(2..2, args.iter().copied());
+            p.dcm(&all)
+        };
+        dcm(&["apply", "--auto-approve"]).expect(0);
+        dcm(&["plan", "--detailed-exitcode"]).expect(0);
+        let c1 = clusters.get("cluster1").unwrap();
+        if toml == "two-clusters-bookinfo.toml" {
+            let vs = c1
+                .object(
+                    "networking.istio.io",
+                    "VirtualService",
+                    "bookinfo",
+                    "reviews-bookinfo-lc1",
+                )
+                .expect("the jason route");
+            assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 50);
+            assert_eq!(vs["metadata"]["managedFields"][0]["manager"], "dcm", "{vs}");
+        } else {
+            let secret = c1
+                .object("", "Secret", "istio-mesh", "istio-remote-secret-cluster3")
+                .expect("remote secret");
+            assert_eq!(secret["metadata"]["labels"]["istio/multiCluster"], "true");
+            let remote = clusters.get("cluster3").unwrap();
+            assert!(remote
+                .object("", "Secret", "istio-mesh", "cacerts")
+                .is_none());
+            let op = remote
+                .object(
+                    "install.istio.io",
+                    "IstioOperator",
+                    "istio-mesh",
+                    "mesh-control-plane",
+                )
+                .expect("remote install");
+            assert_eq!(op["spec"]["profile"], "remote");
+        }
+        dcm(&["destroy", "--auto-approve"]).expect(0);
+        for (name, e) in &clusters.clusters {
+            let corefile = e.object("", "ConfigMap", "kube-system", "coredns").unwrap();
+            assert_eq!(
+                corefile["data"]["Corefile"], STOCK_COREFILE,
+                "{toml} {name}"
+            );
+            assert!(
+                e.object("", "Namespace", "", "istio-lc1").is_none()
+                    && e.object("", "Namespace", "", "istio-mesh").is_none(),
+                "{toml} {name}"
+            );
+        }
+    }
+}
