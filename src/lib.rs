@@ -17,3 +17,5 @@ pub mod plan;
 pub mod refresh;
 pub mod state;
 pub mod target;
+#[cfg(test)]
+mod testutil;

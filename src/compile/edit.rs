@@ -133,17 +133,7 @@ mod tests {
 
     const STOCK: &str = ".:53 {\n    errors\n    health {\n       lameduck 5s\n    }\n    kubernetes cluster.local in-addr.arpa ip6.arpa {\n       pods insecure\n    }\n    forward . /etc/resolv.conf\n    cache 30\n}\n";
 
-    /// A small deterministic generator, so the property tests need no extra crate.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) as usize) % n.max(1)
-        }
-    }
+    use crate::testutil::Lcg;
 
     fn random_corefile(r: &mut Lcg) -> String {
         let pieces = [

@@ -877,17 +877,7 @@ fn allocate_addresses(
 mod tests {
     use super::*;
 
-    /// A small deterministic generator, so the property test needs no extra crate.
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) as usize) % n.max(1)
-        }
-    }
+    use crate::testutil::Lcg;
 
     fn service_entry(cluster: &str, name: &str) -> DesiredObject {
         let mut out = Out {

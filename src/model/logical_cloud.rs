@@ -128,6 +128,22 @@ impl Cx<'_> {
     pub(super) fn at<T>(&self, s: &Spanned<T>) -> Location {
         self.src.locate(s.span.clone().unwrap_or(0..0))
     }
+    /// An error about a name that resolves to nothing, with a "did you mean" among
+    /// `known` when one is close.
+    pub(super) fn err_unknown<'k>(
+        &mut self,
+        at: &Spanned<String>,
+        msg: String,
+        known: impl IntoIterator<Item = &'k str>,
+    ) -> &mut Diagnostic {
+        let hint = did_you_mean(&at.value, known);
+        let d = self.err(at, msg);
+        if let Some(h) = hint {
+            d.help = Some(format!("did you mean `{h}`?"));
+        }
+        d
+    }
+
     pub(super) fn err<T>(&mut self, at: &Spanned<T>, msg: String) -> &mut Diagnostic {
         let loc = self.at(at);
         self.diags.push(Diagnostic::new(msg).at(loc));
@@ -310,20 +326,14 @@ fn build_cloud(
         Some(list) => {
             for c in &list.value {
                 if !raw.clusters.iter().any(|rc| rc.name.value == c.value) {
-                    let hint = did_you_mean(
-                        &c.value,
-                        raw.clusters.iter().map(|rc| rc.name.value.as_str()),
-                    );
-                    let d = cx.err(
+                    cx.err_unknown(
                         c,
                         format!(
                             "logical cloud `{name}` names cluster `{}`, which is not defined",
                             c.value
                         ),
+                        raw.clusters.iter().map(|rc| rc.name.value.as_str()),
                     );
-                    if let Some(h) = hint {
-                        d.help = Some(format!("did you mean `{h}`?"));
-                    }
                 } else if members.contains(&c.value) {
                     cx.err(
                         c,
@@ -471,17 +481,14 @@ fn build_topology(
                 return Topology::MultiPrimary;
             };
             if !members.contains(&p.value) {
-                let hint = did_you_mean(&p.value, members.iter().map(String::as_str));
-                let d = cx.err(
+                cx.err_unknown(
                     p,
                     format!(
                         "primary `{}` is not a member of logical cloud `{name}`",
                         p.value
                     ),
+                    members.iter().map(String::as_str),
                 );
-                if let Some(h) = hint {
-                    d.help = Some(format!("did you mean `{h}`?"));
-                }
             } else if clusters.get(&p.value).is_some_and(|c| c.gateway.is_none()) {
                 cx.err(p, format!("primary `{}` needs a `gateway`: the remotes of logical cloud `{name}` reach its control plane through it", p.value));
             }
@@ -679,11 +686,7 @@ fn build_subsets(
                 continue;
             }
             Some(c) if !members.contains(&c.value) => {
-                let hint = did_you_mean(&c.value, members.iter().map(String::as_str));
-                let d = cx.err(c, format!("subset `{}` of service `{service}` is in cluster `{}`, which is not a member of logical cloud `{}`", name.value, c.value, cloud));
-                if let Some(h) = hint {
-                    d.help = Some(format!("did you mean `{h}`?"));
-                }
+                cx.err_unknown(c, format!("subset `{}` of service `{service}` is in cluster `{}`, which is not a member of logical cloud `{cloud}`", name.value, c.value), members.iter().map(String::as_str));
                 continue;
             }
             Some(c) => c.value.clone(),

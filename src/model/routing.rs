@@ -172,17 +172,14 @@ fn route_clusters(
     let mut out = Vec::new();
     for c in &list.value {
         if !members.contains(&c.value) {
-            let hint = did_you_mean(&c.value, members.iter().map(String::as_str));
-            let d = cx.err(
+            cx.err_unknown(
                 c,
                 format!(
                     "route names cluster `{}`, which is not a member of logical cloud `{cloud}`",
                     c.value
                 ),
+                members.iter().map(String::as_str),
             );
-            if let Some(h) = hint {
-                d.help = Some(format!("did you mean `{h}`?"));
-            }
         } else if out.contains(&c.value) {
             cx.err(c, format!("cluster `{}` is listed twice", c.value));
         } else {
