@@ -434,7 +434,7 @@ fn build_cloud(
         }
     }
 
-    let topology = build_topology(cx, lc, &members, clusters);
+    let topology = build_topology(cx, raw, lc, &members, clusters);
     let services = build_services(cx, lc, &members, clusters);
     let routes = routing::build_routes(cx, lc, &members, &services);
     // Built even when something above was wrong (the model is then rejected as a whole),
@@ -461,6 +461,7 @@ fn build_cloud(
 /// primary's remote secret is built from.
 fn build_topology(
     cx: &mut Cx<'_>,
+    raw: &RawConfig,
     lc: &RawLogicalCloud,
     members: &[String],
     clusters: &BTreeMap<String, Cluster>,
@@ -493,7 +494,14 @@ fn build_topology(
                 cx.err(p, format!("primary `{}` needs a `gateway`: the remotes of logical cloud `{name}` reach its control plane through it", p.value));
             }
             for m in members.iter().filter(|m| **m != p.value) {
-                if clusters.get(m).is_some_and(|c| c.remote_access.is_none()) {
+                // A remote whose keys are there but wrong has its own error already.
+                let no_keys = raw.clusters.iter().any(|rc| {
+                    &rc.name.value == m
+                        && rc.api_server.is_none()
+                        && rc.token_file.is_none()
+                        && rc.ca_file.is_none()
+                });
+                if no_keys && clusters.contains_key(m) {
                     cx.err(p, format!("cluster `{m}` is a remote of logical cloud `{name}`, so the primary needs to reach its API server: add `api_server`, `token_file` and `ca_file` to [clusters.{m}]"));
                 }
             }

@@ -476,6 +476,11 @@ topology = "primary-remote"
 primary = "cluster1"
 clusters = ["cluster1", "cluster2"]
 dns_forward = {{ cluster1 = "10.96.0.57", cluster2 = "10.97.0.57" }}
+[logical_clouds.lc6]
+topology = "primary-remote"
+primary = "cluster1"
+clusters = ["cluster1", "cluster3"]
+dns_forward = {{ cluster1 = "10.96.0.58", cluster3 = "10.97.0.58" }}
 "#
         ),
     )
@@ -494,4 +499,8 @@ dns_forward = {{ cluster1 = "10.96.0.57", cluster2 = "10.97.0.57" }}
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+    assert!(
+        !err.contains("cluster `cluster3` is a remote"),
+        "cluster3 has the keys (wrong ones, reported above): {err}"
+    );
 }
