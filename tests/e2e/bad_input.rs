@@ -307,3 +307,59 @@ fn clusters_dcm_cannot_reach_are_named() {
         ],
     );
 }
+
+/// The primary-remote example with one remote's token file missing and the other's API
+/// server not https: both reported at their lines, nothing written.
+#[test]
+fn a_remote_the_primary_cannot_reach_is_refused_before_anything_is_written() {
+    let toml = "primary-remote.toml";
+    let p = super::examples::example_project(toml);
+    p.edit(
+        toml,
+        "certs/remotes/cluster2.token",
+        "certs/remotes/missing.token",
+    );
+    p.edit(toml, "https://192.0.2.31:6443", "http://192.0.2.31:6443");
+    let before = p.snapshot();
+    let run = p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(1);
+    for want in [
+        "cannot read `token_file` file",
+        "missing.token",
+        "primary-remote.toml:32:14",
+        "invalid `api_server` `http://192.0.2.31:6443`: must be an https URL",
+        "primary-remote.toml:41:14",
+    ] {
+        assert!(
+            run.stderr.contains(want),
+            "missing {want:?} in:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(p.snapshot(), before, "nothing may be written");
+}
+
+/// A route to a subset nobody declared, with a "did you mean".
+#[test]
+fn a_route_to_an_unknown_subset_is_refused_with_a_hint() {
+    let toml = "two-clusters-bookinfo.toml";
+    let p = super::examples::example_project(toml);
+    p.edit(
+        toml,
+        "{ subset = \"v3\", weight = 50 }",
+        "{ subset = \"v4\", weight = 50 }",
+    );
+    let before = p.snapshot();
+    let run = p.dcm(&["plan", "-f", toml]).expect(1);
+    for want in [
+        "error: service `reviews.bookinfo` has no subset `v4`",
+        "two-clusters-bookinfo.toml:54:100",
+        "did you mean `v1`?",
+    ] {
+        assert!(
+            run.stderr.contains(want),
+            "missing {want:?} in:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(p.snapshot(), before);
+}
