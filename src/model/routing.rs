@@ -52,10 +52,17 @@ pub(super) fn build_routes(
     services: &[ExportedService],
 ) -> Vec<Route> {
     let cloud = &lc.name.value;
-    let primary_remote = lc
-        .topology
+    // A primary-remote cloud's configuration lives in its primary and serves every member.
+    let primary = lc
+        .primary
         .as_ref()
-        .is_some_and(|t| t.value == "primary-remote");
+        .filter(|_| {
+            lc.topology
+                .as_ref()
+                .is_some_and(|t| t.value == "primary-remote")
+        })
+        .map(|p| p.value.as_str());
+    let primary_remote = primary.is_some();
     let mut out: Vec<Route> = Vec::new();
     for raw in &lc.routes {
         let here = Spanned::new((), raw.span.clone());
@@ -69,7 +76,7 @@ pub(super) fn build_routes(
         let Some(service) = resolve_service(cx, cloud, svc_name, services) else {
             continue;
         };
-        let clusters = route_clusters(cx, cloud, raw, members, primary_remote);
+        let clusters = route_clusters(cx, cloud, raw, members, primary);
         for earlier in out
             .iter()
             .filter(|r| r.service == service.name && r.namespace == service.namespace)
@@ -153,22 +160,25 @@ fn resolve_service<'s>(
     None
 }
 
-/// The client clusters: every member unless `clusters` narrows it. A primary-remote
-/// cloud's configuration lives in its primary and applies to the whole mesh.
+/// The clusters whose VirtualService carries the route: every member unless `clusters`
+/// narrows it, or, in a primary-remote cloud, the primary alone (its configuration applies
+/// to the whole mesh).
 fn route_clusters(
     cx: &mut Cx<'_>,
     cloud: &str,
     raw: &RawRoute,
     members: &[String],
-    primary_remote: bool,
+    primary: Option<&str>,
 ) -> Vec<String> {
+    if let Some(primary) = primary {
+        if let Some(list) = &raw.clusters {
+            cx.err(list, format!("logical cloud `{cloud}` is primary-remote: its routes are configured once, in the primary, for every member; remove `clusters`"));
+        }
+        return vec![primary.to_string()];
+    }
     let Some(list) = &raw.clusters else {
         return members.to_vec();
     };
-    if primary_remote {
-        cx.err(list, format!("logical cloud `{cloud}` is primary-remote: its routes are configured once, in the primary, for every member; remove `clusters`"));
-        return members.to_vec();
-    }
     let mut out = Vec::new();
     for c in &list.value {
         if !members.contains(&c.value) {

@@ -504,3 +504,34 @@ dns_forward = {{ cluster1 = "10.96.0.58", cluster3 = "10.97.0.58" }}
         "cluster3 has the keys (wrong ones, reported above): {err}"
     );
 }
+
+#[test]
+fn a_primary_remote_cloud_routes_in_its_primary_and_refuses_route_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let access = with_remote_access(dir.path(), "cluster2");
+    let two = TWO.replace(
+        "gateway = \"192.0.2.20:15443\"\n",
+        &format!("gateway = \"192.0.2.20:15443\"\n{access}"),
+    );
+    let cloud = BOOKINFO.replace(
+        "[logical_clouds.lc1]\n",
+        "[logical_clouds.lc1]\ntopology = \"primary-remote\"\nprimary = \"cluster1\"\n",
+    );
+    let route = "[[logical_clouds.lc1.routes]]\nservice = \"reviews\"\nhttp = [{ to = [{ subset = \"v1\" }] }]\n";
+    let m = model_in(dir.path(), &format!("{CA}{two}{cloud}{route}")).unwrap();
+    assert_eq!(m.logical_clouds["lc1"].routes[0].clusters, ["cluster1"]);
+    let err = model_in(
+        dir.path(),
+        &format!(
+            "{CA}{two}{cloud}{}",
+            route.replace("http", "clusters = [\"cluster2\"]\nhttp")
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("logical cloud `lc1` is primary-remote: its routes are configured once, in the primary, for every member; remove `clusters`"),
+        "{err}"
+    );
+}
