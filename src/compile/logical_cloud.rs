@@ -177,13 +177,7 @@ fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
             };
             blocks.insert(lc.suffix.clone(), stub_domain_block(&lc.suffix, &forward));
             depends_on.push(Dependency {
-                target: DependencyTarget::Object(ObjRef {
-                    cluster: c.name.clone(),
-                    group: "install.istio.io".into(),
-                    kind: "IstioOperator".into(),
-                    namespace: lc.istio_namespace.clone(),
-                    name: format!("{}-control-plane", lc.name),
-                }),
+                target: DependencyTarget::Object(operator_of(lc, &c.name)),
                 location: model
                     .cloud_locations
                     .get(&lc.name)
@@ -250,11 +244,7 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
         namespace: ns.clone(),
         name: name.into(),
     };
-    let operator = in_ns(
-        "IstioOperator",
-        "install.istio.io",
-        &format!("{}-control-plane", lc.name),
-    );
+    let operator = operator_of(lc, &c.name);
     let none = BTreeMap::new;
 
     out.push(
@@ -637,8 +627,14 @@ fn subset_rules(
     }
 }
 
+/// `reviews-default-lc1`: the name of the ServiceEntry, DestinationRule and VirtualService
+/// dcm makes for an exported service.
+fn exported_name(lc: &LogicalCloud, s: &ExportedService) -> String {
+    format!("{}-{}-{}", s.name, s.namespace, lc.suffix)
+}
+
 fn subset_rule_name(lc: &LogicalCloud, s: &ExportedService) -> String {
-    format!("{}-{}-{}-subsets", s.name, s.namespace, lc.suffix)
+    format!("{}-subsets", exported_name(lc, s))
 }
 
 /// `reviews.default.svc.cluster.local`: the service's name inside one cluster.
@@ -661,8 +657,8 @@ fn operator_of(lc: &LogicalCloud, cluster: &str) -> ObjRef {
     }
 }
 
-/// A route becomes a VirtualService for the service's own host in each client cluster
-/// (the primary only, in a primary-remote cloud). A subset in the client's own cluster is
+/// A route becomes a VirtualService for the service's own host in each of its clusters
+/// (the model puts a primary-remote cloud's routes in its primary). A subset in the client's own cluster is
 /// reached by the local host; one in another cluster through the cloud host, whose
 /// ServiceEntry and DestinationRule dcm puts in the client cluster.
 fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: &Model) {
@@ -674,15 +670,7 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
         return;
     };
     let source = format!("logical_clouds.{}", lc.name);
-    let clients: Vec<&String> = match lc.primary() {
-        Some(_) => lc
-            .clusters
-            .iter()
-            .filter(|c| lc.runs_control_plane(c))
-            .collect(),
-        None => route.clusters.iter().collect(),
-    };
-    for client in clients {
+    for client in &route.clusters {
         let Some(c) = model.clusters.get(client) else {
             continue;
         };
@@ -711,10 +699,7 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
                         let (host, rule) = if lc.primary().is_some() || subset_cluster == client {
                             (local_host(s, c), subset_rule_name(lc, s))
                         } else {
-                            (
-                                cloud_host(s, lc),
-                                format!("{}-{}-{}", s.name, s.namespace, lc.suffix),
-                            )
+                            (cloud_host(s, lc), exported_name(lc, s))
                         };
                         let dep = rule_ref(rule);
                         if !depends_on.contains(&dep) {
@@ -743,7 +728,7 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
             &c.name,
             json!({
                 "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
-                "metadata": { "name": format!("{}-{}-{}", s.name, s.namespace, lc.suffix), "namespace": s.namespace, "labels": { "dcm.io/logical-cloud": lc.name } },
+                "metadata": { "name": exported_name(lc, s), "namespace": s.namespace, "labels": { "dcm.io/logical-cloud": lc.name } },
                 "spec": { "hosts": [local_host(s, c)], "http": http }
             }),
             &source,
@@ -762,7 +747,7 @@ fn service_entry(
     source: &str,
 ) {
     let host = cloud_host(s, lc);
-    let name = format!("{}-{}-{}", s.name, s.namespace, lc.suffix);
+    let name = exported_name(lc, s);
     let operator = operator_of(lc, &c.name);
     let endpoints: Vec<Value> = s
         .clusters
