@@ -51,23 +51,6 @@ pub fn example_project(toml: &str) -> Project {
     p
 }
 
-/// Every file under `dir`, sorted, relative to it.
-fn tree(dir: &Path) -> Vec<PathBuf> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            if e.path().is_dir() {
-                walk(base, &e.path(), out);
-            } else {
-                out.push(e.path().strip_prefix(base).unwrap().to_path_buf());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 fn yaml(p: &Project, rel: &str) -> Value {
     serde_yaml_ng::from_str(&p.read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
@@ -97,8 +80,7 @@ fn every_example_applies_and_converges() {
 /// but still change when a Secret does.
 fn rendered(p: &Project) -> String {
     let mut out = String::new();
-    for rel in tree(&p.path("out")) {
-        let rel = rel.to_string_lossy().replace('\\', "/");
+    for rel in p.files("out") {
         let mut text = p.read(&format!("out/{rel}"));
         let mut v: Value = serde_yaml_ng::from_str(&text).unwrap();
         if v["kind"] == "Secret" {
@@ -253,15 +235,14 @@ fn every_generated_object_validates_against_the_upstream_schemas() {
         let p = example_project(&toml);
         p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
         for cluster in std::fs::read_dir(p.path("out")).unwrap().flatten() {
-            for rel in tree(&cluster.path()) {
-                let path = cluster.path().join(&rel);
-                let text = std::fs::read_to_string(&path).unwrap();
-                let v: Value = serde_yaml_ng::from_str(&text).unwrap();
+            let name = cluster.file_name().to_string_lossy().to_string();
+            for rel in p.files(&format!("out/{name}")) {
+                let v = yaml(&p, &format!("out/{name}/{rel}"));
                 objects += 1;
                 if let Some(result) = strict_core_check(&v) {
                     strict += 1;
                     if let Err(why) = result {
-                        panic!("{toml}: {}: {why}", rel.display());
+                        panic!("{toml}: {name}/{rel}: {why}");
                     }
                 }
             }
