@@ -169,9 +169,10 @@ fn strict_core_check(object: &Value) -> Option<Result<(), String>> {
     })
 }
 
-/// The schema check in `tools/schema-check`: Kubernetes' OpenAPI schema and Istio's CRD
-/// schemas, through the validators of the kubernetes-models packages. Its packages are
-/// installed once from the lock file when missing. Without node and npm the check is
+/// The schema check in `tools/schema-check`: the Istio and Sail Operator kinds against the
+/// CRDs of the Istio release dcm targets (`istio_crds`), the other kinds against Kubernetes'
+/// OpenAPI schema and the older Istio schemas of the kubernetes-models packages. Its packages
+/// are installed once from the lock file when missing. Without node and npm the check is
 /// skipped with a note (`None`), except in CI, where that fails.
 fn schema_check_script() -> Option<PathBuf> {
     static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
@@ -209,11 +210,34 @@ fn schema_check_script() -> Option<PathBuf> {
         .clone()
 }
 
+/// The CRDs of the Istio release dcm targets, outside the repository: `shared/` lies beside
+/// the checkout (CI clones it so). Without them the check is skipped with a note (`None`),
+/// except in CI, where that fails.
+fn istio_crds() -> Option<PathBuf> {
+    let dir = repo().join("../shared/schemas/istio-1.31");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs the Istio CRDs for the schema check at {}",
+        dir.display()
+    );
+    eprintln!(
+        "note: no Istio CRDs at {}; skipping the upstream schema check",
+        dir.display()
+    );
+    None
+}
+
 /// Runs the schema check on directories: its exit code and report.
 fn upstream_schema_check(dirs: &[PathBuf]) -> Option<(Option<i32>, String)> {
     let script = schema_check_script()?;
+    let crds = istio_crds()?;
     let out = Command::new("node")
         .arg(script)
+        .arg("--crds")
+        .arg(crds)
         .args(dirs)
         .output()
         .unwrap();
@@ -265,14 +289,42 @@ fn every_generated_object_validates_against_the_upstream_schemas() {
 #[test]
 fn the_schema_check_rejects_what_the_schemas_forbid() {
     let p = Project::new();
+    // Checked against the CRDs in shared/schemas/istio-1.31.
+    p.write(
+        "bad/sail-istio.yaml",
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: lc1}\nspec:\n  version: v1.31-latest\n  namespace: istio-lc1\n  values:\n    global: {meshId: mesh1}\n",
+    );
+    // The CRD's spec.version enum has v1.31-latest and v1.31.0-beta.1, not v1.31.0.
+    p.write(
+        "bad/sail-version.yaml",
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: lc1}\nspec: {version: v1.31.0, namespace: istio-lc1}\n",
+    );
     p.write(
         "bad/dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: a\n  trafficPolicy:\n    connectionPool: {tcp: {maxConnections: 5}}\n    loadBalancr: {simple: ROUND_ROBIN}\n",
+    );
+    p.write(
+        "bad/dr-tls.yaml",
         "apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: a\n  trafficPolicy: {tls: {mode: MUTUALLY}}\n",
     );
     p.write(
-        "bad/vs.yaml",
-        "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}, weight: \"50\"}]}]\n",
+        "bad/gw.yaml",
+        "apiVersion: networking.istio.io/v1alpha2\nkind: Gateway\nmetadata: {name: g}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n",
     );
+    p.write(
+        "bad/vs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}, weight: \"50\"}]}]\n",
+    );
+    // A oneOf (one match kind), a maximum, a nullable field, a map's values, a label's type.
+    p.write(
+        "bad/vs-match.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: v, labels: {app.kubernetes.io/name: 5}}\nspec:\n  hosts: [a]\n  http: [{match: [{uri: {exact: /a, prefix: /b}}], route: [{destination: {host: a, port: {number: 4294967296}}}]}]\n",
+    );
+    p.write(
+        "bad/dr-locality.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: a\n  trafficPolicy:\n    loadBalancer:\n      localityLbSetting: {enabled: null, distribute: [{from: a, to: {b: x}}]}\n",
+    );
+    // Not in the CRD directory: the packaged schemas.
     p.write(
         "bad/secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {a: 5}\n",
@@ -281,21 +333,55 @@ fn the_schema_check_rejects_what_the_schemas_forbid() {
         "bad/thing.yaml",
         "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: t}\n",
     );
+    p.write(
+        "good/sail-istio.yaml",
+        "apiVersion: sailoperator.io/v1\nkind: Istio\nmetadata: {name: lc1}\nspec:\n  version: v1.31-latest\n  namespace: istio-lc1\n  values:\n    global:\n      meshID: mesh1\n      multiCluster: {clusterName: cluster1}\n      network: network1\n    meshConfig:\n      discoverySelectors: [{matchLabels: {dcm.io/logical-cloud: lc1}}]\n    pilot: {resources: {requests: {cpu: 500m, memory: 2Gi}, limits: {cpu: 1}}}\n",
+    );
+    p.write(
+        "good/gateway.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-lc1}\nspec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*.local\"]\n",
+    );
+    p.write(
+        "good/dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: a\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 1024}}\n      localityLbSetting: {enabled: null, distribute: [{from: a, to: {b: 80}}]}\n",
+    );
+    p.write(
+        "good/istio-operator.yaml",
+        "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nmetadata: {name: lc1}\nspec: {profile: minimal, values: {global: {meshID: mesh1}}}\n",
+    );
     let bad_namespace = serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "n" }, "spec": { "finalizerz": [] } });
     assert!(strict_core_check(&bad_namespace).unwrap().is_err());
-    let Some((code, stdout)) = upstream_schema_check(&[p.path("bad")]) else {
+    let Some((code, stdout)) = upstream_schema_check(&[p.path("good")]) else {
         return;
     };
+    assert!(
+        code == Some(0) && stdout.contains("4 objects valid, 0 invalid"),
+        "{stdout}"
+    );
+    let (code, stdout) = upstream_schema_check(&[p.path("bad")]).unwrap();
     assert_eq!(code, Some(1), "{stdout}");
     for want in [
-        "dr.yaml: networking.istio.io/v1beta1 DestinationRule: data/spec/trafficPolicy/tls/mode must be equal to one of the allowed values",
-        "secret.yaml: v1 Secret: data/data/a must be string",
+        "sail-istio.yaml: sailoperator.io/v1 Istio: spec.values.global.meshId: unknown field",
+        "sail-version.yaml: sailoperator.io/v1 Istio: spec.version: must be one of \"v1.31-latest\", \"v1.31.0-beta.1\",",
+        "dr.yaml: networking.istio.io/v1 DestinationRule: spec.trafficPolicy.loadBalancr: unknown field",
+        "dr-tls.yaml: networking.istio.io/v1beta1 DestinationRule: spec.trafficPolicy.tls.mode: must be one of \"DISABLE\", \"SIMPLE\", \"MUTUAL\", \"ISTIO_MUTUAL\"",
+        "gw.yaml: networking.istio.io/v1alpha2 Gateway: version v1alpha2 is not served by the Gateway CRD, which serves v1, v1alpha3, v1beta1",
+        "vs.yaml: networking.istio.io/v1 VirtualService: spec.http[0].route[0].weight: must be integer",
+        "spec.http[0].match[0].uri: at most one of exact, prefix, regex may be set",
+        "spec.http[0].route[0].destination.port.number: must be <= 4294967295",
+        "metadata.labels[\"app.kubernetes.io/name\"]: must be string",
+        "dr-locality.yaml: networking.istio.io/v1 DestinationRule: spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to.b: must be integer",
+        "secret.yaml: v1 Secret: data.a: must be string",
         "thing.yaml: no upstream schema for example.com/v1 Thing",
-        "vs.yaml: networking.istio.io/v1beta1 VirtualService: data/spec/http/0/route/0/weight must be integer",
-        "0 objects valid, 4 invalid",
+        "CEL rules (x-kubernetes-validations) are not checked",
+        "0 objects valid, 10 invalid",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
+    assert!(
+        !stdout.contains("enabled"),
+        "a nullable field may be null:\n{stdout}"
+    );
 }
 
 #[test]
