@@ -227,35 +227,94 @@ fn save(
     })
 }
 
-/// Waits (up to `wait`) for the values only the cluster knows, and fills them in.
+/// Waits (up to `wait`) for the values only a cluster knows (in any cluster), and fills
+/// them in. Gives up naming what it waited for.
 async fn fill_in_known_after_apply(
     d: &mut crate::compile::DesiredObject,
-    target: &dyn crate::target::Target,
+    targets: &Targets,
     wait: std::time::Duration,
 ) -> Result<(), RunError> {
+    use crate::compile::ValueSource;
     let deadline = tokio::time::Instant::now() + wait;
     while let Some(k) = d.known_after_apply.first().cloned() {
-        let item = crate::target::ReadItem {
-            id: k.service.clone(),
-            api_version: "v1".into(),
-            desired: None,
-            whole: true,
+        let value = match &k.source {
+            ValueSource::ApiServer { cluster } => Some(targets.api_server(cluster).ok_or_else(|| {
+                fail(format!(
+                    "the kubeconfig context of cluster `{cluster}` names no API server; set `api_server` in [clusters.{cluster}]"
+                ))
+            })?),
+            ValueSource::Object {
+                id,
+                api_version,
+                value,
+            } => {
+                let target = targets.get(&id.cluster).map_err(fail)?;
+                let item = crate::target::ReadItem {
+                    id: id.clone(),
+                    api_version: api_version.clone(),
+                    desired: None,
+                    whole: true,
+                };
+                let live = target.read(&[item]).await.map_err(fail)?;
+                live.get(id).and_then(|o| value.extract(o))
+            }
         };
-        let live = target.read(&[item]).await.map_err(fail)?;
-        if let Some(ip) = live.get(&k.service).and_then(crate::compile::cluster_ip) {
-            d.fill_in(&k.placeholder, &ip);
+        if let Some(v) = value {
+            d.fill_in(&k.placeholder, &v);
             continue;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(fail(format!(
-                "the Service {} has no ClusterIP after {}; it is created by the control plane, so check that the IstioOperator was installed, then apply again (or pin the address with `dns_forward`)",
-                k.service.address(),
-                humantime::format_duration(wait)
+                "gave up after {} waiting for {}: {}",
+                humantime::format_duration(wait),
+                k.placeholder
+                    .trim_start_matches("(known after apply: ")
+                    .trim_end_matches(')'),
+                k.describe()
             )));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// Waits (up to `wait`) until the cluster reports `d` ready, where a controller acts on it.
+async fn wait_until_ready(
+    d: &crate::compile::DesiredObject,
+    target: &dyn crate::target::Target,
+    wait: std::time::Duration,
+) -> Result<(), RunError> {
+    let Some(rule) = &d.ready_when else {
+        return Ok(());
+    };
+    if !target.has_controllers() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let item = crate::target::ReadItem {
+        id: d.id.clone(),
+        api_version: d.api_version.clone(),
+        desired: None,
+        whole: true,
+    };
+    loop {
+        let live = target
+            .read(std::slice::from_ref(&item))
+            .await
+            .map_err(fail)?;
+        if live.get(&d.id).is_some_and(|o| rule.is_ready(o)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let crate::compile::Readiness::Condition(kind) = rule;
+            return Err(fail(format!(
+                "gave up after {} waiting for {} to be {kind}",
+                humantime::format_duration(wait),
+                d.id.address()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn run(
@@ -276,7 +335,7 @@ async fn run(
                 .clone()
                 .ok_or_else(|| fail("the file no longer declares this object"))?;
             if !d.known_after_apply.is_empty() {
-                fill_in_known_after_apply(&mut d, target.as_ref(), wait).await?;
+                fill_in_known_after_apply(&mut d, targets, wait).await?;
             }
             let d = &d;
             let (oid, api_version, object) = (&d.id, &d.api_version, &d.object);
@@ -306,6 +365,9 @@ async fn run(
                 }
                 target.apply(oid, object).await.map_err(fail)?;
             }
+            // What depends on it starts only once it is up (a NoOp included: a re-run
+            // after a timeout waits again).
+            wait_until_ready(d, target.as_ref(), wait).await?;
             if c.forget_after {
                 return save(store, |s| {
                     s.remove(&c.address);

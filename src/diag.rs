@@ -98,6 +98,8 @@ impl Location {
 /// One problem in the user's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// A warning never stops a run; it is shown and the run goes on.
+    pub warning: bool,
     pub message: String,
     pub location: Option<Location>,
     /// Extra places that matter (e.g. the other definition of a duplicate).
@@ -108,10 +110,19 @@ pub struct Diagnostic {
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Self {
         Diagnostic {
+            warning: false,
             message: message.into(),
             location: None,
             notes: Vec::new(),
             help: None,
+        }
+    }
+
+    /// A problem worth knowing about that does not stop the run.
+    pub fn warning(message: impl Into<String>) -> Self {
+        Diagnostic {
+            warning: true,
+            ..Diagnostic::new(message)
         }
     }
 
@@ -169,7 +180,8 @@ fn write_location(f: &mut fmt::Formatter<'_>, loc: &Location) -> fmt::Result {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        let level = if self.warning { "warning" } else { "error" };
+        writeln!(f, "{level}: {}", self.message)?;
         if let Some(loc) = &self.location {
             write_location(f, loc)?;
         }

@@ -4,7 +4,8 @@
 //! 1. a Namespace before the objects in it (same cluster);
 //! 2. a CustomResourceDefinition before the objects of the kind it serves (same cluster);
 //! 3. `depends_on` from the file: a block (resource or logical cloud) before the dependent
-//!    objects in the same cluster, or in every cluster when it has none in that one.
+//!    objects in the same cluster, or in every cluster when it has none in that one;
+//! 4. an object after the objects, in any cluster, whose fields it is known after.
 //!
 //! Ordering is deterministic: among objects that are ready at the same time, the smaller
 //! address comes first. A cycle is an error naming every object on it.
@@ -112,6 +113,14 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
                 same_cluster
             };
             deps[i].extend(chosen);
+        }
+    }
+    // 4. An object waits for the objects (in any cluster) whose fields it is known after.
+    for (i, o) in objs.iter().enumerate() {
+        for k in &o.known_after_apply {
+            if let Some(&n) = k.source_object().and_then(|(id, _)| index.get(id)) {
+                deps[i].insert(n);
+            }
         }
     }
     if !diags.is_empty() {

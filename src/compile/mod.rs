@@ -5,10 +5,11 @@
 //! write the same object are caught. It reads no cluster.
 
 pub mod edit;
-mod logical_cloud;
+mod mesh;
 
 pub use edit::Edit;
-pub use logical_cloud::{stub_domain_block, Allocations};
+pub use mesh::legacy::stub_domain_block;
+pub use mesh::Allocations;
 
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::model::{Dependency, Model};
@@ -39,14 +40,156 @@ pub struct DesiredObject {
     /// Values in `object` that only a cluster can supply; until then a placeholder stands
     /// in `object` (and in `edit`), and the plan says "known after apply".
     pub known_after_apply: Vec<KnownAfterApply>,
+    /// After writing it, apply waits until the cluster reports it ready (objects that
+    /// others depend on being up, such as a control plane).
+    pub ready_when: Option<Readiness>,
 }
 
-/// A value only a cluster knows: the ClusterIP of a Service that another object (the
-/// Istio control plane) makes the cluster create.
+/// When a written object counts as ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// `status.conditions` has this type with status `"True"` (Sail's `Ready`).
+    Condition(&'static str),
+}
+
+impl Readiness {
+    /// Whether `live` (the whole object, status included) is ready.
+    pub fn is_ready(&self, live: &Value) -> bool {
+        match self {
+            Readiness::Condition(kind) => live
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some(kind)
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                }),
+        }
+    }
+}
+
+/// A value only a cluster knows, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownAfterApply {
+    /// What stands in the object until the value is known.
     pub placeholder: String,
-    pub service: ObjRef,
+    pub source: ValueSource,
+}
+
+/// Where a known-after-apply value is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// A field of a live object (in any cluster), once set.
+    Object {
+        id: ObjRef,
+        api_version: String,
+        value: LiveValue,
+    },
+    /// The API server URL of a cluster's kubeconfig context (known once targets are made).
+    ApiServer { cluster: String },
+}
+
+/// Which field of a live object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveValue {
+    /// A Service's ClusterIP.
+    ClusterIp,
+    /// A LoadBalancer Service's `status.loadBalancer.ingress[0]`: its ip, else hostname.
+    LoadBalancerAddress,
+    /// A service-account token Secret's token (decoded).
+    ServiceAccountToken,
+    /// A service-account token Secret's `ca.crt`, base64 as a kubeconfig holds it.
+    ServiceAccountCa,
+}
+
+impl LiveValue {
+    /// The field, as the plan names it.
+    pub fn path(self) -> &'static str {
+        match self {
+            LiveValue::ClusterIp => "spec.clusterIP",
+            LiveValue::LoadBalancerAddress => "status.loadBalancer.ingress[0]",
+            LiveValue::ServiceAccountToken => "data.token",
+            LiveValue::ServiceAccountCa => "data.ca.crt",
+        }
+    }
+
+    /// The value in `live` (the whole object), once the cluster has set it.
+    pub fn extract(self, live: &Value) -> Option<String> {
+        match self {
+            LiveValue::ClusterIp => cluster_ip(live),
+            LiveValue::LoadBalancerAddress => {
+                let ingress = live.pointer("/status/loadBalancer/ingress/0")?;
+                ["ip", "hostname"]
+                    .iter()
+                    .find_map(|k| ingress.get(*k)?.as_str().filter(|v| !v.is_empty()))
+                    .map(str::to_string)
+            }
+            LiveValue::ServiceAccountToken => {
+                let raw = live.pointer("/data/token")?.as_str()?;
+                let token = String::from_utf8(crate::object::base64_decode(raw)?).ok()?;
+                (!token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
+            }
+            LiveValue::ServiceAccountCa => {
+                let raw = live.pointer("/data/ca.crt")?.as_str()?;
+                (!raw.is_empty()).then(|| raw.to_string())
+            }
+        }
+    }
+}
+
+impl KnownAfterApply {
+    /// A value read from a field of `id` once the cluster has set it.
+    pub fn object(id: ObjRef, api_version: &str, value: LiveValue) -> KnownAfterApply {
+        let placeholder = match value {
+            // Kept as the legacy profile always wrote it (plans people already review).
+            LiveValue::ClusterIp => format!(
+                "(known after apply: ClusterIP of {}/{})",
+                id.namespace, id.name
+            ),
+            _ => format!("(known after apply: {}.{})", id.address(), value.path()),
+        };
+        KnownAfterApply {
+            placeholder,
+            source: ValueSource::Object {
+                id,
+                api_version: api_version.to_string(),
+                value,
+            },
+        }
+    }
+
+    /// The API server URL of `cluster`'s kubeconfig context.
+    pub fn api_server(cluster: &str) -> KnownAfterApply {
+        KnownAfterApply {
+            placeholder: format!("(known after apply: API server of cluster {cluster})"),
+            source: ValueSource::ApiServer {
+                cluster: cluster.to_string(),
+            },
+        }
+    }
+
+    /// The object the value is read from, if any.
+    pub fn source_object(&self) -> Option<(&ObjRef, &str)> {
+        match &self.source {
+            ValueSource::Object {
+                id, api_version, ..
+            } => Some((id, api_version)),
+            ValueSource::ApiServer { .. } => None,
+        }
+    }
+
+    /// What the plan says about it.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            ValueSource::Object { id, value, .. } => {
+                format!("apply waits for {} to have {}", id.address(), value.path())
+            }
+            ValueSource::ApiServer { cluster } => {
+                format!("it is read from the kubeconfig context of cluster `{cluster}`")
+            }
+        }
+    }
 }
 
 /// A Service's ClusterIP, once it has one.
@@ -81,19 +224,40 @@ impl DesiredObject {
         }
         self.known_after_apply
             .retain(|k| k.placeholder != placeholder);
+        self.fold_when_known();
+    }
+
+    /// A Secret written as `stringData` (so placeholders can stand in its text) becomes
+    /// `data`, as the API server stores it, once nothing in it is unknown.
+    pub fn fold_when_known(&mut self) {
+        if self.known_after_apply.is_empty() && self.id.group.is_empty() && self.id.kind == "Secret"
+        {
+            crate::object::fold_string_data(&mut self.object);
+        }
     }
 }
 
-/// Fills in every value the live objects already know (before edits are resolved).
-pub fn resolve_known(desired: &mut Desired, live: &BTreeMap<ObjRef, Value>) {
+/// Fills in every value already known: fields of the live objects (`probed`: whole
+/// objects, status included) and the API servers of the targets.
+pub fn resolve_known(
+    desired: &mut Desired,
+    probed: &BTreeMap<ObjRef, Value>,
+    api_server: impl Fn(&str) -> Option<String>,
+) {
     for o in &mut desired.objects {
         let known: Vec<(String, String)> = o
             .known_after_apply
             .iter()
-            .filter_map(|k| Some((k.placeholder.clone(), cluster_ip(live.get(&k.service)?)?)))
+            .filter_map(|k| {
+                let value = match &k.source {
+                    ValueSource::Object { id, value, .. } => value.extract(probed.get(id)?)?,
+                    ValueSource::ApiServer { cluster } => api_server(cluster)?,
+                };
+                Some((k.placeholder.clone(), value))
+            })
             .collect();
-        for (placeholder, ip) in known {
-            o.fill_in(&placeholder, &ip);
+        for (placeholder, value) in known {
+            o.fill_in(&placeholder, &value);
         }
     }
 }
@@ -136,12 +300,13 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
                     edit: None,
                     revert: false,
                     known_after_apply: Vec::new(),
+                    ready_when: None,
                 };
                 add(&mut by_id, d, &m.origin, &mut diags);
             }
         }
     }
-    for d in logical_cloud::compile(model, allocations, &mut diags) {
+    for d in mesh::compile(model, allocations, &mut diags) {
         let origin = d.source.clone();
         add(&mut by_id, d, &origin, &mut diags);
     }
@@ -204,6 +369,7 @@ pub fn resolve_edits(
             edit: Some(empty),
             revert: true,
             known_after_apply: Vec::new(),
+            ready_when: None,
         });
     }
     if diags.is_empty() {

@@ -33,6 +33,8 @@ pub struct RawConfig {
     /// The directory of the file; relative paths in it are relative to this.
     pub base_dir: PathBuf,
     pub ca: Option<RawCa>,
+    /// `[istio]`: the Istio release the clouds target and how it is installed.
+    pub istio: Option<RawIstio>,
     pub clusters: Vec<RawCluster>,
     pub logical_clouds: Vec<RawLogicalCloud>,
     pub resources: Vec<RawResource>,
@@ -45,6 +47,16 @@ pub struct RawCa {
     pub ca_cert: Option<Spanned<String>>,
     pub ca_key: Option<Spanned<String>>,
     pub cert_chain: Option<Spanned<String>>,
+}
+
+/// `[istio]`.
+#[derive(Debug, Clone)]
+pub struct RawIstio {
+    pub span: Option<Range<usize>>,
+    /// `1.31.0`: the release of every cloud's control plane.
+    pub version: Option<Spanned<String>>,
+    /// `sail`, `operator` or `none`.
+    pub install: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +76,8 @@ pub struct RawCluster {
     pub token_file: Option<Spanned<String>>,
     /// A file holding the CA certificate of this cluster's API server.
     pub ca_file: Option<Spanned<String>>,
+    /// `[clusters.X.ca]`: this cluster's own intermediate CA (overrides the shared `[ca]`).
+    pub ca: Option<RawCa>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +94,10 @@ pub struct RawLogicalCloud {
     /// The cluster that runs the control plane, for `primary-remote`.
     pub primary: Option<Spanned<String>>,
     pub routes: Vec<RawRoute>,
+    /// `current` (default) or `legacy-global`.
+    pub profile: Option<Spanned<String>>,
+    /// The control plane's revision (default: the cloud's name).
+    pub revision: Option<Spanned<String>>,
 }
 
 /// One `[[logical_clouds.X.routes]]`: how clients of an exported service pick a subset.
@@ -203,16 +221,15 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
     let mut r = Reader::new(&source);
     let mut root = TableView::root(doc.as_table());
 
-    let ca = r.table(&mut root, "ca").map(|mut t| {
-        let ca = RawCa {
+    let ca = read_ca(&mut r, &mut root);
+    let istio = r.table(&mut root, "istio").map(|mut t| {
+        let istio = RawIstio {
             span: t.span.clone(),
-            root_cert: r.string(&mut t, "root_cert"),
-            ca_cert: r.string(&mut t, "ca_cert"),
-            ca_key: r.string(&mut t, "ca_key"),
-            cert_chain: r.string(&mut t, "cert_chain"),
+            version: r.string(&mut t, "version"),
+            install: r.string(&mut t, "install"),
         };
         r.finish(t);
-        ca
+        istio
     });
 
     let mut clusters = Vec::new();
@@ -231,6 +248,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 api_server: r.string(&mut t, "api_server"),
                 token_file: r.string(&mut t, "token_file"),
                 ca_file: r.string(&mut t, "ca_file"),
+                ca: read_ca(&mut r, &mut t),
             });
             r.finish(t);
         }
@@ -250,6 +268,8 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
             let dns_forward = r.string_map(&mut t, "dns_forward");
             let topology = r.string(&mut t, "topology");
             let primary = r.string(&mut t, "primary");
+            let profile = r.string(&mut t, "profile");
+            let revision = r.string(&mut t, "revision");
             let mut services = Vec::new();
             for mut s in r.table_array(&mut t, "services") {
                 let mut ports = Vec::new();
@@ -298,6 +318,8 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 topology,
                 primary,
                 routes,
+                profile,
+                revision,
             });
             r.finish(t);
         }
@@ -334,10 +356,25 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         source,
         base_dir,
         ca,
+        istio,
         clusters,
         logical_clouds,
         resources,
     })
+}
+
+/// A `ca` table: the shared `[ca]`, or a cluster's own `[clusters.X.ca]`.
+fn read_ca(r: &mut Reader<'_>, parent: &mut TableView<'_>) -> Option<RawCa> {
+    let mut t = r.table(parent, "ca")?;
+    let ca = RawCa {
+        span: t.span.clone(),
+        root_cert: r.string(&mut t, "root_cert"),
+        ca_cert: r.string(&mut t, "ca_cert"),
+        ca_key: r.string(&mut t, "ca_key"),
+        cert_chain: r.string(&mut t, "cert_chain"),
+    };
+    r.finish(t);
+    Some(ca)
 }
 
 fn read_route(r: &mut Reader<'_>, mut t: TableView<'_>) -> RawRoute {

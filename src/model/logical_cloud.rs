@@ -3,6 +3,7 @@
 //! anything is contacted is checked here (domains, CIDR overlaps, suffixes, references,
 //! ports, PEM files), and every violation is reported.
 
+use super::istio::{check_chain, check_profile, Install, IstioSettings, Profile};
 use super::routing::{self, Route};
 use super::{Cluster, TargetSpec};
 use crate::config::{RawConfig, RawLogicalCloud, Spanned};
@@ -87,6 +88,13 @@ pub struct LogicalCloud {
     pub services: Vec<ExportedService>,
     pub topology: Topology,
     pub routes: Vec<Route>,
+    /// What the mesh objects are written for.
+    pub profile: Profile,
+    /// The control plane's revision: `istio.io/rev` on everything the cloud's istiod
+    /// reads, and the name of its Sail `Istio` resource.
+    pub revision: String,
+    /// How its control planes are installed.
+    pub install: Install,
 }
 
 impl LogicalCloud {
@@ -108,6 +116,31 @@ impl LogicalCloud {
     pub fn remotes(&self) -> impl Iterator<Item = &String> {
         self.clusters.iter().filter(|c| !self.runs_control_plane(c))
     }
+
+    /// The members whose API server another member's control plane reads (so they need a
+    /// reader token and a remote secret): the remotes of a primary-remote cloud; every
+    /// member of a multi-primary cloud with more than one (endpoint discovery), in the
+    /// current profile.
+    pub fn read_by_others(&self, cluster: &str) -> bool {
+        match &self.topology {
+            Topology::PrimaryRemote { primary } => primary != cluster,
+            Topology::MultiPrimary => self.profile == Profile::Current && self.clusters.len() > 1,
+        }
+    }
+
+    /// The namespaces whose workloads belong to the cloud: its injection namespaces and
+    /// the namespaces of its services, sorted.
+    pub fn workload_namespaces(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .injection_namespaces
+            .iter()
+            .map(String::as_str)
+            .chain(self.services.iter().map(|s| s.namespace.as_str()))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// Istio's port protocols.
@@ -122,6 +155,7 @@ const RESERVED_SUFFIXES: &[&str] = &["local", "svc", "cluster.local"];
 pub(super) struct Cx<'a> {
     pub(super) src: &'a SourceFile,
     pub(super) diags: &'a mut Vec<Diagnostic>,
+    pub(super) warnings: &'a mut Vec<Diagnostic>,
 }
 
 impl Cx<'_> {
@@ -151,24 +185,20 @@ impl Cx<'_> {
     }
 }
 
-/// Reads `[ca]`; required when the file has logical clouds.
-pub fn build_ca(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> Option<Ca> {
+/// Reads a CA table (`[ca]` or `[clusters.X.ca]`, named by `table`): four PEM files, the
+/// certificate leading to the root.
+pub fn read_ca(
+    raw: &RawConfig,
+    ca: &crate::config::RawCa,
+    table: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Ca> {
     let src = &raw.source;
-    if raw.logical_clouds.is_empty() && raw.ca.is_none() {
-        return None;
-    }
-    let Some(ca) = &raw.ca else {
-        let first = &raw.logical_clouds[0].name;
-        diags.push(
-            Diagnostic::new("logical clouds need a shared root of trust: add a [ca] table with root_cert, ca_cert, ca_key and cert_chain")
-                .at(src.locate(first.span.clone().unwrap_or(0..0))),
-        );
-        return None;
-    };
+    let before = diags.len();
     let mut read = |key: &str, v: &Option<Spanned<String>>, want_key: bool| -> Option<String> {
         let Some(v) = v else {
             diags.push(
-                Diagnostic::new(format!("[ca] needs `{key}`"))
+                Diagnostic::new(format!("{table} needs `{key}`"))
                     .at(src.locate(ca.span.clone().unwrap_or(0..0))),
             );
             return None;
@@ -198,12 +228,25 @@ pub fn build_ca(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> Option<Ca> {
     let ca_cert = read("ca_cert", &ca.ca_cert, false);
     let ca_key = read("ca_key", &ca.ca_key, true);
     let cert_chain = read("cert_chain", &ca.cert_chain, false);
-    Some(Ca {
+    if diags.len() > before {
+        return None;
+    }
+    let out = Ca {
         root_cert: root_cert?,
         ca_cert: ca_cert?,
         ca_key: ca_key?,
         cert_chain: cert_chain?,
-    })
+    };
+    if let Err(why) = check_chain(&out) {
+        let at = ca.ca_cert.as_ref().and_then(|c| c.span.clone());
+        diags.push(
+            Diagnostic::new(format!("the CA of {table} does not lead to its root: {why}"))
+                .at_span(src, at)
+                .help("ca_cert must be signed by root_cert, directly or through the certificates in cert_chain (Istio's plug-in CA layout)"),
+        );
+        return None;
+    }
+    Some(out)
 }
 
 /// Checks that `text` holds PEM blocks of the right type: certificates, or one private key.
@@ -256,53 +299,134 @@ pub fn check_pem(text: &str, want_key: bool) -> Result<(), String> {
 pub fn build_clouds(
     raw: &RawConfig,
     clusters: &BTreeMap<String, Cluster>,
+    shared_ca: Option<&Ca>,
+    istio: &IstioSettings,
     diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, LogicalCloud> {
     let mut cx = Cx {
         src: &raw.source,
         diags,
+        warnings,
     };
     let mut out = BTreeMap::new();
     let mut suffixes: BTreeMap<String, Location> = BTreeMap::new();
     let mut namespaces: BTreeMap<String, Location> = BTreeMap::new();
+    let mut revisions: BTreeMap<String, Location> = BTreeMap::new();
     for lc in &raw.logical_clouds {
-        {
-            let cloud = build_cloud(&mut cx, raw, lc, clusters);
-            let loc = cx.at(lc.suffix.as_ref().unwrap_or(&lc.name));
-            if let Some(first) = suffixes.get(&cloud.suffix) {
+        let cloud = build_cloud(&mut cx, raw, lc, clusters, istio);
+        for (what, value, key, seen) in [
+            ("suffix", &cloud.suffix, lc.suffix.as_ref(), &mut suffixes),
+            (
+                "istio_namespace",
+                &cloud.istio_namespace,
+                lc.istio_namespace.as_ref(),
+                &mut namespaces,
+            ),
+            (
+                "revision",
+                &cloud.revision,
+                lc.revision.as_ref(),
+                &mut revisions,
+            ),
+        ] {
+            let at = key.unwrap_or(&lc.name);
+            if let Some(first) = seen.get(value) {
                 let first = first.clone();
                 cx.err(
-                    lc.suffix.as_ref().unwrap_or(&lc.name),
-                    format!(
-                        "suffix `{}` is used by two logical clouds; each needs its own",
-                        cloud.suffix
-                    ),
+                    at,
+                    format!("{what} `{value}` is used by two logical clouds; each needs its own"),
                 )
                 .notes
                 .push(("first used here".into(), Some(first)));
             } else {
-                suffixes.insert(cloud.suffix.clone(), loc);
+                seen.insert(value.clone(), cx.at(at));
             }
-            let loc = cx.at(lc.istio_namespace.as_ref().unwrap_or(&lc.name));
-            if let Some(first) = namespaces.get(&cloud.istio_namespace) {
-                let first = first.clone();
-                cx.err(
-                    lc.istio_namespace.as_ref().unwrap_or(&lc.name),
-                    format!(
-                        "istio_namespace `{}` is used by two logical clouds; each needs its own",
-                        cloud.istio_namespace
-                    ),
-                )
-                .notes
-                .push(("first used here".into(), Some(first)));
-            } else {
-                namespaces.insert(cloud.istio_namespace.clone(), loc);
-            }
-            out.insert(cloud.name.clone(), cloud);
         }
+        out.insert(cloud.name.clone(), cloud);
     }
     check_overlaps(&mut cx, &out, clusters);
+    check_shared_namespaces(&mut cx, raw, &out);
+    check_trust(&mut cx, raw, &out, clusters, shared_ca);
     out
+}
+
+/// A namespace holds the workloads of one cloud per cluster: its `istio.io/rev` label
+/// picks one control plane, and each cloud's discoverySelectors must not overlap.
+fn check_shared_namespaces(
+    cx: &mut Cx<'_>,
+    raw: &RawConfig,
+    clouds: &BTreeMap<String, LogicalCloud>,
+) {
+    let mut owner: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for lc in clouds.values() {
+        for c in &lc.clusters {
+            for ns in lc.workload_namespaces() {
+                let Some(first) = owner.insert((c.as_str(), ns), lc.name.as_str()) else {
+                    continue;
+                };
+                if first == lc.name {
+                    continue;
+                }
+                let at = raw
+                    .logical_clouds
+                    .iter()
+                    .find(|r| r.name.value == lc.name)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_else(|| Spanned::new(String::new(), None));
+                cx.err(&at, format!("namespace `{ns}` in cluster `{c}` belongs to logical clouds `{first}` and `{}`; a namespace's workloads are injected and seen by one control plane", lc.name))
+                    .help = Some("give each cloud its own namespaces (`injection_namespaces` and the services' `namespace`)".into());
+                return;
+            }
+        }
+    }
+}
+
+/// Every member that runs a control plane needs a CA: its own `[clusters.X.ca]`, or the
+/// shared `[ca]`. Istio's guidance is one intermediate per cluster under one root, so
+/// sharing one intermediate between clusters is a warning.
+fn check_trust(
+    cx: &mut Cx<'_>,
+    raw: &RawConfig,
+    clouds: &BTreeMap<String, LogicalCloud>,
+    clusters: &BTreeMap<String, Cluster>,
+    shared_ca: Option<&Ca>,
+) {
+    for lc in clouds.values() {
+        let at = raw
+            .logical_clouds
+            .iter()
+            .find(|r| r.name.value == lc.name)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| Spanned::new(String::new(), None));
+        let mut sharing = Vec::new();
+        for m in lc.clusters.iter().filter(|m| lc.runs_control_plane(m)) {
+            let Some(c) = clusters.get(m) else { continue };
+            if c.ca.is_some() {
+                continue;
+            }
+            if shared_ca.is_none() && raw.ca.is_none() {
+                cx.err(&at, format!("cluster `{m}` runs a control plane of logical cloud `{}` and needs a CA: add a shared [ca] table, or [clusters.{m}.ca] (root_cert, ca_cert, ca_key, cert_chain)", lc.name));
+            }
+            sharing.push(m.as_str());
+        }
+        if lc.profile == Profile::Current && sharing.len() > 1 {
+            let loc = raw
+                .ca
+                .as_ref()
+                .map(|c| cx.src.locate(c.span.clone().unwrap_or(0..0)));
+            let mut w = Diagnostic::warning(format!(
+                "clusters {} of logical cloud `{}` share one intermediate CA ([ca]); Istio's plug-in CA guidance is one intermediate per cluster, signed by the shared root",
+                sharing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+                lc.name
+            ))
+            .help(format!("give each cluster its own [clusters.<name>.ca], e.g. [clusters.{}.ca]", sharing[0]));
+            if let Some(loc) = loc {
+                w = w.at(loc);
+            }
+            cx.warnings.push(w);
+        }
+    }
 }
 
 fn build_cloud(
@@ -310,8 +434,35 @@ fn build_cloud(
     raw: &RawConfig,
     lc: &RawLogicalCloud,
     clusters: &BTreeMap<String, Cluster>,
+    istio: &IstioSettings,
 ) -> LogicalCloud {
     let name = lc.name.value.clone();
+    let profile = match lc.profile.as_ref().map(|p| p.value.as_str()) {
+        None | Some("current") => Profile::Current,
+        Some("legacy-global") => Profile::LegacyGlobal,
+        Some(other) => {
+            let p = lc.profile.as_ref().unwrap_or(&lc.name);
+            cx.err_unknown(
+                p,
+                format!("unknown profile `{other}`: must be \"current\" (Istio 1.24 and later) or \"legacy-global\" (Istio 1.8 or older)"),
+                ["current", "legacy-global"],
+            );
+            Profile::Current
+        }
+    };
+    let profile_at = cx.at(lc.profile.as_ref().unwrap_or(&lc.name));
+    check_profile(istio, profile, &name, profile_at, cx.diags, cx.warnings);
+    let revision = lc
+        .revision
+        .as_ref()
+        .map(|r| r.value.clone())
+        .unwrap_or_else(|| name.clone());
+    if let Some(r) = &lc.revision {
+        if let Err(why) = check_dns_label(&r.value) {
+            cx.err(r, format!("invalid revision `{}`: {why}", r.value));
+        }
+    }
+    let legacy = profile == Profile::LegacyGlobal;
     if let Err(why) = check_dns_label(&name) {
         cx.err(
             &lc.name,
@@ -354,7 +505,19 @@ fn build_cloud(
         .map(|s| s.value.clone())
         .unwrap_or_else(|| name.clone());
     let suffix_at = lc.suffix.as_ref().unwrap_or(&lc.name);
-    if RESERVED_SUFFIXES.contains(&suffix.as_str()) {
+    let domain_of_member = members
+        .iter()
+        .filter_map(|m| clusters.get(m))
+        .find(|c| c.cluster_domain == suffix);
+    if let Some(c) = domain_of_member {
+        cx.err(
+            suffix_at,
+            format!(
+                "suffix `{suffix}` is the cluster domain of `{}`; cloud names would shadow the cluster's own service names",
+                c.name
+            ),
+        );
+    } else if RESERVED_SUFFIXES.contains(&suffix.as_str()) {
         cx.err(
             suffix_at,
             format!(
@@ -402,7 +565,13 @@ fn build_cloud(
     }
 
     let mut dns_forward = BTreeMap::new();
-    for (cluster, addr) in &lc.dns_forward {
+    if !legacy {
+        if let Some((first, _)) = lc.dns_forward.first() {
+            cx.err(first, format!("logical cloud `{name}` uses profile `current`, which has no istiocoredns to forward to: its `<name>.<namespace>.{suffix}` names are answered by Istio's DNS proxy in each sidecar"))
+                .help = Some("remove `dns_forward` (it belongs to `profile = \"legacy-global\"`)".into());
+        }
+    }
+    for (cluster, addr) in lc.dns_forward.iter().filter(|_| legacy) {
         if !members.contains(&cluster.value) {
             cx.err(cluster, format!("dns_forward names cluster `{}`, which is not a member of logical cloud `{name}`", cluster.value));
             continue;
@@ -424,7 +593,7 @@ fn build_cloud(
     }
     for m in &members {
         if let Some(c) = clusters.get(m) {
-            if matches!(c.target, TargetSpec::Dir(_)) && !dns_forward.contains_key(m) {
+            if legacy && matches!(c.target, TargetSpec::Dir(_)) && !dns_forward.contains_key(m) {
                 cx.err(
                     &lc.name,
                     format!("logical cloud `{name}` needs `dns_forward.{m}`: cluster `{m}` is a directory target, so dcm cannot read the ClusterIP of its istiocoredns Service"),
@@ -434,9 +603,10 @@ fn build_cloud(
         }
     }
 
-    let topology = build_topology(cx, raw, lc, &members, clusters);
-    let services = build_services(cx, lc, &members, clusters);
-    let routes = routing::build_routes(cx, lc, &members, &services);
+    let topology = build_topology(cx, lc, &members, clusters, profile);
+    check_api_access(cx, raw, lc, &members, clusters, &topology, profile);
+    let services = build_services(cx, lc, &members, clusters, profile);
+    let routes = routing::build_routes(cx, lc, &members, &services, profile);
     // Built even when something above was wrong (the model is then rejected as a whole),
     // so that the checks across clouds still see it.
     LogicalCloud {
@@ -453,7 +623,74 @@ fn build_cloud(
         services,
         topology,
         routes,
+        profile,
+        revision,
+        install: istio.install_for(profile),
     }
+}
+
+/// Every member whose API server another member's control plane reads must be reachable:
+/// a Kubernetes target is (dcm reads the server from the kubeconfig and creates a reader
+/// token), a directory target only through `api_server`, `token_file` and `ca_file`; the
+/// legacy profile, which creates no reader, always needs the three.
+fn check_api_access(
+    cx: &mut Cx<'_>,
+    raw: &RawConfig,
+    lc: &RawLogicalCloud,
+    members: &[String],
+    clusters: &BTreeMap<String, Cluster>,
+    topology: &Topology,
+    profile: Profile,
+) {
+    let name = &lc.name.value;
+    if let Topology::PrimaryRemote { primary } = topology {
+        if !members.contains(primary) {
+            return; // reported already; no member can be told a remote
+        }
+    }
+    let read_by_others = |m: &str| match topology {
+        Topology::PrimaryRemote { primary } => primary != m,
+        Topology::MultiPrimary => profile == Profile::Current && members.len() > 1,
+    };
+    let at = match topology {
+        Topology::PrimaryRemote { .. } => lc.primary.as_ref().unwrap_or(&lc.name),
+        Topology::MultiPrimary => &lc.name,
+    };
+    for m in members.iter().filter(|m| read_by_others(m)) {
+        let Some(c) = clusters.get(m) else { continue };
+        let is_dir = matches!(c.target, TargetSpec::Dir(_));
+        if c.access.complete() || (!is_dir && profile == Profile::Current) {
+            continue;
+        }
+        // Keys that are there but wrong have their own error already.
+        let given = raw.clusters.iter().find(|rc| &rc.name.value == m);
+        let broken = given.is_some_and(|rc| {
+            (rc.api_server.is_some() && c.access.api_server.is_none())
+                || (rc.token_file.is_some() && c.access.token.is_none())
+                || (rc.ca_file.is_some() && c.access.ca_cert.is_none())
+        });
+        if broken {
+            continue;
+        }
+        // Keys that are there but wrong have their own error already.
+        let role = match topology {
+            Topology::PrimaryRemote { .. } => format!("a remote of logical cloud `{name}`"),
+            Topology::MultiPrimary => format!("a member of logical cloud `{name}`, whose other control planes discover its endpoints"),
+        };
+        let why = if is_dir {
+            "it is a directory target, so dcm cannot read its API server or issue a reader token"
+        } else {
+            "the legacy-global profile creates no reader token"
+        };
+        cx.err(at, format!("cluster `{m}` is {role}, so another control plane must reach its API server, but {why}"))
+            .help = Some(format!("add `api_server`, `token_file` and `ca_file` to [clusters.{m}]"));
+    }
+}
+
+/// Whether dcm can learn a cluster's east-west gateway address from the cluster (its
+/// LoadBalancer Service), so the file need not pin it with `gateway`.
+fn gateway_known_after_apply(c: &Cluster, profile: Profile) -> bool {
+    profile == Profile::Current && matches!(c.target, TargetSpec::Context(_))
 }
 
 /// Reads `topology` and `primary`. A primary-remote cloud's primary must be a member with
@@ -461,10 +698,10 @@ fn build_cloud(
 /// primary's remote secret is built from.
 fn build_topology(
     cx: &mut Cx<'_>,
-    raw: &RawConfig,
     lc: &RawLogicalCloud,
     members: &[String],
     clusters: &BTreeMap<String, Cluster>,
+    profile: Profile,
 ) -> Topology {
     let name = &lc.name.value;
     match lc.topology.as_ref().map(|t| t.value.as_str()) {
@@ -490,20 +727,11 @@ fn build_topology(
                     ),
                     members.iter().map(String::as_str),
                 );
-            } else if clusters.get(&p.value).is_some_and(|c| c.gateway.is_none()) {
+            } else if clusters
+                .get(&p.value)
+                .is_some_and(|c| c.gateway.is_none() && !gateway_known_after_apply(c, profile))
+            {
                 cx.err(p, format!("primary `{}` needs a `gateway`: the remotes of logical cloud `{name}` reach its control plane through it", p.value));
-            }
-            for m in members.iter().filter(|m| **m != p.value) {
-                // A remote whose keys are there but wrong has its own error already.
-                let no_keys = raw.clusters.iter().any(|rc| {
-                    &rc.name.value == m
-                        && rc.api_server.is_none()
-                        && rc.token_file.is_none()
-                        && rc.ca_file.is_none()
-                });
-                if no_keys && clusters.contains_key(m) {
-                    cx.err(p, format!("cluster `{m}` is a remote of logical cloud `{name}`, so the primary needs to reach its API server: add `api_server`, `token_file` and `ca_file` to [clusters.{m}]"));
-                }
             }
             Topology::PrimaryRemote {
                 primary: p.value.clone(),
@@ -527,6 +755,7 @@ fn build_services(
     lc: &RawLogicalCloud,
     members: &[String],
     clusters: &BTreeMap<String, Cluster>,
+    profile: Profile,
 ) -> Vec<ExportedService> {
     let cloud = &lc.name.value;
     let mut out = Vec::new();
@@ -574,10 +803,9 @@ fn build_services(
                 for c in &list.value {
                     if !members.contains(&c.value) {
                         cx.err(c, format!("service `{}` runs in cluster `{}`, which is not a member of logical cloud `{cloud}`", name.value, c.value));
-                    } else if clusters
-                        .get(&c.value)
-                        .is_some_and(|cl| cl.gateway.is_none())
-                    {
+                    } else if clusters.get(&c.value).is_some_and(|cl| {
+                        cl.gateway.is_none() && !gateway_known_after_apply(cl, profile)
+                    }) {
                         cx.err(c, format!("service `{}` runs in cluster `{}`, which has no `gateway`: other clusters could not reach it", name.value, c.value));
                     } else if !serving.contains(&c.value) {
                         serving.push(c.value.clone());
@@ -722,7 +950,8 @@ fn build_subsets(
 }
 
 /// Pod and service CIDRs of clusters that share a cloud and a network must not overlap:
-/// traffic between them is routed, not translated.
+/// traffic between them is routed, not translated. Across networks (which meet only at
+/// their east-west gateways) an overlap works but is not recommended: a warning.
 fn check_overlaps(
     cx: &mut Cx<'_>,
     clouds: &BTreeMap<String, LogicalCloud>,
@@ -740,23 +969,33 @@ fn check_overlaps(
         let (Some(ca), Some(cb)) = (clusters.get(&a), clusters.get(&b)) else {
             continue;
         };
-        if ca.network != cb.network {
-            continue;
-        }
+        let same_network = ca.network == cb.network;
         let ranges = |c: &Cluster| [("pod_cidr", c.pod_cidr), ("service_cidr", c.service_cidr)];
         for (ka, ra) in ranges(ca) {
             for (kb, rb) in ranges(cb) {
-                if let (Some(ra), Some(rb)) = (ra, rb) {
-                    if ra.overlaps(&rb) {
-                        cx.diags.push(
-                            Diagnostic::new(format!(
-                                "clusters `{a}` and `{b}` are on network `{}` but their ranges overlap: `{a}` {ka} {ra} and `{b}` {kb} {rb}",
-                                ca.network
-                            ))
-                            .at(cb.location.clone())
-                            .help("give each cluster its own ranges, or put them on different networks (`network`)"),
-                        );
-                    }
+                let (Some(ra), Some(rb)) = (ra, rb) else {
+                    continue;
+                };
+                if !ra.overlaps(&rb) {
+                    continue;
+                }
+                if same_network {
+                    cx.diags.push(
+                        Diagnostic::new(format!(
+                            "clusters `{a}` and `{b}` are on network `{}` but their ranges overlap: `{a}` {ka} {ra} and `{b}` {kb} {rb}",
+                            ca.network
+                        ))
+                        .at(cb.location.clone())
+                        .help("give each cluster its own ranges, or put them on different networks (`network`)"),
+                    );
+                } else {
+                    cx.warnings.push(
+                        Diagnostic::warning(format!(
+                            "clusters `{a}` (network `{}`) and `{b}` (network `{}`) have overlapping ranges: `{a}` {ka} {ra} and `{b}` {kb} {rb}; across networks this is acceptable but not recommended",
+                            ca.network, cb.network
+                        ))
+                        .at(cb.location.clone()),
+                    );
                 }
             }
         }

@@ -5,11 +5,13 @@
 //! the file means) but contacts no cluster and compiles nothing.
 
 mod cidr;
+mod istio;
 mod logical_cloud;
 mod manifest;
 mod routing;
 
 pub use cidr::Cidr;
+pub use istio::{check_chain, Install, IstioSettings, IstioVersion, Profile};
 pub use logical_cloud::{
     check_pem, Ca, ExportedService, LogicalCloud, ServicePort, Subset, Topology,
 };
@@ -50,20 +52,36 @@ pub struct Cluster {
     pub network: String,
     pub gateway: Option<String>,
     pub dns: DnsMode,
-    /// How a primary control plane reaches this cluster's API server, when it is a remote.
-    pub remote_access: Option<RemoteAccess>,
+    /// How other clusters' control planes reach this cluster's API server, as far as the
+    /// file says (`api_server`, `token_file`, `ca_file`); the rest dcm finds itself.
+    pub access: RemoteAccess,
+    /// This cluster's own intermediate CA (`[clusters.X.ca]`), instead of the shared one.
+    pub ca: Option<Ca>,
     /// Where the cluster is defined, for messages.
     pub location: Location,
 }
 
-/// What a primary needs to manage a remote cluster: its API server, a token and the
-/// server's CA, read from the files the cluster table names.
-#[derive(Clone, PartialEq, Eq)]
+/// What another cluster's control plane needs to read this cluster: its API server, a
+/// token and the server's CA, each as the cluster table gives it (None: dcm finds it,
+/// from the kubeconfig and the reader token it creates).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RemoteAccess {
-    pub api_server: String,
-    /// Secret: only ever put into the primary's remote secret (see the Debug impl).
-    pub token: String,
-    pub ca_cert: String,
+    pub api_server: Option<String>,
+    /// Secret: only ever put into a remote secret (see the Debug impl).
+    pub token: Option<String>,
+    pub ca_cert: Option<String>,
+}
+
+impl RemoteAccess {
+    /// Whether the file gives everything (what a directory target, which dcm cannot ask,
+    /// needs).
+    pub fn complete(&self) -> bool {
+        self.api_server.is_some() && self.token.is_some() && self.ca_cert.is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.api_server.is_none() && self.token.is_none() && self.ca_cert.is_none()
+    }
 }
 
 impl std::fmt::Debug for RemoteAccess {
@@ -121,15 +139,31 @@ pub struct Model {
     pub ca: Option<Ca>,
     /// Where each logical cloud is defined, for messages.
     pub cloud_locations: BTreeMap<String, Location>,
+    /// `[istio]`, defaults filled in.
+    pub istio: IstioSettings,
+    /// Problems that do not stop the run (shown by validate, plan and apply).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Checks the raw file and builds the model, or returns every problem found.
 pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
     let mut diags = Vec::new();
     let src = raw.source.clone();
+    let mut warnings = Vec::new();
     let clusters = build_clusters(&raw, &mut diags);
-    let ca = logical_cloud::build_ca(&raw, &mut diags);
-    let logical_clouds = logical_cloud::build_clouds(&raw, &clusters, &mut diags);
+    let ca = raw
+        .ca
+        .as_ref()
+        .and_then(|c| logical_cloud::read_ca(&raw, c, "[ca]", &mut diags));
+    let istio = istio::build_istio(&raw, &mut diags);
+    let logical_clouds = logical_cloud::build_clouds(
+        &raw,
+        &clusters,
+        ca.as_ref(),
+        &istio,
+        &mut diags,
+        &mut warnings,
+    );
     let lc_names: BTreeSet<&str> = raw
         .logical_clouds
         .iter()
@@ -162,6 +196,8 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
                     )
                 })
                 .collect(),
+            istio,
+            warnings,
         })
     } else {
         diags.sort_by_key(location_key);
@@ -263,7 +299,10 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                 );
             }
         }
-        let remote_access = build_remote_access(raw, c, diags);
+        let access = build_remote_access(raw, c, diags);
+        let own_ca = c.ca.as_ref().and_then(|ca| {
+            logical_cloud::read_ca(raw, ca, &format!("[clusters.{name}.ca]"), diags)
+        });
         if let Some(target) = target {
             out.insert(
                 name.clone(),
@@ -280,7 +319,8 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                         .unwrap_or_else(|| "default".to_string()),
                     gateway: c.gateway.as_ref().map(|g| g.value.clone()),
                     dns,
-                    remote_access,
+                    access,
+                    ca: own_ca,
                     location: at(&c.name.span),
                 },
             );
@@ -289,46 +329,45 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
     out
 }
 
-/// Reads `api_server`, `token_file` and `ca_file`, which go together: the API server must
-/// be an https URL, the token a single non-empty line, the CA file PEM certificates.
+/// Reads `api_server`, `token_file` and `ca_file`: the API server must be an https URL,
+/// the token a single non-empty line, the CA file PEM certificates. A token comes with the
+/// CA of the server it is for. Whether a cluster needs them depends on its clouds (checked
+/// there).
 fn build_remote_access(
     raw: &RawConfig,
     c: &crate::config::RawCluster,
     diags: &mut Vec<Diagnostic>,
-) -> Option<RemoteAccess> {
+) -> RemoteAccess {
     let src = &raw.source;
     let name = &c.name.value;
-    let keys = [&c.api_server, &c.token_file, &c.ca_file];
-    if keys.iter().all(|k| k.is_none()) {
-        return None;
-    }
-    let (Some(api), Some(token_file), Some(ca_file)) = (&c.api_server, &c.token_file, &c.ca_file)
-    else {
-        let given = keys.iter().flat_map(|k| k.iter()).next();
+    let mut out = RemoteAccess::default();
+    if let (Some(token_file), None) = (&c.token_file, &c.ca_file) {
         diags.push(
             Diagnostic::new(format!(
-                "cluster `{name}` needs all of `api_server`, `token_file` and `ca_file` to be reached by a primary"
+                "cluster `{name}` sets `token_file` without `ca_file`: a token is only useful with the CA of the API server it is for"
             ))
-            .at_span(src, given.and_then(|g| g.span.clone())),
+            .at_span(src, token_file.span.clone())
+            .help("add `ca_file` (the API server's CA certificate, PEM), or remove `token_file` to let dcm create a reader token"),
         );
-        return None;
-    };
-    let mut ok = true;
-    let api_ok = api
-        .value
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
-    if !api_ok {
-        diags.push(
-            Diagnostic::new(format!(
-                "invalid `api_server` `{}`: must be an https URL, e.g. \"https://192.0.2.21:6443\"",
-                api.value
-            ))
-            .at_span(src, api.span.clone()),
-        );
-        ok = false;
     }
-    let mut read = |key: &str, v: &Spanned<String>| -> Option<String> {
+    if let Some(api) = &c.api_server {
+        let api_ok = api
+            .value
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        if api_ok {
+            out.api_server = Some(api.value.clone());
+        } else {
+            diags.push(
+                Diagnostic::new(format!(
+                    "invalid `api_server` `{}`: must be an https URL, e.g. \"https://192.0.2.21:6443\"",
+                    api.value
+                ))
+                .at_span(src, api.span.clone()),
+            );
+        }
+    }
+    let read = |key: &str, v: &Spanned<String>, diags: &mut Vec<Diagnostic>| -> Option<String> {
         let path = resolve_relative(&raw.base_dir, &v.value);
         match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
@@ -344,38 +383,34 @@ fn build_remote_access(
             }
         }
     };
-    let token = read("token_file", token_file);
-    let ca_cert = read("ca_file", ca_file);
-    if let Some(t) = &token {
-        let t = t.trim();
-        if t.is_empty() || t.contains(char::is_whitespace) {
-            diags.push(
-                Diagnostic::new(format!(
-                    "`token_file` `{}` must hold one token on one line",
-                    token_file.value
-                ))
-                .at_span(src, token_file.span.clone()),
-            );
-            ok = false;
+    if let Some(token_file) = &c.token_file {
+        if let Some(t) = read("token_file", token_file, diags) {
+            let t = t.trim();
+            if t.is_empty() || t.contains(char::is_whitespace) {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "`token_file` `{}` must hold one token on one line",
+                        token_file.value
+                    ))
+                    .at_span(src, token_file.span.clone()),
+                );
+            } else {
+                out.token = Some(t.to_string());
+            }
         }
     }
-    if let Some(ca) = &ca_cert {
-        if let Err(why) = check_pem(ca, false) {
-            diags.push(
-                Diagnostic::new(format!("`ca_file` `{}` {why}", ca_file.value))
-                    .at_span(src, ca_file.span.clone()),
-            );
-            ok = false;
+    if let Some(ca_file) = &c.ca_file {
+        if let Some(ca) = read("ca_file", ca_file, diags) {
+            match check_pem(&ca, false) {
+                Ok(()) => out.ca_cert = Some(ca),
+                Err(why) => diags.push(
+                    Diagnostic::new(format!("`ca_file` `{}` {why}", ca_file.value))
+                        .at_span(src, ca_file.span.clone()),
+                ),
+            }
         }
     }
-    match (token, ca_cert, ok) {
-        (Some(token), Some(ca_cert), true) => Some(RemoteAccess {
-            api_server: api.value.clone(),
-            token: token.trim().to_string(),
-            ca_cert,
-        }),
-        _ => None,
-    }
+    out
 }
 
 /// `host:port` with a DNS host name.

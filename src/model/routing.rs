@@ -2,9 +2,12 @@
 //! header and by weight (the two-cluster Bookinfo set-up: `end-user: jason` goes 50/50 to
 //! v2 and v3 in the other cluster, everyone else stays on the local v1).
 //!
-//! Every reference is checked here, and so is reachability: a subset in another cluster
-//! can only be reached through the ServiceEntry dcm generates for that service.
+//! Every reference is checked here, and so is reachability: in the current profile a
+//! subset must be where its service runs (every control plane discovers every member's
+//! endpoints); in legacy-global, a subset in another cluster can only be reached through
+//! the ServiceEntry dcm generates for that service.
 
+use super::istio::Profile;
 use super::logical_cloud::{Cx, ExportedService};
 use crate::config::{RawHttpRoute, RawLogicalCloud, RawRoute, Spanned};
 use crate::diag::did_you_mean;
@@ -50,6 +53,7 @@ pub(super) fn build_routes(
     lc: &RawLogicalCloud,
     members: &[String],
     services: &[ExportedService],
+    profile: Profile,
 ) -> Vec<Route> {
     let cloud = &lc.name.value;
     // A primary-remote cloud's configuration lives in its primary and serves every member.
@@ -96,7 +100,14 @@ pub(super) fn build_routes(
             if catch_all_seen {
                 cx.err(&rule_at, format!("this rule of the route for `{}` is never used: an earlier rule without `headers` takes every request", service.key()));
             }
-            http.push(build_rule(cx, rule, service, &clusters, primary_remote));
+            http.push(build_rule(
+                cx,
+                rule,
+                service,
+                &clusters,
+                primary_remote,
+                profile,
+            ));
             catch_all_seen |= rule.headers.is_empty();
         }
         if !raw.http.is_empty() && !catch_all_seen {
@@ -205,6 +216,7 @@ fn build_rule(
     service: &ExportedService,
     clusters: &[String],
     primary_remote: bool,
+    profile: Profile,
 ) -> HttpRule {
     let rule_at = Spanned::new((), rule.span.clone());
     let mut headers = Vec::new();
@@ -310,8 +322,19 @@ fn build_rule(
                 format!("subset `{}` appears twice in one rule", found.name),
             );
         }
-        if !primary_remote {
-            check_reachable(cx, subset, service, &found.cluster, clusters);
+        match profile {
+            // Every control plane discovers every member's endpoints: a subset is
+            // reachable from everywhere, as long as the service runs where it is.
+            Profile::Current => {
+                if !service.clusters.contains(&found.cluster) {
+                    cx.err(subset, format!("subset `{}` is in cluster `{}`, where `{}` does not run (its `clusters` are {})", found.name, found.cluster, service.key(), quoted(&service.clusters)))
+                        .help = Some(format!("add `{}` to the service's `clusters`", found.cluster));
+                }
+            }
+            Profile::LegacyGlobal if !primary_remote => {
+                check_reachable(cx, subset, service, &found.cluster, clusters);
+            }
+            Profile::LegacyGlobal => {}
         }
         to.push(Destination {
             subset: found.name.clone(),

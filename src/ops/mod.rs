@@ -118,19 +118,6 @@ impl Loaded {
                 whole: o.edit.is_some(),
             })
             .collect();
-        // The Services whose ClusterIPs some objects are waiting for.
-        items.extend(
-            self.desired
-                .objects
-                .iter()
-                .flat_map(|o| &o.known_after_apply)
-                .map(|k| ReadItem {
-                    id: k.service.clone(),
-                    api_version: "v1".into(),
-                    desired: None,
-                    whole: true,
-                }),
-        );
         if let Some(s) = state {
             items.extend(s.objects.iter().map(|e| ReadItem {
                 id: e.id(),
@@ -139,6 +126,29 @@ impl Loaded {
                 whole: e.origin == crate::state::Origin::Edited,
             }));
         }
+        items
+    }
+}
+
+impl Loaded {
+    /// The objects whose fields some desired objects are waiting for (a Service's
+    /// address, a token), read whole: status and server-set data included.
+    pub fn probe_items(&self) -> Vec<ReadItem> {
+        let mut items: Vec<ReadItem> = self
+            .desired
+            .objects
+            .iter()
+            .flat_map(|o| &o.known_after_apply)
+            .filter_map(|k| k.source_object())
+            .map(|(id, api_version)| ReadItem {
+                id: id.clone(),
+                api_version: api_version.to_string(),
+                desired: None,
+                whole: true,
+            })
+            .collect();
+        items.sort_by(|a, b| a.id.cmp(&b.id));
+        items.dedup_by(|a, b| a.id == b.id);
         items
     }
 }

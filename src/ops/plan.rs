@@ -53,7 +53,8 @@ pub fn graph(file: &Path) -> Result<Exit, Error> {
 /// plan and the desired objects with edits resolved against the live ones (what apply writes).
 ///
 /// 1. make the targets of the file's clusters;
-/// 2. read every live object the file wants or the state records;
+/// 2. read every live object the file wants or the state records, and (whole) the objects
+///    whose fields are known after apply; fill in the values already known;
 /// 3. resolve edits of objects dcm does not own against what is live;
 /// 4. diff into a plan.
 pub(crate) fn make_plan(
@@ -65,13 +66,26 @@ pub(crate) fn make_plan(
 ) -> Result<(Plan, Desired), Error> {
     let targets = loaded.targets(global)?;
     let items = loaded.read_items(state);
-    let live = runtime()?.block_on(crate::refresh::read_live(
+    let probes = loaded.probe_items();
+    let rt = runtime()?;
+    let live = rt.block_on(crate::refresh::read_live(
         &targets,
         items,
         global.parallelism,
     ))?;
+    // Read on their own: a probe wants the whole object, where the refresh above reads
+    // dcm's view of the same object.
+    let probed = if probes.is_empty() {
+        Default::default()
+    } else {
+        rt.block_on(crate::refresh::read_live(
+            &targets,
+            probes,
+            global.parallelism,
+        ))?
+    };
     let mut desired = loaded.desired.clone();
-    crate::compile::resolve_known(&mut desired, &live);
+    crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
     let plan = plan::build(&PlanInputs {
         desired: &desired,

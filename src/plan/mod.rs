@@ -348,11 +348,11 @@ fn plan_desired(
     };
     for k in &d.known_after_apply {
         notes.push(format!(
-            "{} is known after apply: apply waits for the Service {} to get its address",
+            "{} is known after apply: {}",
             k.placeholder
                 .trim_start_matches("(known after apply: ")
                 .trim_end_matches(')'),
-            k.service.address()
+            k.describe()
         ));
     }
     if d.revert {

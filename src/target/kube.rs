@@ -346,6 +346,25 @@ impl Target for KubeTarget {
         .map_err(|e| self.unreachable(format!("applying {}: {}", id.address(), describe(&e))))
     }
 
+    fn api_server(&self) -> Option<String> {
+        let context = self
+            .kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == self.context)?;
+        let cluster = &context.context.as_ref()?.cluster;
+        let named = self
+            .kubeconfig
+            .clusters
+            .iter()
+            .find(|c| &c.name == cluster)?;
+        named.cluster.as_ref()?.server.clone()
+    }
+
+    fn has_controllers(&self) -> bool {
+        true
+    }
+
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
         let client = self.client().await?.clone();
         let Some((ar, namespaced)) = self.preferred_resource(&id.group, &id.kind).await? else {

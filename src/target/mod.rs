@@ -55,6 +55,16 @@ pub trait Target: Send + Sync {
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
+    /// The URL other clusters reach this cluster's API server at, when the target knows
+    /// it (a kubeconfig context's server).
+    fn api_server(&self) -> Option<String> {
+        None
+    }
+    /// Whether a controller acts on what is written here (a live cluster fills in
+    /// statuses, addresses and tokens; a directory never does, so nothing is waited for).
+    fn has_controllers(&self) -> bool {
+        false
+    }
 }
 
 /// The target of every cluster in the file.
@@ -109,6 +119,11 @@ impl Targets {
     /// Replaces or adds the target of one cluster (tests put fakes in this way).
     pub fn insert(&mut self, cluster: &str, target: Arc<dyn Target>) {
         self.by_cluster.insert(cluster.to_string(), target);
+    }
+
+    /// The API server URL of `cluster`, when its target knows it.
+    pub fn api_server(&self, cluster: &str) -> Option<String> {
+        self.by_cluster.get(cluster)?.api_server()
     }
 
     pub fn get(&self, cluster: &str) -> Result<&Arc<dyn Target>, TargetSetupError> {

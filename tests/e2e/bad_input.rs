@@ -325,9 +325,9 @@ fn a_remote_the_primary_cannot_reach_is_refused_before_anything_is_written() {
     for want in [
         "cannot read `token_file` file",
         "missing.token",
-        "primary-remote.toml:32:14",
+        "primary-remote.toml:37:14",
         "invalid `api_server` `http://192.0.2.31:6443`: must be an https URL",
-        "primary-remote.toml:41:14",
+        "primary-remote.toml:46:14",
     ] {
         assert!(
             run.stderr.contains(want),
@@ -352,7 +352,7 @@ fn a_route_to_an_unknown_subset_is_refused_with_a_hint() {
     let run = p.dcm(&["plan", "-f", toml]).expect(1);
     for want in [
         "error: service `reviews.bookinfo` has no subset `v4`",
-        "two-clusters-bookinfo.toml:54:100",
+        "two-clusters-bookinfo.toml:75:100",
         "did you mean `v1`?",
     ] {
         assert!(

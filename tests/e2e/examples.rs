@@ -393,10 +393,12 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
         &p,
         "out/cluster1/bookinfo/virtualservice.networking.istio.io/reviews-bookinfo-lc1.yaml",
     );
+    // The route holds for the service's own name and for its cloud name.
     assert_eq!(
         vs["spec"]["hosts"],
-        serde_json::json!(["reviews.bookinfo.svc.cluster.local"])
+        serde_json::json!(["reviews.bookinfo.svc.cluster.local", "reviews.bookinfo.lc1"])
     );
+    assert_eq!(vs["metadata"]["labels"]["istio.io/rev"], "lc1");
     let http = &vs["spec"]["http"];
     assert_eq!(
         http[0]["match"],
@@ -405,46 +407,45 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
     assert_eq!(
         http[0]["route"],
         serde_json::json!([
-            { "destination": { "host": "reviews.bookinfo.lc1", "subset": "v2" }, "weight": 50 },
-            { "destination": { "host": "reviews.bookinfo.lc1", "subset": "v3" }, "weight": 50 }
+            { "destination": { "host": "reviews.bookinfo.svc.cluster.local", "subset": "v2" }, "weight": 50 },
+            { "destination": { "host": "reviews.bookinfo.svc.cluster.local", "subset": "v3" }, "weight": 50 }
         ])
     );
     assert_eq!(
         http[1],
         serde_json::json!({ "route": [{ "destination": { "host": "reviews.bookinfo.svc.cluster.local", "subset": "v1" } }] })
     );
-    // cluster1 reaches v2 and v3 through the ServiceEntry; its rule names them, so the
-    // SNI carries the subset to cluster2's gateway.
-    let exported = yaml(
+    // Both control planes discover both clusters' endpoints, so a subset is the service's
+    // pods with its labels in its cluster; the rule is in both clusters, since cluster2's
+    // east-west gateway resolves the subset in the SNI with it.
+    let want = serde_json::json!([
+        { "name": "v1", "labels": { "version": "v1", "topology.istio.io/cluster": "cluster1" } },
+        { "name": "v2", "labels": { "version": "v2", "topology.istio.io/cluster": "cluster2" } },
+        { "name": "v3", "labels": { "version": "v3", "topology.istio.io/cluster": "cluster2" } }
+    ]);
+    for c in ["cluster1", "cluster2"] {
+        let rule = yaml(
+            &p,
+            &format!("out/{c}/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml"),
+        );
+        assert_eq!(rule["spec"]["host"], "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(rule["spec"]["subsets"], want, "{c}");
+    }
+    // The cloud name resolves everywhere: the local service where it runs, the other
+    // cluster's east-west gateway otherwise.
+    let se = yaml(
         &p,
-        "out/cluster1/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1.yaml",
-    );
-    let names: Vec<&str> = exported["spec"]["subsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["cluster2", "v2", "v3"]);
-    // Each side defines its own subsets by pod label, for the host it serves.
-    let local = yaml(
-        &p,
-        "out/cluster1/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml",
+        "out/cluster1/bookinfo/serviceentry.networking.istio.io/reviews-bookinfo-lc1.yaml",
     );
     assert_eq!(
-        local["spec"]["subsets"],
-        serde_json::json!([{ "name": "v1", "labels": { "version": "v1" } }])
+        se["spec"]["hosts"],
+        serde_json::json!(["reviews.bookinfo.lc1"])
     );
-    let remote = yaml(
-        &p,
-        "out/cluster2/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml",
-    );
-    assert_eq!(remote["spec"]["host"], "reviews.bookinfo.svc.cluster.local");
     assert_eq!(
-        remote["spec"]["subsets"],
+        se["spec"]["endpoints"],
         serde_json::json!([
-            { "name": "v2", "labels": { "version": "v2" } },
-            { "name": "v3", "labels": { "version": "v3" } }
+            { "address": "reviews.bookinfo.svc.cluster.local", "ports": { "http": 9080 }, "labels": { "dcm.io/cluster": "cluster1" } },
+            { "address": "192.0.2.20", "ports": { "http": 15443 }, "labels": { "dcm.io/cluster": "cluster2" } }
         ])
     );
     // The route is for cluster1's clients only.
@@ -537,12 +538,13 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         !seen.contains(&token),
         "a remote's token leaked into the plan or state"
     );
-    let primary = yaml(
-        &p,
-        "out/cluster1/istio-mesh/istiooperator.install.istio.io/mesh-control-plane.yaml",
-    );
+    let primary = yaml(&p, "out/cluster1/_cluster/istio.sailoperator.io/mesh.yaml");
+    assert_eq!(primary["spec"]["namespace"], "istio-mesh");
     assert_eq!(primary["spec"]["values"]["global"]["externalIstiod"], true);
     assert!(p.exists("out/cluster1/istio-mesh/gateway.networking.istio.io/istiod-gateway.yaml"));
+    assert!(
+        p.exists("out/cluster1/istio-mesh/virtualservice.networking.istio.io/istiod-vs-mesh.yaml")
+    );
     assert!(p.exists("out/cluster1/istio-mesh/secret/cacerts.yaml"));
 
     // The remotes: Istio's remote profile pointed at the primary's gateway, and no CA key,
@@ -550,11 +552,22 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     for remote in ["cluster2", "cluster3"] {
         let op = yaml(
             &p,
-            &format!(
-                "out/{remote}/istio-mesh/istiooperator.install.istio.io/mesh-control-plane.yaml"
-            ),
+            &format!("out/{remote}/_cluster/istio.sailoperator.io/mesh.yaml"),
         );
         assert_eq!(op["spec"]["profile"], "remote");
+        assert_eq!(
+            op["spec"]["values"]["istiodRemote"]["injectionPath"],
+            format!("/inject/cluster/{remote}/net/net1")
+        );
+        // Without this annotation the primary's istiod never manages the remote.
+        let ns = yaml(
+            &p,
+            &format!("out/{remote}/_cluster/namespace/istio-mesh.yaml"),
+        );
+        assert_eq!(
+            ns["metadata"]["annotations"]["topology.istio.io/controlPlaneClusters"],
+            "cluster1"
+        );
         assert_eq!(
             op["spec"]["values"]["global"]["remotePilotAddress"],
             "192.0.2.10"
@@ -563,6 +576,8 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
             op["spec"]["values"]["global"]["multiCluster"]["clusterName"],
             remote
         );
+        // No CA key, mesh configuration or remote secret of their own: only the east-west
+        // gateway (both serve checkout).
         let kinds: Vec<String> = std::fs::read_dir(p.path(&format!("out/{remote}/istio-mesh")))
             .unwrap()
             .flatten()
@@ -572,7 +587,13 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         kinds.sort();
         assert_eq!(
             kinds,
-            ["configmap", "istiooperator.install.istio.io"],
+            [
+                "deployment.apps",
+                "role.rbac.authorization.k8s.io",
+                "rolebinding.rbac.authorization.k8s.io",
+                "service",
+                "serviceaccount"
+            ],
             "{remote}"
         );
     }
@@ -597,7 +618,6 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         "clusters = [\"cluster1\", \"cluster2\", \"cluster3\"]\ninjection",
         "clusters = [\"cluster1\", \"cluster2\"]\ninjection",
     );
-    p.edit(toml, ", cluster3 = \"10.98.0.53\"", "");
     p.edit(
         toml,
         "  { name = \"canary\", cluster = \"cluster3\", labels = { version = \"v2\" } },\n",
@@ -605,7 +625,7 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     );
     p.edit(
         toml,
-        "clusters = [\"cluster3\"]\nports",
+        "clusters = [\"cluster2\", \"cluster3\"]\nports",
         "clusters = [\"cluster2\"]\nports",
     );
     p.edit(toml, "{ subset = \"canary\" }", "{ subset = \"v1\" }");
@@ -617,7 +637,7 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     let plan = p.dcm(&["plan", "-f", toml]).expect(0).stdout;
     for want in [
         "- cluster1/core/Secret/istio-mesh/istio-remote-secret-cluster3 will be destroyed",
-        "- cluster3/install.istio.io/IstioOperator/istio-mesh/mesh-control-plane will be destroyed",
+        "- cluster3/sailoperator.io/Istio/_cluster/mesh will be destroyed",
     ] {
         assert!(plan.contains(want), "missing {want:?} in:\n{plan}");
     }

@@ -2,8 +2,12 @@
 
 use super::harness::Project;
 
-/// Two directory-target clusters in cloud lc1, exporting reviews and ratings.
+/// Two directory-target clusters in cloud lc1, exporting reviews and ratings, in the
+/// legacy-global profile (stub domains in CoreDNS, istiocoredns).
 pub const CLOUD: &str = r#"
+[istio]
+version = "1.8.6"
+
 [ca]
 root_cert = "certs/root-cert.pem"
 ca_cert = "certs/ca-cert.pem"
@@ -23,6 +27,7 @@ service_cidr = "10.97.0.0/16"
 gateway = "192.0.2.20:15443"
 
 [logical_clouds.lc1]
+profile = "legacy-global"
 clusters = ["cluster1", "cluster2"]
 injection_namespaces = ["default"]
 dns_forward = { cluster1 = "10.96.0.53", cluster2 = "10.97.0.53" }
@@ -154,7 +159,7 @@ fn stub_domains_are_a_surgical_edit_of_the_corefile() {
     let p = cloud_project();
     let original = corefile(&p, "cluster1");
     let with_lc2 = format!(
-        "{CLOUD}\n[logical_clouds.lc2]\nclusters = [\"cluster1\", \"cluster2\"]\ndns_forward = {{ cluster1 = \"10.96.0.54\", cluster2 = \"10.97.0.54\" }}\n"
+        "{CLOUD}\n[logical_clouds.lc2]\nprofile = \"legacy-global\"\nclusters = [\"cluster1\", \"cluster2\"]\ndns_forward = {{ cluster1 = \"10.96.0.54\", cluster2 = \"10.97.0.54\" }}\n"
     );
     p.write("dcm.toml", &with_lc2);
     let plan = p.dcm(&["plan"]).expect(0);

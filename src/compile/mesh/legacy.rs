@@ -1,43 +1,23 @@
-//! What a logical cloud becomes in each member cluster. All of dcm's Istio knowledge is
-//! here: the per-cloud control plane, the suffix wired through the mesh (istio CoreDNS,
-//! EnvoyFilter, Gateway, DestinationRule), injection labels, and exported services as
-//! ServiceEntries with addresses that never change once allocated.
-//!
-//! Objects are plain JSON; this module reads nothing (allocations come in as an argument).
+//! The `legacy-global` profile: the seeds' 2019 recipe, kept for clusters still on Istio
+//! 1.8 or older. An IstioOperator per cloud and member, istiocoredns and a stub domain in
+//! the cluster DNS for the suffix, the `.global`-style EnvoyFilter that rewrites
+//! `.<suffix>` to the cluster domain, the 15443 ingress Gateway, and exported services as
+//! ServiceEntries only where they do not run. None of this works on Istio 1.9 and later;
+//! the current profile lives beside this file.
 
-use super::{DesiredObject, Edit, KnownAfterApply};
-use crate::diag::{Diagnostic, Location};
+use super::{
+    cacerts, cloud_host, exported_name, local_host, remote_secret, subset_rule_name,
+    KubeconfigParts, Out,
+};
+use crate::compile::{DesiredObject, Edit, KnownAfterApply, LiveValue};
+use crate::diag::Location;
 use crate::model::{
-    Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model, Route, Subset,
+    Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model, Profile, Route,
+    Subset,
 };
 use crate::object::ObjRef;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
-
-/// ServiceEntry addresses already handed out (from the state), per object.
-#[derive(Debug, Clone, Default)]
-pub struct Allocations {
-    pub by_object: BTreeMap<ObjRef, Ipv4Addr>,
-}
-
-impl Allocations {
-    /// The addresses the state records (`allocated.address`).
-    pub fn from_state(state: Option<&crate::state::State>) -> Allocations {
-        let mut by_object = BTreeMap::new();
-        for e in state.map(|s| s.objects.as_slice()).unwrap_or(&[]) {
-            if let Some(ip) = e.allocated.get("address").and_then(|a| a.parse().ok()) {
-                by_object.insert(e.id(), ip);
-            }
-        }
-        Allocations { by_object }
-    }
-}
-
-/// The range ServiceEntry addresses come from: 127.255.0.0/16, network and broadcast
-/// addresses excluded.
-const FIRST: u32 = u32::from_be_bytes([127, 255, 0, 1]);
-const LAST: u32 = u32::from_be_bytes([127, 255, 255, 254]);
+use std::collections::BTreeMap;
 
 /// The server block that sends `<suffix>` names to this cloud's istiocoredns.
 pub fn stub_domain_block(suffix: &str, forward: &str) -> String {
@@ -45,108 +25,42 @@ pub fn stub_domain_block(suffix: &str, forward: &str) -> String {
 }
 
 /// What stands in a stub domain for the istiocoredns address until the cluster has it.
-pub fn istiocoredns_placeholder(istio_namespace: &str) -> String {
-    format!("(known after apply: ClusterIP of {istio_namespace}/istiocoredns)")
-}
-
-struct Out<'a> {
-    objects: Vec<DesiredObject>,
-    location: &'a Location,
-}
-
-impl Out<'_> {
-    fn push(
-        &mut self,
-        cluster: &str,
-        object: Value,
-        source: &str,
-        depends_on: Vec<ObjRef>,
-        allocated: BTreeMap<String, String>,
-    ) {
-        let api_version = object["apiVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let (group, _) = crate::object::split_api_version(&api_version);
-        let id = ObjRef {
+fn istiocoredns(cluster: &str, istio_namespace: &str) -> KnownAfterApply {
+    KnownAfterApply::object(
+        ObjRef {
             cluster: cluster.to_string(),
-            group: group.to_string(),
-            kind: object["kind"].as_str().unwrap_or_default().to_string(),
-            namespace: object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            name: object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        };
-        self.objects.push(DesiredObject {
-            id,
-            api_version,
-            object,
-            source: source.to_string(),
-            depends_on: depends_on
-                .into_iter()
-                .map(|r| Dependency {
-                    target: DependencyTarget::Object(r),
-                    location: self.location.clone(),
-                })
-                .collect(),
-            location: self.location.clone(),
-            allocated,
-            edit: None,
-            revert: false,
-            known_after_apply: Vec::new(),
-        });
-    }
+            group: String::new(),
+            kind: "Service".into(),
+            namespace: istio_namespace.to_string(),
+            name: "istiocoredns".into(),
+        },
+        "v1",
+        LiveValue::ClusterIp,
+    )
 }
 
-/// Compiles every logical cloud of the model.
-pub fn compile(
-    model: &Model,
-    allocations: &Allocations,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<DesiredObject> {
-    let Some(ca) = &model.ca else {
-        return Vec::new();
-    };
-    let mut all = Vec::new();
-    for lc in model.logical_clouds.values() {
-        let location = model
-            .cloud_locations
-            .get(&lc.name)
-            .cloned()
-            .unwrap_or_else(Location::none);
-        let mut out = Out {
-            objects: Vec::new(),
-            location: &location,
-        };
-        for member in &lc.clusters {
-            if let Some(cluster) = model.clusters.get(member) {
-                control_plane(&mut out, lc, cluster, ca, model);
-            }
+/// One legacy cloud: its control planes, its exported services and its routes.
+pub fn compile_cloud(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
+    for member in &lc.clusters {
+        if let Some(cluster) = model.clusters.get(member) {
+            control_plane(out, lc, cluster, model);
         }
-        exported_services(&mut out, lc, model);
-        for route in &lc.routes {
-            virtual_services(&mut out, lc, route, model);
-        }
-        all.extend(out.objects);
     }
-    all.extend(dns_stub_domains(model));
-    allocate_addresses(&mut all, allocations, diags);
-    all
+    exported_services(out, lc, model);
+    for route in &lc.routes {
+        virtual_services(out, lc, route, model);
+    }
 }
 
 /// One stub domain per logical cloud in each member's cluster DNS, all in one edit of the
 /// object the cluster's `dns` mode names.
-fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
+pub fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
     let mut out = Vec::new();
     for c in model.clusters.values() {
         let mut clouds: Vec<&LogicalCloud> = model
             .logical_clouds
             .values()
-            .filter(|lc| lc.clusters.contains(&c.name))
+            .filter(|lc| lc.clusters.contains(&c.name) && lc.profile == Profile::LegacyGlobal)
             .collect();
         if clouds.is_empty() {
             continue;
@@ -161,17 +75,9 @@ fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
             let forward = match lc.dns_forward.get(&c.name) {
                 Some(ip) => ip.to_string(),
                 None => {
-                    let placeholder = istiocoredns_placeholder(&lc.istio_namespace);
-                    known_after_apply.push(KnownAfterApply {
-                        placeholder: placeholder.clone(),
-                        service: ObjRef {
-                            cluster: c.name.clone(),
-                            group: String::new(),
-                            kind: "Service".into(),
-                            namespace: lc.istio_namespace.clone(),
-                            name: "istiocoredns".into(),
-                        },
-                    });
+                    let k = istiocoredns(&c.name, &lc.istio_namespace);
+                    let placeholder = k.placeholder.clone();
+                    known_after_apply.push(k);
                     placeholder
                 }
             };
@@ -223,6 +129,7 @@ fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
             edit: Some(edit),
             revert: false,
             known_after_apply,
+            ready_when: None,
         });
     }
     out
@@ -232,10 +139,9 @@ fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
 /// multi-primary cloud, the primary of a primary-remote one) gets the CA, a full install
 /// and the mesh configuration; a remote gets the remote install only, and the primary
 /// reaches it through a remote secret. The CA key never goes where no istiod signs.
-fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, model: &Model) {
+fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model: &Model) {
     let ns = &lc.istio_namespace;
     let sfx = &lc.suffix;
-    let source = format!("logical_clouds.{}", lc.name);
     let labels = json!({ "dcm.io/logical-cloud": lc.name });
     let in_ns = |kind: &str, group: &str, name: &str| ObjRef {
         cluster: c.name.clone(),
@@ -253,28 +159,12 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": { "name": ns, "labels": { "dcm.io/logical-cloud": lc.name, "topology.istio.io/network": c.network } }
         }),
-        &source,
         vec![],
         none(),
     );
     let full = lc.runs_control_plane(&c.name);
     if full {
-        out.push(
-            &c.name,
-            json!({
-                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": { "name": "cacerts", "namespace": ns, "labels": labels },
-                "data": {
-                    "ca-cert.pem": crate::object::base64(ca.ca_cert.as_bytes()),
-                    "ca-key.pem": crate::object::base64(ca.ca_key.as_bytes()),
-                    "root-cert.pem": crate::object::base64(ca.root_cert.as_bytes()),
-                    "cert-chain.pem": crate::object::base64(ca.cert_chain.as_bytes()),
-                }
-            }),
-            &source,
-            vec![],
-            none(),
-        );
+        cacerts(out, lc, c, model, labels.clone());
     }
     let gateway_labels = json!({ "istio": "ingressgateway", "app": "istio-ingressgateway", "istio.io/rev": lc.name });
     let primary = lc.primary().and_then(|p| model.clusters.get(p));
@@ -286,7 +176,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
             "metadata": { "name": operator.name, "namespace": ns, "labels": labels },
             "spec": operator_spec
         }),
-        &source,
         if full {
             vec![in_ns("Secret", "", "cacerts")]
         } else {
@@ -301,7 +190,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
             "metadata": { "name": "coredns", "namespace": ns, "labels": labels },
             "data": { "Corefile": format!("{sfx}:53 {{\n    errors\n    cache 30\n    grpc . 127.0.0.1:8053\n}}\n.:53 {{\n    errors\n    forward . /etc/resolv.conf\n    cache 30\n}}\n") }
         }),
-        &source,
         vec![],
         none(),
     );
@@ -309,7 +197,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
         out.push(
             &c.name,
             json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": inject, "labels": { "istio.io/rev": lc.name } } }),
-            &source,
             vec![operator.clone()],
             none(),
         );
@@ -318,11 +205,31 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
         return;
     }
     if lc.primary().is_some() {
-        expose_istiod(out, lc, c, &operator, &gateway_labels, &source);
+        expose_istiod(out, lc, c, &operator, &gateway_labels);
         for remote in lc.remotes() {
-            if let Some(rc) = model.clusters.get(remote) {
-                remote_secret(out, lc, c, rc, &source);
-            }
+            let Some(rc) = model.clusters.get(remote) else {
+                continue;
+            };
+            // The model makes sure a legacy remote's table gives all three.
+            let (Some(server), Some(ca), Some(token)) = (
+                rc.access.api_server.clone(),
+                rc.access
+                    .ca_cert
+                    .as_deref()
+                    .map(|ca| crate::object::base64(ca.as_bytes())),
+                rc.access.token.clone(),
+            ) else {
+                continue;
+            };
+            let labels = json!({ "istio/multiCluster": "true", "dcm.io/logical-cloud": lc.name });
+            let parts = KubeconfigParts {
+                server,
+                ca_data: ca,
+                token,
+                known_after_apply: Vec::new(),
+                preferences: true,
+            };
+            remote_secret(out, lc, &c.name, &rc.name, labels, parts, Vec::new());
         }
     }
     let escaped = sfx.replace('.', "\\.");
@@ -347,7 +254,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
                 }]
             }
         }),
-        &source,
         vec![operator.clone()],
         none(),
     );
@@ -361,7 +267,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
                 "servers": [{ "hosts": [format!("*.{sfx}")], "port": { "name": "tls", "number": 15443, "protocol": "TLS" }, "tls": { "mode": "AUTO_PASSTHROUGH" } }]
             }
         }),
-        &source,
         vec![operator.clone()],
         none(),
     );
@@ -372,7 +277,6 @@ fn control_plane(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, ca: &Ca, mod
             "metadata": { "name": "istio-multicluster-destinationrule", "namespace": ns, "labels": labels },
             "spec": { "host": format!("*.{sfx}"), "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } } }
         }),
-        &source,
         vec![operator.clone()],
         none(),
     );
@@ -454,7 +358,6 @@ fn expose_istiod(
     c: &Cluster,
     operator: &ObjRef,
     gateway_labels: &Value,
-    source: &str,
 ) {
     let ns = &lc.istio_namespace;
     let labels = json!({ "dcm.io/logical-cloud": lc.name });
@@ -472,7 +375,6 @@ fn expose_istiod(
                 ]
             }
         }),
-        source,
         vec![operator.clone()],
         BTreeMap::new(),
     );
@@ -497,53 +399,7 @@ fn expose_istiod(
                 ]
             }
         }),
-        source,
         vec![gateway],
-        BTreeMap::new(),
-    );
-}
-
-/// On a primary, for one remote: the Secret istiod watches (label `istio/multiCluster`)
-/// holding a kubeconfig for the remote's API server, as `istioctl create-remote-secret`
-/// writes it. The token is Secret data: plans show only its hash.
-fn remote_secret(
-    out: &mut Out<'_>,
-    lc: &LogicalCloud,
-    primary: &Cluster,
-    remote: &Cluster,
-    source: &str,
-) {
-    let Some(access) = &remote.remote_access else {
-        return;
-    };
-    let name = &remote.name;
-    let kubeconfig = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": name, "cluster": {
-            "server": access.api_server,
-            "certificate-authority-data": crate::object::base64(access.ca_cert.as_bytes())
-        } }],
-        "contexts": [{ "name": name, "context": { "cluster": name, "user": name } }],
-        "current-context": name,
-        "preferences": {},
-        "users": [{ "name": name, "user": { "token": access.token } }]
-    });
-    let text = serde_yaml_ng::to_string(&kubeconfig).unwrap_or_default();
-    out.push(
-        &primary.name,
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {
-                "name": format!("istio-remote-secret-{name}"),
-                "namespace": lc.istio_namespace,
-                "labels": { "istio/multiCluster": "true", "dcm.io/logical-cloud": lc.name },
-                "annotations": { "networking.istio.io/cluster": name }
-            },
-            "data": { name.as_str(): crate::object::base64(text.as_bytes()) }
-        }),
-        source,
-        vec![],
         BTreeMap::new(),
     );
 }
@@ -553,7 +409,6 @@ fn remote_secret(
 /// per serving cluster and one per declared subset there. Where declared subsets run, a
 /// DestinationRule for the service's own host defines them by their pod labels.
 fn exported_services(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
-    let source = format!("logical_clouds.{}", lc.name);
     for s in &lc.services {
         for member in lc
             .clusters
@@ -563,9 +418,9 @@ fn exported_services(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
             let Some(c) = model.clusters.get(member) else {
                 continue;
             };
-            service_entry(out, lc, s, c, model, &source);
+            service_entry(out, lc, s, c, model);
         }
-        subset_rules(out, lc, s, model, &source);
+        subset_rules(out, lc, s, model);
     }
 }
 
@@ -574,13 +429,7 @@ fn exported_services(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
 /// there resolves `outbound_.<port>_.<subset>_.<host>` with it), or, in a primary-remote
 /// cloud, once in the primary with each subset pinned to its cluster by Istio's
 /// `topology.istio.io/cluster` endpoint label.
-fn subset_rules(
-    out: &mut Out<'_>,
-    lc: &LogicalCloud,
-    s: &ExportedService,
-    model: &Model,
-    source: &str,
-) {
+fn subset_rules(out: &mut Out<'_>, lc: &LogicalCloud, s: &ExportedService, model: &Model) {
     let places: Vec<(&str, Vec<&Subset>)> = match lc.primary() {
         Some(p) => vec![(p, s.subsets.iter().collect())],
         None => lc
@@ -620,31 +469,10 @@ fn subset_rules(
                     "subsets": subsets
                 }
             }),
-            source,
             vec![operator_of(lc, &c.name)],
             BTreeMap::new(),
         );
     }
-}
-
-/// `reviews-default-lc1`: the name of the ServiceEntry, DestinationRule and VirtualService
-/// dcm makes for an exported service.
-fn exported_name(lc: &LogicalCloud, s: &ExportedService) -> String {
-    format!("{}-{}-{}", s.name, s.namespace, lc.suffix)
-}
-
-fn subset_rule_name(lc: &LogicalCloud, s: &ExportedService) -> String {
-    format!("{}-subsets", exported_name(lc, s))
-}
-
-/// `reviews.default.svc.cluster.local`: the service's name inside one cluster.
-fn local_host(s: &ExportedService, c: &Cluster) -> String {
-    format!("{}.{}.svc.{}", s.name, s.namespace, c.cluster_domain)
-}
-
-/// `reviews.default.lc1`: the service's name across the cloud.
-fn cloud_host(s: &ExportedService, lc: &LogicalCloud) -> String {
-    format!("{}.{}.{}", s.name, s.namespace, lc.suffix)
 }
 
 fn operator_of(lc: &LogicalCloud, cluster: &str) -> ObjRef {
@@ -669,7 +497,6 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
     else {
         return;
     };
-    let source = format!("logical_clouds.{}", lc.name);
     for client in &route.clusters {
         let Some(c) = model.clusters.get(client) else {
             continue;
@@ -731,7 +558,6 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
                 "metadata": { "name": exported_name(lc, s), "namespace": s.namespace, "labels": { "dcm.io/logical-cloud": lc.name } },
                 "spec": { "hosts": [local_host(s, c)], "http": http }
             }),
-            &source,
             depends_on,
             BTreeMap::new(),
         );
@@ -744,7 +570,6 @@ fn service_entry(
     s: &ExportedService,
     c: &Cluster,
     model: &Model,
-    source: &str,
 ) {
     let host = cloud_host(s, lc);
     let name = exported_name(lc, s);
@@ -781,7 +606,6 @@ fn service_entry(
                 "endpoints": endpoints
             }
         }),
-        source,
         vec![operator.clone()],
         BTreeMap::new(),
     );
@@ -805,150 +629,7 @@ fn service_entry(
             "metadata": { "name": name, "namespace": s.namespace, "labels": labels },
             "spec": { "host": host, "trafficPolicy": { "tls": { "mode": "ISTIO_MUTUAL" } }, "subsets": subsets }
         }),
-        source,
         vec![operator],
         BTreeMap::new(),
     );
-}
-
-/// Gives every ServiceEntry an address from 127.255.0.0/16, unique within its cluster.
-/// An address once recorded in the state is kept for as long as the object exists; new
-/// ones take the lowest free address, in address order of the objects, so adding,
-/// removing or reordering other services never renumbers anything.
-fn allocate_addresses(
-    objects: &mut [DesiredObject],
-    allocations: &Allocations,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let is_se =
-        |o: &DesiredObject| o.id.kind == "ServiceEntry" && o.id.group == "networking.istio.io";
-    let mut used: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
-    for (id, ip) in &allocations.by_object {
-        used.entry(id.cluster.clone())
-            .or_default()
-            .insert(u32::from(*ip));
-    }
-    let mut order: Vec<usize> = (0..objects.len()).filter(|&i| is_se(&objects[i])).collect();
-    order.sort_by(|&a, &b| objects[a].id.cmp(&objects[b].id));
-    let mut exhausted = BTreeSet::new();
-    for i in order {
-        let id = objects[i].id.clone();
-        let ip = match allocations.by_object.get(&id) {
-            Some(ip) => *ip,
-            None => {
-                let taken = used.entry(id.cluster.clone()).or_default();
-                let Some(free) = (FIRST..=LAST).find(|n| !taken.contains(n)) else {
-                    if exhausted.insert(id.cluster.clone()) {
-                        diags.push(Diagnostic::new(format!(
-                            "cluster `{}` has no free ServiceEntry address left in 127.255.0.0/16 ({} in use)",
-                            id.cluster,
-                            taken.len()
-                        )));
-                    }
-                    continue;
-                };
-                taken.insert(free);
-                Ipv4Addr::from(free)
-            }
-        };
-        objects[i].object["spec"]["addresses"] = json!([ip.to_string()]);
-        objects[i]
-            .allocated
-            .insert("address".into(), ip.to_string());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::testutil::Lcg;
-
-    fn service_entry(cluster: &str, name: &str) -> DesiredObject {
-        let mut out = Out {
-            objects: Vec::new(),
-            location: &Location::none(),
-        };
-        out.push(
-            cluster,
-            json!({ "apiVersion": "networking.istio.io/v1beta1", "kind": "ServiceEntry", "metadata": { "name": name, "namespace": "default" }, "spec": {} }),
-            "test",
-            vec![],
-            BTreeMap::new(),
-        );
-        out.objects.remove(0)
-    }
-
-    /// Rounds of random edits to the file (services added, removed, reordered, in random
-    /// clusters), each compiled against the allocations the state recorded so far.
-    #[test]
-    fn addresses_are_unique_per_cluster_and_never_change_while_their_object_exists() {
-        let mut r = Lcg(7);
-        let clusters = ["c1", "c2", "c3"];
-        let mut alive: Vec<(String, String)> = Vec::new();
-        let mut state = Allocations::default();
-        for _round in 0..300 {
-            for _ in 0..r.next(4) {
-                let c = clusters[r.next(clusters.len())].to_string();
-                alive.push((c, format!("svc{}", r.next(60))));
-            }
-            for _ in 0..r.next(3) {
-                if !alive.is_empty() {
-                    let i = r.next(alive.len());
-                    alive.remove(i);
-                }
-            }
-            alive.sort();
-            alive.dedup();
-            // The file order is the user's: shuffle it.
-            let mut order = alive.clone();
-            for i in (1..order.len()).rev() {
-                order.swap(i, r.next(i + 1));
-            }
-            let mut objects: Vec<DesiredObject> =
-                order.iter().map(|(c, n)| service_entry(c, n)).collect();
-            let mut diags = Vec::new();
-            allocate_addresses(&mut objects, &state, &mut diags);
-            assert!(diags.is_empty(), "{diags:?}");
-            let mut seen = BTreeSet::new();
-            let mut next = Allocations::default();
-            for o in &objects {
-                let ip: Ipv4Addr = o.allocated["address"].parse().unwrap();
-                assert_eq!(o.object["spec"]["addresses"], json!([ip.to_string()]));
-                assert!(
-                    seen.insert((o.id.cluster.clone(), ip)),
-                    "{ip} given twice in {}",
-                    o.id.cluster
-                );
-                if let Some(before) = state.by_object.get(&o.id) {
-                    assert_eq!(*before, ip, "{} was renumbered", o.id.address());
-                }
-                next.by_object.insert(o.id.clone(), ip);
-            }
-            // What the state keeps after an apply: the addresses of the objects that exist.
-            state = next;
-        }
-    }
-
-    #[test]
-    fn an_exhausted_range_is_an_error_naming_the_cluster() {
-        let mut state = Allocations::default();
-        for n in FIRST..=LAST {
-            let mut id = service_entry("c1", "x").id;
-            id.name = format!("taken-{n}");
-            state.by_object.insert(id, Ipv4Addr::from(n));
-        }
-        let mut objects = vec![service_entry("c1", "new"), service_entry("c2", "new")];
-        let mut diags = Vec::new();
-        allocate_addresses(&mut objects, &state, &mut diags);
-        assert_eq!(diags.len(), 1);
-        assert!(
-            diags[0]
-                .to_string()
-                .contains("cluster `c1` has no free ServiceEntry address left in 127.255.0.0/16 (65534 in use)"),
-            "{}",
-            diags[0]
-        );
-        assert_eq!(objects[1].allocated["address"], "127.255.0.1");
-    }
 }
