@@ -565,3 +565,106 @@ fn a_primary_remote_cloud_routes_in_its_primary_and_refuses_route_clusters() {
         "{err}"
     );
 }
+
+/// The current profile's rules, each a clear error at its key, all reported at once.
+#[test]
+fn every_current_profile_rule_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/certs/other-root/cluster3");
+    std::fs::create_dir_all(dir.path().join("certs/other")).unwrap();
+    for f in [
+        "root-cert.pem",
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+    ] {
+        std::fs::copy(other.join(f), dir.path().join("certs/other").join(f)).unwrap();
+    }
+    let text = format!(
+        r#"{CA}{TWO}
+[istio]
+version = "1.31.0"
+install = "helm"
+
+[clusters.cluster2.ca]
+root_cert = "certs/root-cert.pem"
+ca_cert = "certs/other/ca-cert.pem"
+ca_key = "certs/other/ca-key.pem"
+cert_chain = "certs/other/ca-cert.pem"
+
+[clusters.cluster3]
+dir = "out/c3"
+cluster_domain = "corp.example"
+
+[logical_clouds.old]
+profile = "legacy-global"
+clusters = ["cluster1"]
+
+[logical_clouds.lc1]
+clusters = ["cluster1", "cluster2"]
+revision = "shared"
+dns_forward = {{ cluster1 = "10.96.0.53" }}
+
+[logical_clouds.lc2]
+clusters = ["cluster1"]
+revision = "shared"
+
+[logical_clouds.lc3]
+clusters = ["cluster3"]
+suffix = "corp.example"
+
+[logical_clouds.lc4]
+profile = "newest"
+clusters = ["cluster1"]
+"#
+    );
+    let err = current_model_in(dir.path(), &text).unwrap_err().to_string();
+    for want in [
+        "unknown `install` `helm`: must be \"sail\"",
+        "logical cloud `old` uses profile `legacy-global`, which needs Istio 1.8 or older (istiocoredns was removed in 1.9), but [istio] version is 1.31.0",
+        "the CA of [clusters.cluster2.ca] does not lead to its root",
+        "revision `shared` is used by two logical clouds",
+        "suffix `corp.example` is the cluster domain of `cluster3`",
+        "unknown profile `newest`",
+        "which has no istiocoredns to forward to",
+        // Directory targets: dcm can read neither the API servers nor issue tokens.
+        "cluster `cluster1` is a member of logical cloud `lc1`, whose other control planes discover its endpoints, so another control plane must reach its API server, but it is a directory target",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// Overlapping ranges across networks warn; a shared intermediate warns, naming Istio's
+/// guidance; neither stops the file (seed 001's identical CIDRs on separate networks).
+#[test]
+fn overlaps_across_networks_and_a_shared_intermediate_are_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    with_certs(dir.path());
+    let access = |c: &str| with_remote_access(dir.path(), c);
+    let (a1, a2) = (access("cluster1"), access("cluster2"));
+    let two = TWO
+        .replace(
+            "gateway = \"192.0.2.10:15443\"\n",
+            &format!("gateway = \"192.0.2.10:15443\"\nnetwork = \"net1\"\n{a1}"),
+        )
+        .replace(
+            "gateway = \"192.0.2.20:15443\"\n",
+            &format!("gateway = \"192.0.2.20:15443\"\nnetwork = \"net2\"\n{a2}"),
+        )
+        .replace("10.2.0.0/16", "10.1.0.0/16");
+    let m = current_model_in(
+        dir.path(),
+        &format!("{CA}{two}[logical_clouds.lc1]\nclusters = [\"cluster1\", \"cluster2\"]\n"),
+    )
+    .unwrap();
+    let warnings: Vec<String> = m.warnings.iter().map(|w| w.to_string()).collect();
+    let all = warnings.join("\n");
+    assert!(warnings.iter().all(|w| w.starts_with("warning: ")), "{all}");
+    assert!(
+        all.contains("across networks this is acceptable but not recommended"),
+        "{all}"
+    );
+    assert!(all.contains("share one intermediate CA ([ca]); Istio's plug-in CA guidance is one intermediate per cluster"), "{all}");
+    assert_eq!(m.logical_clouds["lc1"].profile, Profile::Current);
+}

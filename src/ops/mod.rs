@@ -86,6 +86,10 @@ pub struct Loaded {
 pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, Error> {
     let raw = crate::config::load(path)?;
     let model = crate::model::build(raw).map_err(Error::Invalid)?;
+    // Warnings never stop a command; every command that reads the file shows them.
+    for w in &model.warnings {
+        eprintln!("{w}");
+    }
     let allocations = crate::compile::Allocations::from_state(state);
     let desired = crate::compile::compile(&model, &allocations).map_err(Error::Invalid)?;
     let graph = crate::graph::build(&desired).map_err(Error::Invalid)?;
