@@ -266,7 +266,7 @@ pub fn apply(
     let mut managed = read_managed(live);
     let mut conflicts = Vec::new();
     for p in &applied {
-        let same = get(live, p) == get(config, p);
+        let same = get(live, p) == get(config, p) || keeps_map(live, config, p);
         if same {
             continue;
         }
@@ -295,7 +295,11 @@ pub fn apply(
         .flat_map(|m| m.fields.iter().cloned())
         .collect();
     for p in &before {
-        if applied.iter().any(|q| overlaps(p, q)) {
+        // Still applied (an applied empty map does not apply the keys below it).
+        if applied
+            .iter()
+            .any(|q| overlaps(p, q) && !(q.len() < p.len() && keeps_map(live, config, q)))
+        {
             continue;
         }
         let shared = managed.iter().any(|m| {
@@ -307,6 +311,9 @@ pub fn apply(
         }
     }
     for p in &applied {
+        if keeps_map(live, config, p) {
+            continue;
+        }
         if let Some(v) = get(config, p) {
             // An applied leaf replaces whatever structure was there.
             set(&mut object, p, v.clone());
@@ -334,6 +341,13 @@ pub fn apply(
     );
     write_managed(&mut object, &managed);
     Ok(object)
+}
+
+/// Whether an applied empty map (`data: {}`) meets a live map: it sets no key, so it
+/// keeps the keys there (others may own them) and conflicts with none of them.
+fn keeps_map(live: &Value, config: &Value, path: &[String]) -> bool {
+    get(config, path).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+        && get(live, path).is_some_and(Value::is_object)
 }
 
 /// Ownership after a non-apply write (create, update, patch) by `manager`: it takes the
@@ -623,6 +637,52 @@ mod tests {
         let paths = leaf_paths(&obj);
         assert_eq!(from_fields_v1(&to_fields_v1(&paths)), paths);
         assert!(paths.contains(&vec!["data".to_string(), "x".to_string()]));
+    }
+
+    #[test]
+    fn an_applied_empty_map_keeps_the_keys_others_own() {
+        let first = apply(
+            None,
+            &json!({"data": {"token": "t"}}),
+            "controller",
+            "v1",
+            false,
+            "t",
+        )
+        .unwrap();
+        let applied = apply(
+            Some(&first),
+            &json!({"data": {}}),
+            "client",
+            "v1",
+            false,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(applied["data"]["token"], "t");
+        let mine = apply(
+            Some(&applied),
+            &json!({"data": {"k": "v"}}),
+            "client",
+            "v1",
+            false,
+            "t",
+        )
+        .unwrap();
+        let emptied = apply(
+            Some(&mine),
+            &json!({"data": {}}),
+            "client",
+            "v1",
+            false,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            emptied["data"],
+            json!({"token": "t"}),
+            "the client's own key goes"
+        );
     }
 
     #[test]
