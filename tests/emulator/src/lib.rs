@@ -5,11 +5,19 @@
 //! not write, works against it: discovery, OpenAPI v3, CRUD, label and field selectors,
 //! optimistic concurrency, JSON merge / strategic merge / JSON patch, server-side apply
 //! with managed fields and conflicts, `dryRun=All`, server-set fields, ClusterIP
-//! allocation, CRDs that make their kind served, and `Status` errors. Tests can inject
+//! allocation, CRDs that make their kind served, the `Table` columns kubectl prints
+//! (CRDs' `additionalPrinterColumns` included), and `Status` errors. Tests can inject
 //! faults and read a log of every request.
+//!
+//! The cluster comes with Istio 1.31's CRDs (networking.istio.io, security.istio.io),
+//! the Sail Operator's (sailoperator.io/v1 `Istio`, `IstioRevision`, `IstioCNI`,
+//! `IstioRevisionTag`, all cluster-scoped) and the legacy `IstioOperator`. Status is the
+//! server's: clients' writes of the main resource neither set nor change it (seeds may
+//! bring one).
 
 mod fields;
 mod store;
+mod table;
 mod types;
 mod util;
 

@@ -2,6 +2,7 @@
 //! its writes (create, update, patch, apply, delete), server-set fields and errors.
 
 use crate::fields;
+use crate::table;
 use crate::types::{self, ResourceType};
 use crate::util;
 use serde_json::{json, Map, Value};
@@ -59,6 +60,9 @@ pub fn status_error(code: u16, reason: &str, message: &str, details: Option<Valu
 }
 
 type Key = (String, String, String, String); // group, plural, namespace, name
+
+/// The User-Agent of writes made with `Emulator::seed`.
+const SEED_AGENT: &str = "emulator-seed";
 
 /// Everything one emulated cluster holds.
 pub struct Store {
@@ -168,7 +172,7 @@ impl Store {
             path,
             body: serde_json::to_vec(&object).unwrap_or_default(),
             content_type: "application/json".into(),
-            user_agent: "emulator-seed".into(),
+            user_agent: SEED_AGENT.into(),
             ..Default::default()
         };
         let resp = self.handle(&req);
@@ -234,7 +238,6 @@ impl Store {
 
     fn groups(&self) -> Vec<Value> {
         let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut preferred: BTreeMap<&str, &str> = BTreeMap::new();
         for t in self.types.iter().filter(|t| !t.group.is_empty()) {
             let vs = groups.entry(&t.group).or_default();
             for v in &t.versions {
@@ -242,16 +245,14 @@ impl Store {
                     vs.push(v);
                 }
             }
-            if let Some(first) = t.versions.first() {
-                preferred.entry(&t.group).or_insert(first);
-            }
         }
         groups
             .into_iter()
             .map(|(g, mut vs)| {
-                let pref = preferred.get(g).copied().unwrap_or(vs[0]);
-                // Preferred first, then the rest newest-first as a real server lists them.
-                vs.sort_by_key(|v| (*v != pref, std::cmp::Reverse(version_rank(v))));
+                // Highest-priority version first (GA, then beta, then alpha), and that one
+                // preferred, as the API server orders a group's versions.
+                vs.sort_by_key(|v| std::cmp::Reverse(version_rank(v)));
+                let pref = vs[0];
                 json!({
                     "name": g,
                     "versions": vs.iter().map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v})).collect::<Vec<_>>(),
@@ -564,7 +565,13 @@ impl Store {
             meta["remainingItemCount"] = json!(total - end);
         }
         if wants_table(req) {
-            return Response::ok(table(&items, meta, req));
+            return Response::ok(table::table(
+                &t.rtype,
+                &t.version,
+                &items,
+                meta,
+                include_object(req),
+            ));
         }
         Response::ok(json!({
             "kind": format!("{}List", t.rtype.kind),
@@ -580,7 +587,13 @@ impl Store {
                 let o = self.present(t, o);
                 if wants_table(req) {
                     let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
-                    Response::ok(table(&[o], meta, req))
+                    Response::ok(table::table(
+                        &t.rtype,
+                        &t.version,
+                        &[o],
+                        meta,
+                        include_object(req),
+                    ))
                 } else {
                     Response::ok(o)
                 }
@@ -991,17 +1004,27 @@ impl Store {
                     }
                 }
             }
+            // A write of the main resource keeps the status the cluster has set (the
+            // server itself computes the status of Namespaces and CRDs in `admit`).
+            if t.rtype.status_subresource
+                && t.rtype.kind != "Namespace"
+                && t.rtype.kind != "CustomResourceDefinition"
+            {
+                match old.get("status") {
+                    Some(s) => o["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
             if ignoring_times(&o) == ignoring_times(old) {
                 return old.clone();
             }
             if t.rtype.tracks_generation && spec_part(&o) != spec_part(old) {
                 let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
                 o["metadata"]["generation"] = json!(g + 1);
-            }
-            if t.rtype.kind != "Namespace" && t.rtype.kind != "CustomResourceDefinition" {
-                if let Some(s) = old.get("status") {
-                    o["status"] = s.clone();
-                }
             }
         } else {
             o["metadata"]["uid"] = json!(util::uid());
@@ -1083,6 +1106,12 @@ impl Store {
         if let Some(m) = o["metadata"].as_object_mut() {
             m.remove("resourceVersion");
             m.remove("managedFields");
+        }
+        // Status is the cluster's to write; only a seed (the cluster itself) brings one.
+        if t.rtype.status_subresource && req.user_agent != SEED_AGENT {
+            if let Some(m) = o.as_object_mut() {
+                m.remove("status");
+            }
         }
         let warnings = match self.admit(req, t, &mut o, None) {
             Ok(w) => w,
@@ -1429,47 +1458,8 @@ fn wants_table(req: &Request) -> bool {
     req.accept.contains("as=Table")
 }
 
-/// The `Table` form kubectl asks for when it prints objects.
-fn table(items: &[Value], meta: Value, req: &Request) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let full = req.query.get("includeObject").map(String::as_str) == Some("Object");
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let created = o
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str)
-                .and_then(util::parse_rfc3339_secs)
-                .unwrap_or(now);
-            let age = now.saturating_sub(created);
-            let age = if age < 120 {
-                format!("{age}s")
-            } else if age < 7200 {
-                format!("{}m", age / 60)
-            } else {
-                format!("{}h", age / 3600)
-            };
-            let object = if full {
-                o.clone()
-            } else {
-                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
-            };
-            json!({"cells": [o["metadata"]["name"], age], "object": object})
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": meta,
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}
-        ],
-        "rows": rows,
-    })
+fn include_object(req: &Request) -> bool {
+    req.query.get("includeObject").map(String::as_str) == Some("Object")
 }
 
 fn fnv(data: &[u8]) -> u64 {

@@ -2,6 +2,7 @@
 //! CustomResourceDefinitions add once they are established.
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// One served resource (a kind under a group), in every version it is served in.
 #[derive(Debug, Clone)]
@@ -24,6 +25,13 @@ pub struct ResourceType {
     pub fields: Vec<&'static str>,
     /// The openAPIV3Schema of a custom resource's preferred version, if it has one.
     pub schema: Option<Value>,
+    /// Whether `status` is a subresource: clients' writes of the main resource neither set
+    /// nor change it (the cluster's controllers do).
+    pub status_subresource: bool,
+    /// Discovery categories (`kubectl get all`, `kubectl get istio-io`).
+    pub categories: Vec<String>,
+    /// A custom resource's `additionalPrinterColumns`, by version.
+    pub printer_columns: BTreeMap<String, Vec<Value>>,
 }
 
 impl ResourceType {
@@ -41,14 +49,18 @@ impl ResourceType {
 
     /// The APIResource entry of discovery documents.
     pub fn discovery(&self) -> Value {
-        json!({
+        let mut d = json!({
             "name": self.plural,
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
             "verbs": ["create", "delete", "get", "list", "patch", "update"],
             "shortNames": self.short_names,
-        })
+        });
+        if !self.categories.is_empty() {
+            d["categories"] = json!(self.categories);
+        }
+        d
     }
 }
 
@@ -77,6 +89,16 @@ fn builtin(
         tracks_generation: kind == "Deployment",
         fields: all,
         schema: None,
+        status_subresource: matches!(
+            kind,
+            "Namespace" | "Service" | "Deployment" | "CustomResourceDefinition"
+        ),
+        categories: if matches!(kind, "Service" | "Deployment") {
+            vec!["all".to_string()]
+        } else {
+            Vec::new()
+        },
+        printer_columns: BTreeMap::new(),
     }
 }
 
@@ -198,50 +220,252 @@ pub fn builtins() -> Vec<ResourceType> {
     ]
 }
 
-/// The CustomResourceDefinitions of the Istio kinds an emulated cluster has installed
-/// from the start, as if Istio's CRDs had been applied to it.
+/// One CustomResourceDefinition an emulated cluster has installed from the start.
+struct Def {
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    short: &'static [&'static str],
+    cluster_scoped: bool,
+    /// Served versions, the storage version first.
+    versions: &'static [&'static str],
+    categories: &'static [&'static str],
+    /// `additionalPrinterColumns` (name, type, JSONPath), the same in every version.
+    columns: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const NETWORKING: [&str; 3] = ["v1", "v1alpha3", "v1beta1"];
+const NETWORKING_CATEGORIES: [&str; 2] = ["istio-io", "networking-istio-io"];
+const SECURITY: [&str; 2] = ["v1", "v1beta1"];
+const SECURITY_CATEGORIES: [&str; 2] = ["istio-io", "security-istio-io"];
+const AGE: (&str, &str, &str) = ("Age", "date", ".metadata.creationTimestamp");
+
+/// Scope, names, served versions, storage version and printer columns as in Istio 1.31's
+/// and the Sail Operator's CRDs (schemas are left open: spec and status take anything).
+const ISTIO_DEFS: [Def; 13] = [
+    Def {
+        group: "networking.istio.io",
+        kind: "DestinationRule",
+        plural: "destinationrules",
+        short: &["dr"],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[("Host", "string", ".spec.host"), AGE],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "EnvoyFilter",
+        plural: "envoyfilters",
+        short: &[],
+        cluster_scoped: false,
+        versions: &["v1alpha3"],
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "Gateway",
+        plural: "gateways",
+        short: &["gw"],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "ServiceEntry",
+        plural: "serviceentries",
+        short: &["se"],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[
+            ("Hosts", "string", ".spec.hosts"),
+            ("Location", "string", ".spec.location"),
+            ("Resolution", "string", ".spec.resolution"),
+            AGE,
+        ],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "Sidecar",
+        plural: "sidecars",
+        short: &[],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "VirtualService",
+        plural: "virtualservices",
+        short: &["vs"],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[
+            ("Gateways", "string", ".spec.gateways"),
+            ("Hosts", "string", ".spec.hosts"),
+            AGE,
+        ],
+    },
+    Def {
+        group: "networking.istio.io",
+        kind: "WorkloadEntry",
+        plural: "workloadentries",
+        short: &["we"],
+        cluster_scoped: false,
+        versions: &NETWORKING,
+        categories: &NETWORKING_CATEGORIES,
+        columns: &[AGE, ("Address", "string", ".spec.address")],
+    },
+    Def {
+        group: "security.istio.io",
+        kind: "AuthorizationPolicy",
+        plural: "authorizationpolicies",
+        short: &["ap"],
+        cluster_scoped: false,
+        versions: &SECURITY,
+        categories: &SECURITY_CATEGORIES,
+        columns: &[("Action", "string", ".spec.action"), AGE],
+    },
+    Def {
+        group: "security.istio.io",
+        kind: "PeerAuthentication",
+        plural: "peerauthentications",
+        short: &["pa"],
+        cluster_scoped: false,
+        versions: &SECURITY,
+        categories: &SECURITY_CATEGORIES,
+        columns: &[("Mode", "string", ".spec.mtls.mode"), AGE],
+    },
+    Def {
+        group: "sailoperator.io",
+        kind: "Istio",
+        plural: "istios",
+        short: &[],
+        cluster_scoped: true,
+        versions: &["v1"],
+        categories: &["istio-io"],
+        columns: &[
+            ("Namespace", "string", ".spec.namespace"),
+            ("Profile", "string", ".spec.profile"),
+            ("Revisions", "string", ".status.revisions.total"),
+            ("Ready", "string", ".status.revisions.ready"),
+            ("In use", "string", ".status.revisions.inUse"),
+            ("Active Revision", "string", ".status.activeRevisionName"),
+            ("Status", "string", ".status.state"),
+            ("Version", "string", ".spec.version"),
+            AGE,
+        ],
+    },
+    Def {
+        group: "sailoperator.io",
+        kind: "IstioRevision",
+        plural: "istiorevisions",
+        short: &["istiorev"],
+        cluster_scoped: true,
+        versions: &["v1"],
+        categories: &["istio-io"],
+        columns: &[
+            ("Namespace", "string", ".spec.namespace"),
+            (
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+            ),
+            ("Status", "string", ".status.state"),
+            (
+                "In use",
+                "string",
+                ".status.conditions[?(@.type==\"InUse\")].status",
+            ),
+            ("Version", "string", ".spec.version"),
+            AGE,
+        ],
+    },
+    Def {
+        group: "sailoperator.io",
+        kind: "IstioRevisionTag",
+        plural: "istiorevisiontags",
+        short: &["istiorevtag"],
+        cluster_scoped: true,
+        versions: &["v1"],
+        categories: &["istio-io"],
+        columns: &[
+            ("Status", "string", ".status.state"),
+            (
+                "In use",
+                "string",
+                ".status.conditions[?(@.type==\"InUse\")].status",
+            ),
+            ("Revision", "string", ".status.istioRevision"),
+            AGE,
+        ],
+    },
+    Def {
+        group: "sailoperator.io",
+        kind: "IstioCNI",
+        plural: "istiocnis",
+        short: &[],
+        cluster_scoped: true,
+        versions: &["v1"],
+        categories: &["istio-io"],
+        columns: &[
+            ("Namespace", "string", ".spec.namespace"),
+            ("Profile", "string", ".spec.profile"),
+            (
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status",
+            ),
+            ("Status", "string", ".status.state"),
+            ("Version", "string", ".spec.version"),
+            AGE,
+        ],
+    },
+];
+
+/// The CustomResourceDefinitions an emulated cluster has installed from the start, as if
+/// Istio's CRDs, the Sail Operator's, and the legacy IstioOperator's had been applied.
 pub fn istio_crds() -> Vec<Value> {
-    let networking = ["v1alpha3", "v1beta1", "v1"];
-    let mut crds = Vec::new();
-    for (kind, plural, short) in [
-        ("ServiceEntry", "serviceentries", "se"),
-        ("DestinationRule", "destinationrules", "dr"),
-        ("VirtualService", "virtualservices", "vs"),
-        ("Gateway", "gateways", "gw"),
-    ] {
-        crds.push(crd("networking.istio.io", kind, plural, short, &networking));
-    }
-    crds.push(crd(
-        "networking.istio.io",
-        "EnvoyFilter",
-        "envoyfilters",
-        "",
-        &["v1alpha3"],
-    ));
-    crds.push(crd(
-        "install.istio.io",
-        "IstioOperator",
-        "istiooperators",
-        "iop",
-        &["v1alpha1"],
-    ));
+    let mut crds: Vec<Value> = ISTIO_DEFS.iter().map(crd).collect();
+    crds.push(crd(&Def {
+        group: "install.istio.io",
+        kind: "IstioOperator",
+        plural: "istiooperators",
+        short: &["iop", "io"],
+        cluster_scoped: false,
+        versions: &["v1alpha1"],
+        categories: &[],
+        columns: &[
+            ("Revision", "string", ".spec.revision"),
+            ("Status", "string", ".status.status"),
+            AGE,
+        ],
+    }));
     crds
 }
 
-fn crd(group: &str, kind: &str, plural: &str, short: &str, versions: &[&str]) -> Value {
-    let short: Vec<&str> = if short.is_empty() {
-        vec![]
-    } else {
-        vec![short]
-    };
-    let versions: Vec<Value> = versions
+fn crd(def: &Def) -> Value {
+    let columns: Vec<Value> = def
+        .columns
+        .iter()
+        .map(|(name, kind, path)| json!({"name": name, "type": kind, "jsonPath": path}))
+        .collect();
+    let versions: Vec<Value> = def
+        .versions
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            json!({
+            let mut version = json!({
                 "name": v,
                 "served": true,
                 "storage": i == 0,
+                "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "properties": {
@@ -249,23 +473,28 @@ fn crd(group: &str, kind: &str, plural: &str, short: &str, versions: &[&str]) ->
                         "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
                     }
                 }}
-            })
+            });
+            if !columns.is_empty() {
+                version["additionalPrinterColumns"] = json!(columns);
+            }
+            version
         })
         .collect();
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.{group}")},
+        "metadata": {"name": format!("{}.{}", def.plural, def.group)},
         "spec": {
-            "group": group,
+            "group": def.group,
             "names": {
-                "kind": kind,
-                "listKind": format!("{kind}List"),
-                "plural": plural,
-                "singular": kind.to_lowercase(),
-                "shortNames": short,
+                "kind": def.kind,
+                "listKind": format!("{}List", def.kind),
+                "plural": def.plural,
+                "singular": def.kind.to_lowercase(),
+                "shortNames": def.short,
+                "categories": def.categories,
             },
-            "scope": "Namespaced",
+            "scope": if def.cluster_scoped { "Cluster" } else { "Namespaced" },
             "versions": versions,
         }
     })
@@ -317,13 +546,21 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
     let mut versions = Vec::new();
     let mut storage = Vec::new();
     let mut schema = None;
+    let mut status_subresource = false;
+    let mut printer_columns = BTreeMap::new();
     for v in list {
         let name = s(v.get("name"), "spec.versions[].name")?;
         if v.get("storage").and_then(Value::as_bool) == Some(true) {
             storage.push(name.clone());
             schema = v.pointer("/schema/openAPIV3Schema").cloned();
         }
+        if v.pointer("/subresources/status").is_some() {
+            status_subresource = true;
+        }
         if v.get("served").and_then(Value::as_bool) == Some(true) {
+            if let Some(columns) = v.get("additionalPrinterColumns").and_then(Value::as_array) {
+                printer_columns.insert(name.clone(), columns.clone());
+            }
             versions.push(name);
         }
     }
@@ -335,16 +572,20 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
     }
     // The storage version is preferred when it is served.
     versions.sort_by_key(|v| *v != storage[0]);
-    let short_names = names
-        .get("shortNames")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let strings = |key: &str| -> Vec<String> {
+        names
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let short_names = strings("shortNames");
+    let categories = strings("categories");
     Ok(ResourceType {
         group,
         versions,
@@ -357,5 +598,8 @@ pub fn from_crd(crd: &Value) -> Result<ResourceType, String> {
         tracks_generation: true,
         fields: Vec::new(),
         schema,
+        status_subresource,
+        categories,
+        printer_columns,
     })
 }

@@ -479,3 +479,61 @@ fn replace_with_a_stale_resource_version_conflicts() {
     assert!(err.contains("the object has been modified"), "{err}");
     assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "moved");
 }
+
+#[test]
+fn istio_kinds_print_the_columns_of_their_crds() {
+    let Some(k) = start() else { return };
+    let vs = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  gateways: [mesh]
+";
+    k.ok(&["apply", "-f", "-"], Some(vs));
+    let table = k.ok(&["get", "vs"], None);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, vec!["NAME", "GATEWAYS", "HOSTS", "AGE"], "{table}");
+    assert!(
+        table.contains(r#"["mesh"]"#) && table.contains(r#"["reviews.default.svc.cluster.local"]"#),
+        "{table}"
+    );
+    // The preferred version is v1, as on a cluster with Istio 1.31's CRDs.
+    assert_eq!(
+        k.json(&["get", "vs", "reviews"])["apiVersion"],
+        "networking.istio.io/v1"
+    );
+    let pa = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: default
+spec:
+  mtls: {mode: STRICT}
+";
+    k.ok(&["apply", "-f", "-"], Some(pa));
+    let table = k.ok(&["get", "pa"], None);
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("MODE"))
+            && table.lines().nth(1).is_some_and(|r| r.contains("STRICT")),
+        "{table}"
+    );
+    let scopes = k.ok(&["api-resources", "--api-group", "sailoperator.io"], None);
+    for plural in ["istios", "istiorevisions", "istiocnis", "istiorevisiontags"] {
+        let line = scopes
+            .lines()
+            .find(|l| l.starts_with(&format!("{plural} ")))
+            .unwrap_or_else(|| panic!("{scopes}"));
+        assert!(
+            line.contains(" false "),
+            "{plural} is cluster-scoped: {line}"
+        );
+    }
+}

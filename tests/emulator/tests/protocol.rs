@@ -171,9 +171,16 @@ fn discovery_lists_builtin_istio_and_crd_kinds() {
         .cloned()
         .expect("istio");
     assert_eq!(
-        istio["preferredVersion"]["version"], "v1alpha3",
-        "the storage version is preferred"
+        istio["preferredVersion"]["version"], "v1",
+        "the highest-priority version is preferred, as for Istio 1.31's CRDs"
     );
+    let versions: Vec<&str> = istio["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["version"].as_str())
+        .collect();
+    assert_eq!(versions, vec!["v1", "v1beta1", "v1alpha3"]);
     let (_, v1) = get(&e, "/apis/networking.istio.io/v1");
     let kinds: Vec<&str> = v1["resources"]
         .as_array()
@@ -305,4 +312,59 @@ fn list_pages_with_limit_and_continue() {
     assert!(rest["metadata"].get("continue").is_none());
     let (_, named) = get(&e, "/api/v1/configmaps?fieldSelector=metadata.name%3Dc3");
     assert_eq!(named["items"][0]["metadata"]["name"], "c3");
+}
+
+#[test]
+fn istio_security_and_sail_kinds_are_served_as_their_crds_say() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let resources = |gv: &str| -> Vec<(String, bool)> {
+        let (s, list) = get(&e, &format!("/apis/{gv}"));
+        assert_eq!(s, 200, "{gv}");
+        list["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap_or_default().to_string(),
+                    r["namespaced"].as_bool().unwrap_or(true),
+                )
+            })
+            .collect()
+    };
+    let sail = resources("sailoperator.io/v1");
+    for kind in ["Istio", "IstioRevision", "IstioCNI", "IstioRevisionTag"] {
+        assert!(
+            sail.contains(&(kind.to_string(), false)),
+            "{kind} is cluster-scoped: {sail:?}"
+        );
+    }
+    for gv in [
+        "networking.istio.io/v1alpha3",
+        "networking.istio.io/v1beta1",
+        "networking.istio.io/v1",
+    ] {
+        let kinds = resources(gv);
+        for kind in ["Sidecar", "WorkloadEntry", "ServiceEntry"] {
+            assert!(kinds.contains(&(kind.to_string(), true)), "{gv} {kind}");
+        }
+    }
+    for gv in ["security.istio.io/v1beta1", "security.istio.io/v1"] {
+        let kinds = resources(gv);
+        for kind in ["PeerAuthentication", "AuthorizationPolicy"] {
+            assert!(kinds.contains(&(kind.to_string(), true)), "{gv} {kind}");
+        }
+    }
+    assert_eq!(get(&e, "/apis/security.istio.io/v1alpha1").0, 404);
+    assert!(resources("install.istio.io/v1alpha1").contains(&("IstioOperator".to_string(), true)));
+    let (_, istios) = get(&e, "/apis/sailoperator.io/v1");
+    let entry = istios["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "istiorevisions")
+        .cloned()
+        .expect("istiorevisions");
+    assert_eq!(entry["shortNames"], json!(["istiorev"]));
+    assert_eq!(entry["categories"], json!(["istio-io"]));
 }
