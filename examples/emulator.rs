@@ -3,6 +3,9 @@
 //! `cargo run --example emulator -- --clusters 2 [--dir DIR]` starts `cluster1`..`clusterN`
 //! on 127.0.0.1, seeds each with a stock `kube-system/coredns` ConfigMap, writes a
 //! kubeconfig with one context per cluster, prints its path, and serves until stopped.
+//! The clusters act like real control planes a moment after a write: LoadBalancer
+//! Services get an address (cluster N <= 25 from 198.51.100.N0-N9), token Secrets a token,
+//! Sail `Istio` objects a Healthy status, new CRDs are established.
 
 use k8s_emulator::harness::Clusters;
 use std::path::PathBuf;

@@ -32,13 +32,53 @@ pub struct Clusters {
     pub kubeconfig: PathBuf,
 }
 
+/// The LoadBalancer addresses of the `index`th cluster (from 1) of `Clusters`: ten
+/// addresses of a documentation range, so that an address tells its cluster —
+/// cluster1 gets 198.51.100.10-19, cluster2 198.51.100.20-29, ... cluster25
+/// 198.51.100.250-254; clusters 26-50 the same in 203.0.113.0/24 and 51-75 in
+/// 192.0.2.0/24; further clusters a /24 each in 100.64.0.0/10.
+pub fn lb_pool(index: usize) -> String {
+    let nets = ["198.51.100", "203.0.113", "192.0.2"];
+    let i = index.max(1);
+    match nets.get((i - 1) / 25) {
+        Some(net) => {
+            let first = 10 * ((i - 1) % 25 + 1);
+            format!("{net}.{first}-{net}.{}", (first + 9).min(254))
+        }
+        None => format!("100.{}.{}.0/24", 64 + i / 256, i % 256),
+    }
+}
+
+/// The options `Clusters::start` gives its `index`th cluster (from 1): the defaults
+/// with the cluster's own LoadBalancer pool (`lb_pool`).
+pub fn cluster_options(index: usize) -> Options {
+    Options {
+        lb_pool: lb_pool(index),
+        ..Options::default()
+    }
+}
+
 impl Clusters {
     /// Starts `n` clusters (service CIDR 10.96.0.0/16 each, as kubeadm's default) and
     /// writes `<dir>/kubeconfig` with contexts named after them; the first is current.
+    /// Each cluster hands out LoadBalancer addresses of its own (see `lb_pool`).
     pub fn start(n: usize, dir: &Path) -> std::io::Result<Clusters> {
+        Clusters::start_with(n, dir, |_, _| {})
+    }
+
+    /// As `start`, with each cluster's options (those of `cluster_options`) changed by
+    /// `configure(name, &mut options)` first.
+    pub fn start_with(
+        n: usize,
+        dir: &Path,
+        configure: impl Fn(&str, &mut Options),
+    ) -> std::io::Result<Clusters> {
         let mut clusters = Vec::new();
         for i in 1..=n {
-            clusters.push((format!("cluster{i}"), Emulator::start(Options::default())?));
+            let name = format!("cluster{i}");
+            let mut options = cluster_options(i);
+            configure(&name, &mut options);
+            clusters.push((name, Emulator::start(options)?));
         }
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&clusters))?;

@@ -11,9 +11,22 @@
 //!
 //! The cluster comes with Istio 1.31's CRDs (networking.istio.io, security.istio.io),
 //! the Sail Operator's (sailoperator.io/v1 `Istio`, `IstioRevision`, `IstioCNI`,
-//! `IstioRevisionTag`, all cluster-scoped) and the legacy `IstioOperator`. Status is the
-//! server's: clients' writes of the main resource neither set nor change it (seeds may
-//! bring one).
+//! `IstioRevisionTag`, all cluster-scoped) and the legacy `IstioOperator`, and with
+//! controllers that act a little after a write, as a real control plane's do (each
+//! delay is an [`Options`] field; `None` turns the controller off):
+//!
+//! - LoadBalancer Services get `status.loadBalancer.ingress` (`ip` from
+//!   [`Options::lb_pool`], or a `hostname`); the pool can run out, and a Service waits.
+//! - `kubernetes.io/service-account-token` Secrets get `token` (a JWT-shaped string),
+//!   `ca.crt` ([`CLUSTER_CA_PEM`]) and `namespace` once their ServiceAccount exists,
+//!   written by field manager `kube-controller-manager`.
+//! - Sail `Istio` objects get an `IstioRevision` and a status (`Reconciled`, `Ready`,
+//!   `DependenciesHealthy`, `state: Healthy`, `revisions`) once `spec.namespace`
+//!   exists, `ReconcileError` until then; `IstioCNI` likewise.
+//! - A CRD a client creates is `Established`, and its kind served, only after a delay.
+//!
+//! Status is the server's: clients' writes of the main resource neither set nor change
+//! it (seeds may bring one). Watches are not served, so clients poll.
 
 mod fields;
 mod store;
@@ -23,8 +36,8 @@ mod util;
 
 pub mod harness;
 
-pub use store::{Request, Response};
-pub use util::base64;
+pub use store::{Request, Response, CLUSTER_CA_PEM};
+pub use util::{base64, base64_decode};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -36,17 +49,63 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How an emulated cluster is set up.
+/// How an emulated cluster is set up. Build it with `..Options::default()` so that new
+/// fields keep their defaults.
+///
+/// The delays are how long the cluster's controllers take to act after a write; `None`
+/// is a controller that never acts (a cluster without a load balancer, an Istio that
+/// never becomes ready, a CRD that is never established).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Where Service ClusterIPs come from.
     pub service_cidr: String,
+    /// Where LoadBalancer ingress addresses come from: a CIDR (without its network and
+    /// broadcast addresses) or a range `first-last`. Default `198.51.100.0/24`
+    /// (TEST-NET-2); `harness::Clusters` gives each cluster its own part of it.
+    pub lb_pool: String,
+    /// How long until a LoadBalancer Service gets `status.loadBalancer.ingress`.
+    /// Default 200 ms.
+    pub lb_delay: Option<Duration>,
+    /// When set, LoadBalancer Services get a `hostname` (`<service>-<namespace>.<domain>`)
+    /// instead of an `ip`, as on clouds whose load balancers have DNS names.
+    pub lb_hostname_domain: Option<String>,
+    /// How long until a `kubernetes.io/service-account-token` Secret whose ServiceAccount
+    /// exists gets its `token`, `ca.crt` and `namespace`. Default 100 ms.
+    pub token_delay: Option<Duration>,
+    /// How long until the emulated Sail Operator reports an `Istio` or `IstioCNI`
+    /// (sailoperator.io/v1) `Healthy` with `Reconciled` and `Ready` conditions. Default
+    /// 200 ms.
+    pub istio_ready_delay: Option<Duration>,
+    /// How long until a CustomResourceDefinition a client creates is `Established` and
+    /// its kind served (404 until then). Default 100 ms. CRDs seeded with
+    /// `Emulator::seed` are established at once.
+    pub crd_established_delay: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             service_cidr: "10.96.0.0/16".into(),
+            lb_pool: "198.51.100.0/24".into(),
+            lb_delay: Some(Duration::from_millis(200)),
+            lb_hostname_domain: None,
+            token_delay: Some(Duration::from_millis(100)),
+            istio_ready_delay: Some(Duration::from_millis(200)),
+            crd_established_delay: Some(Duration::from_millis(100)),
+        }
+    }
+}
+
+impl Options {
+    /// A cluster whose controllers act at once (no delays).
+    pub fn immediate() -> Options {
+        let now = Some(Duration::ZERO);
+        Options {
+            lb_delay: now,
+            token_delay: now,
+            istio_ready_delay: now,
+            crd_established_delay: now,
+            ..Options::default()
         }
     }
 }
@@ -155,7 +214,7 @@ impl Emulator {
     /// Starts a cluster on a free port, on its own thread.
     pub fn start(options: Options) -> std::io::Result<Emulator> {
         let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new(&options.service_cidr)),
+            store: Mutex::new(store::Store::new(&options)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -188,9 +247,12 @@ impl Emulator {
         lock(&self.shared.store).seed(object)
     }
 
-    /// An object as stored (group "" for core), for assertions.
+    /// An object as stored (group "" for core), for assertions; the cluster's
+    /// controllers catch up first, as for a request.
     pub fn object(&self, group: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-        lock(&self.shared.store).get(group, kind, namespace, name)
+        let mut store = lock(&self.shared.store);
+        store.tick();
+        store.get(group, kind, namespace, name)
     }
 
     /// Handles a request without HTTP (for unit tests of the protocol logic).
@@ -249,9 +311,13 @@ async fn serve(
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
+    // The cluster's controllers act as time passes, whether or not anyone asks.
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = &mut stopped => return,
+            _ = ticks.tick() => lock(&shared.store).tick(),
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = shared.clone();

@@ -1,12 +1,18 @@
 //! The API server's logic, without HTTP: discovery, OpenAPI, and the object store with
 //! its writes (create, update, patch, apply, delete), server-set fields and errors.
 
+mod controllers;
+
+pub use controllers::CLUSTER_CA_PEM;
+
 use crate::fields;
 use crate::table;
 use crate::types::{self, ResourceType};
 use crate::util;
+use crate::Options;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// One request, as the HTTP layer hands it over.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +78,9 @@ pub struct Store {
     service_net: (u32, u32),
     used_ips: std::collections::BTreeSet<u32>,
     version_minor: &'static str,
+    options: Options,
+    /// Objects the cluster's controllers will look at again, and when.
+    pending: BTreeMap<Key, Instant>,
 }
 
 fn parse_cidr(cidr: &str) -> (u32, u32) {
@@ -104,14 +113,16 @@ fn resource_name(t: &ResourceType) -> String {
 }
 
 impl Store {
-    pub fn new(service_cidr: &str) -> Store {
+    pub fn new(options: &Options) -> Store {
         let mut store = Store {
             types: types::builtins(),
             objects: BTreeMap::new(),
             resource_version: 100,
-            service_net: parse_cidr(service_cidr),
+            service_net: parse_cidr(&options.service_cidr),
             used_ips: Default::default(),
             version_minor: "32",
+            options: options.clone(),
+            pending: BTreeMap::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let _ = store
@@ -198,7 +209,16 @@ impl Store {
             .cloned()
     }
 
+    /// Serves one request. The cluster's controllers catch up first (work that fell due
+    /// since the last request) and again after it (work due at once).
     pub fn handle(&mut self, req: &Request) -> Response {
+        self.tick();
+        let resp = self.serve(req);
+        self.tick();
+        resp
+    }
+
+    fn serve(&mut self, req: &Request) -> Response {
         let path = req.path.trim_end_matches('/');
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match (req.method.as_str(), segs.as_slice()) {
@@ -845,19 +865,32 @@ impl Store {
                 if o.get("type").is_none() {
                     o["type"] = json!("Opaque");
                 }
+                if o["type"] == controllers::TOKEN_SECRET_TYPE
+                    && o.pointer("/metadata/annotations")
+                        .and_then(|a| a.get(controllers::SA_NAME_ANNOTATION))
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                {
+                    return Err(Self::invalid(
+                        t,
+                        &name,
+                        &format!("metadata.annotations[{}]", controllers::SA_NAME_ANNOTATION),
+                        "Required value".into(),
+                    ));
+                }
             }
             "Service" => self.default_service(t, &name, o, old)?,
+            "Istio" | "IstioCNI" if t.rtype.group == "sailoperator.io" => {
+                controllers::default_sail(&t.rtype.kind, o)
+            }
             "CustomResourceDefinition" => {
                 let rtype = types::from_crd(o).map_err(|m| Self::invalid(t, &name, "spec", m))?;
-                let names = o["spec"]["names"].clone();
-                o["status"] = json!({
-                    "acceptedNames": names,
-                    "storedVersions": [rtype.versions.first()],
-                    "conditions": [
-                        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": util::now_rfc3339()},
-                        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": util::now_rfc3339()}
-                    ]
-                });
+                // Served at once when it is already, when the cluster itself seeds it, or
+                // when establishing takes no time; else only once the delay has passed.
+                let established = old.is_some_and(controllers::established)
+                    || req.user_agent == SEED_AGENT
+                    || self.options.crd_established_delay == Some(std::time::Duration::ZERO);
+                o["status"] = controllers::crd_status(o, old, &rtype, established);
                 if let Some(clash) = self
                     .types
                     .iter()
@@ -1053,15 +1086,21 @@ impl Store {
             .to_string();
         let key = self.key(t, &name);
         self.reserve_ip(&o);
-        if t.rtype.kind == "CustomResourceDefinition" {
-            if let Ok(rtype) = types::from_crd(&o) {
-                self.types
-                    .retain(|x| !(x.custom && x.group == rtype.group && x.plural == rtype.plural));
-                self.types.push(rtype);
-            }
+        if t.rtype.kind == "CustomResourceDefinition" && controllers::established(&o) {
+            self.serve_crd(&o);
         }
-        self.objects.insert(key, o.clone());
+        self.objects.insert(key.clone(), o.clone());
+        self.schedule(&key);
         o
+    }
+
+    /// Makes the kind an (established) CustomResourceDefinition defines served.
+    fn serve_crd(&mut self, crd: &Value) {
+        if let Ok(rtype) = types::from_crd(crd) {
+            self.types
+                .retain(|x| !(x.custom && x.group == rtype.group && x.plural == rtype.plural));
+            self.types.push(rtype);
+        }
     }
 
     fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
@@ -1384,6 +1423,7 @@ impl Store {
         }
         self.objects.remove(&key);
         self.resource_version += 1;
+        self.pending.remove(&key);
         match t.rtype.kind.as_str() {
             "Namespace" => {
                 self.objects.retain(|(_, _, ns, _), _| ns != name);
@@ -1403,6 +1443,7 @@ impl Store {
             }
             _ => {}
         }
+        self.deleted(&key, &old);
         Response::ok(json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": t.rtype.group, "kind": t.rtype.plural, "uid": old["metadata"]["uid"]}

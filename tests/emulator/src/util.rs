@@ -102,6 +102,51 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Unpadded base64url (RFC 4648 §5), as JSON Web Tokens use it.
+pub fn base64url(data: &[u8]) -> String {
+    base64(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// Decodes standard base64 (padding optional); None if it is not base64.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim().trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = B64.iter().position(|b| *b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// `n` bytes that differ from call to call (not for cryptography: tokens that only have
+/// to look random).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = (t ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id())) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 pub fn is_base64(s: &str) -> bool {
     s.len().is_multiple_of(4)
         && s.trim_end_matches('=').bytes().all(|c| B64.contains(&c))
@@ -221,6 +266,11 @@ mod tests {
         assert_eq!(base64(b"hi!"), "aGkh");
         assert!(is_base64("aGVsbG8="));
         assert!(!is_base64("not base64!"));
+        assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(base64_decode("aGkh").as_deref(), Some(&b"hi!"[..]));
+        assert_eq!(base64_decode("!!"), None);
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(random_bytes(40).len(), 40);
     }
 
     #[test]

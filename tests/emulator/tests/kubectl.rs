@@ -81,6 +81,21 @@ impl Kubectl {
     }
 }
 
+/// Polls `f` until it gives a value (every 50 ms, for up to 10 s).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 const CONFIGMAP: &str = "apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -400,13 +415,16 @@ spec:
     let before = k.run(&["get", "widgets"], None);
     assert!(!before.status.success());
     k.ok(&["apply", "-f", "-"], Some(crd));
-    let crd_obj = k.json(&["get", "crd", "widgets.example.com"]);
-    let established = crd_obj["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .any(|c| c["type"] == "Established" && c["status"] == "True");
-    assert!(established);
+    // The kind is served once the CRD is established, a moment later.
+    eventually("the CRD is established", || {
+        let crd_obj = k.json(&["get", "crd", "widgets.example.com"]);
+        crd_obj["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+            .then_some(())
+    });
     let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 3\n";
     k.ok(&["apply", "-f", "-"], Some(widget));
     assert_eq!(k.json(&["get", "widget", "w1"])["spec"]["size"], 3);
@@ -478,6 +496,302 @@ fn replace_with_a_stale_resource_version_conflicts() {
     let err = String::from_utf8_lossy(&stale.stderr);
     assert!(err.contains("the object has been modified"), "{err}");
     assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "moved");
+}
+
+/// A Namespace manifest (`kubectl create` would send protobuf, which the emulator
+/// does not speak).
+fn namespace(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+}
+
+const LB_SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: gateway
+  namespace: default
+spec:
+  type: LoadBalancer
+  selector: {app: gateway}
+  ports:
+  - {name: tls, port: 15443}
+";
+
+#[test]
+fn load_balancer_services_get_an_ingress_address_that_applies_keep() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(LB_SERVICE));
+    let ip = |k: &Kubectl| {
+        k.ok(
+            &[
+                "get",
+                "svc",
+                "gateway",
+                "-o",
+                "jsonpath={.status.loadBalancer.ingress[0].ip}",
+            ],
+            None,
+        )
+    };
+    // cluster1 of the harness hands out 198.51.100.10-19.
+    let first = eventually("the Service has an ingress address", || {
+        Some(ip(&k)).filter(|s| !s.is_empty())
+    });
+    assert_eq!(first, "198.51.100.10");
+    let all = k.ok(&["get", "svc", "-A"], None);
+    let row = all
+        .lines()
+        .find(|l| l.contains("gateway"))
+        .unwrap_or_else(|| panic!("{all}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        (cells[0], cells[2], cells[4], cells[5]),
+        ("default", "LoadBalancer", "198.51.100.10", "15443/TCP"),
+        "{all}"
+    );
+    assert!(
+        all.lines()
+            .next()
+            .is_some_and(|h| h.contains("EXTERNAL-IP")),
+        "{all}"
+    );
+    let kubernetes = all
+        .lines()
+        .find(|l| l.contains(" kubernetes "))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        kubernetes.contains("ClusterIP") && kubernetes.contains("<none>"),
+        "{kubernetes}"
+    );
+
+    // The status is the cluster's: applying the spec again, server- or client-side,
+    // leaves it alone.
+    k.ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&LB_SERVICE.replace(
+            "port: 15443",
+            "port: 15443}\n  - {name: status, port: 15021",
+        )),
+    );
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&LB_SERVICE.replace("app: gateway", "app: gw2")),
+    );
+    let svc = k.json(&["get", "svc", "gateway"]);
+    assert_eq!(svc["spec"]["selector"]["app"], "gw2");
+    assert_eq!(
+        svc["status"]["loadBalancer"]["ingress"],
+        serde_json::json!([{"ip": "198.51.100.10", "ipMode": "VIP"}])
+    );
+    // A second LoadBalancer gets the next address.
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&LB_SERVICE.replace("name: gateway", "name: second")),
+    );
+    let second = eventually("the second Service has an address", || {
+        let s = k.json(&["get", "svc", "second"]);
+        s["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(second, "198.51.100.11");
+}
+
+#[test]
+fn token_secrets_get_a_token_once_their_service_account_exists() {
+    let Some(k) = start() else { return };
+    k.ok(&["apply", "-f", "-"], Some(&namespace("remote")));
+    let secret = "apiVersion: v1
+kind: Secret
+metadata:
+  name: reader-token
+  namespace: remote
+  annotations:
+    kubernetes.io/service-account.name: reader
+type: kubernetes.io/service-account-token
+";
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(secret));
+    let token = |k: &Kubectl| {
+        k.ok(
+            &[
+                "get",
+                "secret",
+                "-n",
+                "remote",
+                "reader-token",
+                "-o",
+                "jsonpath={.data.token}",
+            ],
+            None,
+        )
+    };
+    // No ServiceAccount, no token.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(token(&k), "");
+
+    let sa =
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: remote\n";
+    k.ok(&["apply", "-f", "-"], Some(sa));
+    let issued = eventually("the token is issued", || {
+        Some(token(&k)).filter(|t| !t.is_empty())
+    });
+    let jwt =
+        String::from_utf8(k8s_emulator::base64_decode(&issued).expect("base64")).expect("utf-8");
+    assert_eq!(jwt.split('.').count(), 3, "{jwt}");
+    let claims = jwt.split('.').nth(1).expect("claims");
+    let claims: Value = serde_json::from_slice(
+        &k8s_emulator::base64_decode(&claims.replace('-', "+").replace('_', "/"))
+            .expect("base64url"),
+    )
+    .expect("claims are JSON");
+    assert_eq!(claims["sub"], "system:serviceaccount:remote:reader");
+
+    let s = k.json(&["get", "secret", "-n", "remote", "reader-token"]);
+    let decoded = |key: &str| {
+        String::from_utf8(
+            k8s_emulator::base64_decode(s["data"][key].as_str().expect("data key"))
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    assert_eq!(decoded("ca.crt"), k8s_emulator::CLUSTER_CA_PEM);
+    assert!(decoded("ca.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(decoded("namespace"), "remote");
+    let sa = k.json(&["get", "sa", "-n", "remote", "reader"]);
+    assert_eq!(
+        s["metadata"]["annotations"]["kubernetes.io/service-account.uid"],
+        sa["metadata"]["uid"]
+    );
+
+    // Applying the Secret again (it has no data) keeps what the controller issued:
+    // kube-controller-manager owns those keys.
+    k.ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&secret.replace("  annotations:", "  labels: {team: mesh}\n  annotations:")),
+    );
+    assert_eq!(token(&k), issued);
+    let s = k.json(&[
+        "get",
+        "secret",
+        "-n",
+        "remote",
+        "reader-token",
+        "--show-managed-fields",
+    ]);
+    assert_eq!(s["metadata"]["labels"]["team"], "mesh");
+    let controller = s["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .find(|m| m["manager"] == "kube-controller-manager")
+        .cloned()
+        .expect("the token controller's entry");
+    assert!(controller["fieldsV1"]["f:data"]["f:token"].is_object());
+    assert!(controller["fieldsV1"]["f:data"]["f:ca.crt"].is_object());
+}
+
+const ISTIO: &str = "apiVersion: sailoperator.io/v1
+kind: Istio
+metadata:
+  name: default
+spec:
+  namespace: istio-system
+  version: v1.26.0
+  values:
+    global:
+      meshID: mesh1
+";
+
+#[test]
+fn sail_istio_objects_become_healthy_and_kubectl_prints_their_columns() {
+    let Some(k) = start() else { return };
+    let resources = k.ok(&["api-resources", "--api-group", "sailoperator.io"], None);
+    let istios = resources
+        .lines()
+        .find(|l| l.starts_with("istios "))
+        .unwrap_or_else(|| panic!("{resources}"));
+    assert!(
+        istios.contains("sailoperator.io/v1") && istios.contains("false"),
+        "Istio is cluster-scoped: {istios}"
+    );
+    k.ok(&["apply", "-f", "-"], Some(&namespace("istio-system")));
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(ISTIO));
+    let istio = eventually("the Istio is ready", || {
+        let o = k.json(&["get", "istios.sailoperator.io", "default"]);
+        o["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(o)
+    });
+    assert_eq!(istio["status"]["state"], "Healthy");
+    let types: Vec<&str> = istio["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(types, vec!["Reconciled", "Ready", "DependenciesHealthy"]);
+    assert_eq!(istio["status"]["activeRevisionName"], "default");
+    assert_eq!(
+        istio["status"]["revisions"],
+        serde_json::json!({"total": 1, "ready": 1, "inUse": 0})
+    );
+
+    let table = k.ok(&["get", "istios.sailoperator.io"], None);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        vec![
+            "NAME",
+            "NAMESPACE",
+            "PROFILE",
+            "REVISIONS",
+            "READY",
+            "IN",
+            "USE",
+            "ACTIVE",
+            "REVISION",
+            "STATUS",
+            "VERSION",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row = table.lines().nth(1).unwrap_or("");
+    assert!(
+        row.starts_with("default ")
+            && row.contains("istio-system")
+            && row.contains("Healthy")
+            && row.contains("v1.26.0"),
+        "{table}"
+    );
+    let revisions = k.ok(&["get", "istiorev"], None);
+    assert!(
+        revisions
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("default ")
+                && l.contains("True")
+                && l.contains("Healthy")),
+        "{revisions}"
+    );
+
+    // Applying the spec again keeps the status; a changed spec is reported on again.
+    k.ok(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ISTIO.replace("v1.26.0", "v1.26.1")),
+    );
+    let istio = k.json(&["get", "istio", "default"]);
+    assert_eq!(istio["status"]["state"], "Healthy");
+    eventually("the new generation is observed", || {
+        let o = k.json(&["get", "istio", "default"]);
+        (o["status"]["observedGeneration"] == 2).then_some(())
+    });
 }
 
 #[test]

@@ -47,6 +47,21 @@ fn post(e: &Emulator, path: &str, body: Value) -> (u16, Value) {
     (s, b)
 }
 
+/// Polls `f` until it gives a value (every 20 ms, for up to 5 s).
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn cm(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
 }
@@ -209,8 +224,10 @@ fn discovery_lists_builtin_istio_and_crd_kinds() {
         .0,
         201
     );
-    let (s, list) = get(&e, "/apis/example.com/v1");
-    assert_eq!(s, 200);
+    let list = eventually("the CRD's kind is served", || {
+        let (s, list) = get(&e, "/apis/example.com/v1");
+        (s == 200).then_some(list)
+    });
     assert_eq!(list["resources"][0]["namespaced"], false);
     let (_, openapi) = get(&e, "/openapi/v3");
     assert!(openapi["paths"]["apis/example.com/v1"]["serverRelativeURL"].is_string());
@@ -312,6 +329,529 @@ fn list_pages_with_limit_and_continue() {
     assert!(rest["metadata"].get("continue").is_none());
     let (_, named) = get(&e, "/api/v1/configmaps?fieldSelector=metadata.name%3Dc3");
     assert_eq!(named["items"][0]["metadata"]["name"], "c3");
+}
+
+fn send(e: &Emulator, method: &str, path: &str, content_type: &str, body: &Value) -> (u16, Value) {
+    let body = match body {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (s, _, b) = http(e, method, path, content_type, &body).expect("answer");
+    (s, b)
+}
+
+fn lb_service(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "tls", "port": 15443}]}
+    })
+}
+
+const SERVICES: &str = "/api/v1/namespaces/default/services";
+
+fn ingress(e: &Emulator, name: &str) -> Value {
+    get(e, &format!("{SERVICES}/{name}")).1["status"]["loadBalancer"]["ingress"].clone()
+}
+
+#[test]
+fn load_balancers_get_an_address_from_the_pool_after_the_delay() {
+    let e = Emulator::start(Options {
+        lb_pool: "203.0.113.5-203.0.113.6".into(),
+        lb_delay: Some(Duration::from_millis(500)),
+        ..Options::default()
+    })
+    .expect("start");
+    let (s, created) = post(&e, SERVICES, lb_service("a"));
+    assert_eq!(s, 201);
+    assert!(created["status"]["loadBalancer"]["ingress"].is_null());
+    assert!(ingress(&e, "a").is_null(), "not before the delay");
+    let rv = e.resource_version();
+    // Nobody asks for the Service while the load balancer is set up.
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(e.resource_version() > rv, "the controller wrote on its own");
+    let (_, list) = get(&e, "/api/v1/services");
+    let a = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|s| s["metadata"]["name"] == "a")
+        .cloned()
+        .expect("a is listed");
+    assert_eq!(
+        a["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "203.0.113.5", "ipMode": "VIP"}])
+    );
+
+    // The next one gets the next address; the one after waits for a free one.
+    post(&e, SERVICES, lb_service("b"));
+    post(&e, SERVICES, lb_service("c"));
+    eventually("b has an address", || {
+        ingress(&e, "b")[0]["ip"].as_str().map(str::to_string)
+    });
+    assert_eq!(ingress(&e, "b")[0]["ip"], "203.0.113.6");
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(ingress(&e, "c").is_null(), "the pool is used up");
+    assert_eq!(
+        send(
+            &e,
+            "DELETE",
+            &format!("{SERVICES}/a"),
+            "application/json",
+            &json!({})
+        )
+        .0,
+        200
+    );
+    eventually("c has a's address", || {
+        (ingress(&e, "c")[0]["ip"] == "203.0.113.5").then_some(())
+    });
+
+    // Clients cannot write the status, and writing the spec keeps it.
+    let (s, patched) = send(
+        &e,
+        "PATCH",
+        &format!("{SERVICES}/b"),
+        "application/merge-patch+json",
+        &json!({"spec": {"selector": {"app": "b"}}, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.99"}]}}}),
+    );
+    assert_eq!(s, 200, "{patched}");
+    assert_eq!(patched["spec"]["selector"]["app"], "b");
+    assert_eq!(ingress(&e, "b")[0]["ip"], "203.0.113.6");
+    let mut applied = lb_service("b");
+    applied["spec"]["ports"][0]["port"] = json!(443);
+    let (s, _) = send(
+        &e,
+        "PATCH",
+        &format!("{SERVICES}/b?fieldManager=dcm&force=true"),
+        "application/apply-patch+yaml",
+        &applied,
+    );
+    assert_eq!(s, 200);
+    let b = get(&e, &format!("{SERVICES}/b")).1;
+    assert_eq!(b["spec"]["ports"][0]["port"], 443);
+    assert_eq!(
+        b["status"]["loadBalancer"]["ingress"][0]["ip"],
+        "203.0.113.6"
+    );
+    let mut replaced = b.clone();
+    replaced["status"] = json!({});
+    assert_eq!(
+        send(
+            &e,
+            "PUT",
+            &format!("{SERVICES}/b"),
+            "application/json",
+            &replaced
+        )
+        .0,
+        200
+    );
+    assert_eq!(ingress(&e, "b")[0]["ip"], "203.0.113.6", "PUT keeps it too");
+
+    // A Service that stops being a LoadBalancer loses its load balancer, and its
+    // address goes to one that waits.
+    post(&e, SERVICES, lb_service("d"));
+    send(
+        &e,
+        "PATCH",
+        &format!("{SERVICES}/b"),
+        "application/merge-patch+json",
+        &json!({"spec": {"type": "ClusterIP"}}),
+    );
+    eventually("b's load balancer is gone", || {
+        ingress(&e, "b").is_null().then_some(())
+    });
+    eventually("d has b's address", || {
+        (ingress(&e, "d")[0]["ip"] == "203.0.113.6").then_some(())
+    });
+}
+
+#[test]
+fn load_balancers_can_have_hostnames_or_never_come() {
+    let e = Emulator::start(Options {
+        lb_hostname_domain: Some("lb.cluster1.example".into()),
+        ..Options::immediate()
+    })
+    .expect("start");
+    post(&e, SERVICES, lb_service("gw"));
+    assert_eq!(
+        ingress(&e, "gw"),
+        json!([{"hostname": "gw-default.lb.cluster1.example"}]),
+        "no delay: the next read has it"
+    );
+
+    let none = Emulator::start(Options {
+        lb_delay: None,
+        ..Options::default()
+    })
+    .expect("start");
+    post(&none, SERVICES, lb_service("gw"));
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        ingress(&none, "gw").is_null(),
+        "no load balancer controller"
+    );
+}
+
+#[test]
+fn each_cluster_of_the_harness_has_its_own_load_balancer_addresses() {
+    use k8s_emulator::harness::{lb_pool, Clusters};
+    assert_eq!(lb_pool(1), "198.51.100.10-198.51.100.19");
+    assert_eq!(lb_pool(25), "198.51.100.250-198.51.100.254");
+    assert_eq!(lb_pool(26), "203.0.113.10-203.0.113.19");
+    assert_eq!(lb_pool(51), "192.0.2.10-192.0.2.19");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clusters = Clusters::start(2, dir.path()).expect("start");
+    for (name, want) in [("cluster1", "198.51.100.10"), ("cluster2", "198.51.100.20")] {
+        let e = clusters.get(name).expect("cluster");
+        post(e, SERVICES, lb_service("eastwest"));
+        let ip = eventually("an address", || {
+            ingress(e, "eastwest")[0]["ip"].as_str().map(str::to_string)
+        });
+        assert_eq!(ip, want, "{name}");
+    }
+    let named = Clusters::start_with(1, dir.path(), |name, o| {
+        o.lb_hostname_domain = Some(format!("lb.{name}.example"));
+    })
+    .expect("start");
+    let e = named.get("cluster1").expect("cluster1");
+    post(e, SERVICES, lb_service("eastwest"));
+    let host = eventually("a hostname", || {
+        ingress(e, "eastwest")[0]["hostname"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(host, "eastwest-default.lb.cluster1.example");
+}
+
+const SECRETS: &str = "/api/v1/namespaces/default/secrets";
+
+fn token_secret(sa: Option<&str>) -> Value {
+    let mut s = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": "remote-reader"}
+    });
+    if let Some(sa) = sa {
+        s["metadata"]["annotations"] = json!({"kubernetes.io/service-account.name": sa});
+    }
+    s
+}
+
+#[test]
+fn the_token_controller_fills_token_secrets_of_existing_service_accounts() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let (s, b) = post(&e, SECRETS, token_secret(None));
+    assert_eq!((s, b["reason"].as_str()), (422, Some("Invalid")));
+    assert_eq!(
+        b["details"]["causes"][0]["field"],
+        "metadata.annotations[kubernetes.io/service-account.name]"
+    );
+
+    assert_eq!(post(&e, SECRETS, token_secret(Some("reader"))).0, 201);
+    std::thread::sleep(Duration::from_millis(300));
+    let secret = |e: &Emulator| get(e, &format!("{SECRETS}/remote-reader")).1;
+    assert!(secret(&e)["data"].is_null(), "no ServiceAccount, no token");
+    let (_, sa) = post(
+        &e,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
+    );
+    let filled = eventually("the token is issued", || {
+        let s = secret(&e);
+        s["data"]["token"].is_string().then_some(s)
+    });
+    for key in ["token", "ca.crt", "namespace"] {
+        assert!(filled["data"][key].is_string(), "{key}: {filled}");
+    }
+    assert_eq!(
+        filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"],
+        sa["metadata"]["uid"]
+    );
+    let ca = k8s_emulator::base64_decode(filled["data"]["ca.crt"].as_str().unwrap_or_default())
+        .expect("base64");
+    assert_eq!(String::from_utf8_lossy(&ca), k8s_emulator::CLUSTER_CA_PEM);
+    let managed = &filled["metadata"]["managedFields"];
+    let controller = managed
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .find(|m| m["manager"] == "kube-controller-manager")
+        .expect("the controller owns what it wrote");
+    assert_eq!(controller["operation"], "Update");
+    assert!(controller["fieldsV1"]["f:metadata"]["f:annotations"]
+        ["f:kubernetes.io/service-account.uid"]
+        .is_object());
+
+    // A client that replaces the Secret without its data gets the data back, with the
+    // same CA but a new token.
+    let mut replaced = filled.clone();
+    replaced.as_object_mut().expect("object").remove("data");
+    let (s, b) = send(
+        &e,
+        "PUT",
+        &format!("{SECRETS}/remote-reader"),
+        "application/json",
+        &replaced,
+    );
+    assert_eq!(s, 200, "{b}");
+    assert!(b["data"].is_null());
+    let refilled = eventually("the token is issued again", || {
+        let s = secret(&e);
+        s["data"]["token"].is_string().then_some(s)
+    });
+    assert_eq!(refilled["data"]["ca.crt"], filled["data"]["ca.crt"]);
+
+    let never = Emulator::start(Options {
+        token_delay: None,
+        ..Options::default()
+    })
+    .expect("start");
+    post(
+        &never,
+        "/api/v1/namespaces/default/serviceaccounts",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
+    );
+    post(&never, SECRETS, token_secret(Some("reader")));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(secret(&never)["data"].is_null());
+}
+
+const ISTIOS: &str = "/apis/sailoperator.io/v1/istios";
+
+fn istio(version: &str) -> Value {
+    json!({
+        "apiVersion": "sailoperator.io/v1", "kind": "Istio",
+        "metadata": {"name": "default"},
+        "spec": {"version": version, "values": {"global": {"meshID": "mesh1"}}}
+    })
+}
+
+fn conditions(o: &Value) -> Vec<(String, String)> {
+    o["status"]["conditions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["type"].as_str().unwrap_or_default().to_string(),
+                        c["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_sail_operator_reports_istios_healthy_once_their_namespace_exists() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let (s, created) = post(&e, ISTIOS, {
+        let mut i = istio("v1.26.0");
+        i["status"] = json!({"state": "Healthy"});
+        i
+    });
+    assert_eq!(s, 201, "{created}");
+    assert!(
+        created["status"].is_null(),
+        "a client cannot set the status"
+    );
+    assert_eq!(
+        created["spec"]["namespace"], "istio-system",
+        "the CRD's default"
+    );
+    assert_eq!(created["spec"]["updateStrategy"]["type"], "InPlace");
+
+    // istio-system does not exist yet: the revision cannot be installed.
+    let failing = eventually("the Istio is reported on", || {
+        let (_, o) = get(&e, &format!("{ISTIOS}/default"));
+        o["status"]["state"].is_string().then_some(o)
+    });
+    assert_eq!(failing["status"]["state"], "ReconcileError");
+    assert_eq!(
+        conditions(&failing),
+        pairs(&[("Reconciled", "False"), ("Ready", "Unknown")])
+    );
+    assert_eq!(
+        failing["status"]["conditions"][0]["message"],
+        "namespace \"istio-system\" doesn't exist"
+    );
+
+    post(
+        &e,
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}),
+    );
+    let healthy = eventually("the Istio is healthy", || {
+        let (_, o) = get(&e, &format!("{ISTIOS}/default"));
+        (o["status"]["state"] == "Healthy").then_some(o)
+    });
+    assert_eq!(
+        conditions(&healthy),
+        pairs(&[
+            ("Reconciled", "True"),
+            ("Ready", "True"),
+            ("DependenciesHealthy", "True")
+        ])
+    );
+    assert_eq!(healthy["status"]["observedGeneration"], 1);
+    assert_eq!(healthy["status"]["activeRevisionName"], "default");
+    assert_eq!(
+        healthy["status"]["revisions"],
+        json!({"total": 1, "ready": 1, "inUse": 0})
+    );
+    let (s, rev) = get(&e, "/apis/sailoperator.io/v1/istiorevisions/default");
+    assert_eq!(s, 200);
+    assert_eq!(rev["spec"]["version"], "v1.26.0");
+    assert_eq!(rev["spec"]["values"]["global"]["meshID"], "mesh1");
+    assert_eq!(
+        rev["metadata"]["ownerReferences"][0]["uid"],
+        healthy["metadata"]["uid"]
+    );
+
+    // A new spec is a new generation; its status follows, the old one stays meanwhile.
+    let (s, _) = send(
+        &e,
+        "PATCH",
+        &format!("{ISTIOS}/default?fieldManager=dcm&force=true"),
+        "application/apply-patch+yaml",
+        &istio("v1.26.1"),
+    );
+    assert_eq!(s, 200);
+    let (_, now) = get(&e, &format!("{ISTIOS}/default"));
+    assert_eq!(
+        (
+            now["metadata"]["generation"].as_i64(),
+            now["status"]["state"].as_str()
+        ),
+        (Some(2), Some("Healthy"))
+    );
+    eventually("generation 2 is observed", || {
+        let (_, o) = get(&e, &format!("{ISTIOS}/default"));
+        (o["status"]["observedGeneration"] == 2).then_some(())
+    });
+    let (_, rev) = get(&e, "/apis/sailoperator.io/v1/istiorevisions/default");
+    assert_eq!(rev["spec"]["version"], "v1.26.1");
+
+    // Deleting the Istio takes its revision with it.
+    send(
+        &e,
+        "DELETE",
+        &format!("{ISTIOS}/default"),
+        "application/json",
+        &json!({}),
+    );
+    assert_eq!(
+        get(&e, "/apis/sailoperator.io/v1/istiorevisions/default").0,
+        404
+    );
+}
+
+#[test]
+fn an_istio_that_never_gets_ready_stays_without_status_and_seeds_keep_theirs() {
+    let e = Emulator::start(Options {
+        istio_ready_delay: None,
+        ..Options::default()
+    })
+    .expect("start");
+    post(
+        &e,
+        "/api/v1/namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}),
+    );
+    post(&e, ISTIOS, istio("v1.26.0"));
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, o) = get(&e, &format!("{ISTIOS}/default"));
+    assert!(o["status"].is_null(), "{o}");
+
+    // A test can seed an Istio as the operator left it.
+    let mut seeded = istio("v1.26.0");
+    seeded["metadata"]["name"] = json!("other");
+    seeded["status"] =
+        json!({"state": "Healthy", "conditions": [{"type": "Ready", "status": "True"}]});
+    e.seed(seeded).expect("seed");
+    let (_, o) = get(&e, &format!("{ISTIOS}/other"));
+    assert_eq!(o["status"]["state"], "Healthy");
+}
+
+fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"kind": "Widget", "plural": "widgets"},
+                 "versions": [{"name": "v1", "served": true, "storage": true}]}
+    })
+}
+
+fn widget() -> Value {
+    json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
+
+#[test]
+fn a_new_crd_is_served_only_once_established() {
+    let e = Emulator::start(Options {
+        crd_established_delay: Some(Duration::from_millis(500)),
+        ..Options::default()
+    })
+    .expect("start");
+    let (s, created) = post(&e, CRDS, widget_crd());
+    assert_eq!(s, 201);
+    assert_eq!(
+        conditions(&created),
+        pairs(&[("NamesAccepted", "True"), ("Established", "False")])
+    );
+    assert_eq!(get(&e, "/apis/example.com/v1").0, 404);
+    let (s, b) = post(&e, WIDGETS, widget());
+    assert_eq!((s, b["reason"].as_str()), (404, Some("NotFound")));
+    eventually("the kind is served", || {
+        (get(&e, "/apis/example.com/v1").0 == 200).then_some(())
+    });
+    let (_, crd) = get(&e, &format!("{CRDS}/widgets.example.com"));
+    assert_eq!(
+        conditions(&crd),
+        pairs(&[("NamesAccepted", "True"), ("Established", "True")])
+    );
+    assert_eq!(post(&e, WIDGETS, widget()).0, 201);
+    // Updating an established CRD keeps it served.
+    let mut changed = crd.clone();
+    changed["spec"]["names"]["shortNames"] = json!(["wd"]);
+    assert_eq!(
+        send(
+            &e,
+            "PUT",
+            &format!("{CRDS}/widgets.example.com"),
+            "application/json",
+            &changed
+        )
+        .0,
+        200
+    );
+    assert_eq!(get(&e, WIDGETS).0, 200);
+
+    let never = Emulator::start(Options {
+        crd_established_delay: None,
+        ..Options::default()
+    })
+    .expect("start");
+    post(&never, CRDS, widget_crd());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&never, "/apis/example.com/v1").0, 404);
+    // What the cluster itself installs (a seed) is served at once.
+    let mut gadgets = widget_crd();
+    gadgets["metadata"]["name"] = json!("gadgets.example.com");
+    gadgets["spec"]["names"] = json!({"kind": "Gadget", "plural": "gadgets"});
+    never.seed(gadgets).expect("seed");
+    assert_eq!(get(&never, "/apis/example.com/v1/gadgets").0, 200);
 }
 
 #[test]
