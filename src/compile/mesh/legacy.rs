@@ -6,7 +6,7 @@
 //! the current profile lives beside this file.
 
 use super::{
-    cacerts, cloud_host, exported_name, local_host, remote_secret, subset_rule_name,
+    cacerts, cloud_host, exported_name, http_rule, local_host, remote_secret, subset_rule_name,
     KubeconfigParts, Out,
 };
 use crate::compile::{DesiredObject, Edit, KnownAfterApply, LiveValue};
@@ -513,42 +513,24 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
             .http
             .iter()
             .map(|rule| {
-                let destinations: Vec<Value> = rule
-                    .to
-                    .iter()
-                    .map(|d| {
-                        let subset_cluster = s
-                            .subsets
-                            .iter()
-                            .find(|x| x.name == d.subset)
-                            .map(|x| x.cluster.as_str())
-                            .unwrap_or_default();
-                        let (host, rule) = if lc.primary().is_some() || subset_cluster == client {
-                            (local_host(s, c), subset_rule_name(lc, s))
-                        } else {
-                            (cloud_host(s, lc), exported_name(lc, s))
-                        };
-                        let dep = rule_ref(rule);
-                        if !depends_on.contains(&dep) {
-                            depends_on.push(dep);
-                        }
-                        let mut v = json!({ "destination": { "host": host, "subset": d.subset } });
-                        if let Some(w) = d.weight {
-                            v["weight"] = json!(w);
-                        }
-                        v
-                    })
-                    .collect();
-                let mut v = json!({ "route": destinations });
-                if !rule.headers.is_empty() {
-                    let headers: serde_json::Map<String, Value> = rule
-                        .headers
+                http_rule(rule, |d| {
+                    let subset_cluster = s
+                        .subsets
                         .iter()
-                        .map(|h| (h.name.clone(), json!({ h.kind: h.value })))
-                        .collect();
-                    v["match"] = json!([{ "headers": headers }]);
-                }
-                v
+                        .find(|x| x.name == d.subset)
+                        .map(|x| x.cluster.as_str())
+                        .unwrap_or_default();
+                    let (host, rule) = if lc.primary().is_some() || subset_cluster == client {
+                        (local_host(s, c), subset_rule_name(lc, s))
+                    } else {
+                        (cloud_host(s, lc), exported_name(lc, s))
+                    };
+                    let dep = rule_ref(rule);
+                    if !depends_on.contains(&dep) {
+                        depends_on.push(dep);
+                    }
+                    host
+                })
             })
             .collect();
         out.push(

@@ -269,3 +269,32 @@ fn local_host(s: &ExportedService, c: &Cluster) -> String {
 fn cloud_host(s: &ExportedService, lc: &LogicalCloud) -> String {
     format!("{}.{}.{}", s.name, s.namespace, lc.suffix)
 }
+
+/// One rule of a route as a VirtualService has it: the header match, if any, and the
+/// weighted subset destinations, each at the host `host_of` gives.
+fn http_rule(
+    rule: &crate::model::HttpRule,
+    mut host_of: impl FnMut(&crate::model::Destination) -> String,
+) -> Value {
+    let destinations: Vec<Value> = rule
+        .to
+        .iter()
+        .map(|d| {
+            let mut v = json!({ "destination": { "host": host_of(d), "subset": d.subset } });
+            if let Some(w) = d.weight {
+                v["weight"] = json!(w);
+            }
+            v
+        })
+        .collect();
+    let mut v = json!({ "route": destinations });
+    if !rule.headers.is_empty() {
+        let headers: serde_json::Map<String, Value> = rule
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), json!({ h.kind: h.value })))
+            .collect();
+        v["match"] = json!([{ "headers": headers }]);
+    }
+    v
+}

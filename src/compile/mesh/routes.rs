@@ -6,7 +6,9 @@
 //! cross through that network's east-west gateway, which resolves the subset with the same
 //! DestinationRule (hence it is in every member that runs a control plane).
 
-use super::{cloud_host, cloud_labels, exported_name, local_host, subset_rule_name, Out};
+use super::{
+    cloud_host, cloud_labels, exported_name, http_rule, local_host, subset_rule_name, Out,
+};
 use crate::model::{ExportedService, LogicalCloud, Model, Route};
 use crate::object::ObjRef;
 use serde_json::{json, Value};
@@ -73,29 +75,7 @@ fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: 
         let http: Vec<Value> = route
             .http
             .iter()
-            .map(|rule| {
-                let destinations: Vec<Value> = rule
-                    .to
-                    .iter()
-                    .map(|d| {
-                        let mut v = json!({ "destination": { "host": host, "subset": d.subset } });
-                        if let Some(w) = d.weight {
-                            v["weight"] = json!(w);
-                        }
-                        v
-                    })
-                    .collect();
-                let mut v = json!({ "route": destinations });
-                if !rule.headers.is_empty() {
-                    let headers: serde_json::Map<String, Value> = rule
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.clone(), json!({ h.kind: h.value })))
-                        .collect();
-                    v["match"] = json!([{ "headers": headers }]);
-                }
-                v
-            })
+            .map(|rule| http_rule(rule, |_| host.clone()))
             .collect();
         let mut depends_on = super::install::after_control_plane(lc, client);
         depends_on.push(ObjRef {
