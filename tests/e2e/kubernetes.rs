@@ -602,3 +602,303 @@ fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
         }
     }
 }
+
+/// An example made to run on emulated clusters with nothing pinned: the clusters are
+/// contexts, and the gateway addresses, API servers and reader tokens are what the
+/// clusters hand out after apply (known after apply), as on real clusters.
+fn unpinned_example(toml: &str) -> Project {
+    let p = super::examples::example_project(toml);
+    let text = p.read(toml);
+    let mut out = String::new();
+    for line in text.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if ["gateway", "api_server", "token_file", "ca_file"].contains(&key) {
+            continue;
+        }
+        match line.strip_prefix("dir = \"") {
+            Some(rest) => {
+                let dir = rest.split('"').next().unwrap_or("");
+                let name = dir.rsplit('/').next().unwrap_or(dir);
+                out.push_str(&format!("context = \"{name}\"\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    p.write(toml, &out);
+    p
+}
+
+/// Every object of `cluster` whose metadata names `needle` (in its name or namespace),
+/// as `Kind/namespace/name`, read over the API as any client would.
+fn objects_naming(e: &k8s_emulator::Emulator, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in [
+        "/api/v1/namespaces",
+        "/api/v1/configmaps",
+        "/api/v1/secrets",
+        "/api/v1/services",
+        "/api/v1/serviceaccounts",
+        "/apis/apps/v1/deployments",
+        "/apis/rbac.authorization.k8s.io/v1/roles",
+        "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        "/apis/networking.istio.io/v1/gateways",
+        "/apis/networking.istio.io/v1/serviceentries",
+        "/apis/networking.istio.io/v1/destinationrules",
+        "/apis/networking.istio.io/v1/virtualservices",
+        "/apis/sailoperator.io/v1/istios",
+    ] {
+        let resp = e.handle(&Request {
+            method: "GET".into(),
+            path: path.into(),
+            ..Default::default()
+        });
+        assert_eq!(resp.status, 200, "{path}: {}", resp.body);
+        for item in resp.body["items"].as_array().into_iter().flatten() {
+            let name = item["metadata"]["name"].as_str().unwrap_or("");
+            let ns = item["metadata"]["namespace"].as_str().unwrap_or("");
+            if name.contains(needle) || ns.contains(needle) {
+                found.push(format!(
+                    "{}/{ns}/{name}",
+                    item["kind"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The kubeconfig inside a remote secret, as istiod reads it.
+fn remote_kubeconfig(secret: &Value, cluster: &str) -> Value {
+    let text = match secret["data"][cluster].as_str() {
+        Some(b64) => String::from_utf8(super::harness::base64_decode(b64)).unwrap(),
+        None => secret["stringData"][cluster]
+            .as_str()
+            .expect("kubeconfig")
+            .to_string(),
+    };
+    serde_yaml_ng::from_str(&text).expect("a kubeconfig")
+}
+
+#[test]
+fn a_sail_installed_mesh_fills_in_what_the_clusters_hand_out_and_a_removed_cloud_leaves_no_trace() {
+    let toml = "two-clouds.toml";
+    let p = unpinned_example(toml);
+    let clusters = Clusters::start(3, p.dir.path()).expect("start emulated clusters");
+    clusters.seed_coredns().expect("seed coredns");
+    let kubeconfig = clusters.kubeconfig.display().to_string();
+    let dcm = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
+        all.splice(2..2, args.iter().copied());
+        p.dcm(&all)
+    };
+    let plan = dcm(&["plan", "--no-color"]).expect(0).stdout;
+    assert!(
+        plan.contains("(known after apply: cluster3/core/Service/istio-blue/istio-eastwestgateway.status.loadBalancer.ingress[0])"),
+        "{plan}"
+    );
+    assert!(plan.contains("(known after apply"), "{plan}");
+    dcm(&["apply", "--auto-approve"]).expect(0);
+
+    let c1 = clusters.get("cluster1").unwrap();
+    let c2 = clusters.get("cluster2").unwrap();
+    let c3 = clusters.get("cluster3").unwrap();
+    // A Sail control plane per cloud and cluster, reconciled and Ready.
+    for (_, e) in &clusters.clusters {
+        for cloud in ["blue", "green"] {
+            let istio = e
+                .object("sailoperator.io", "Istio", "", cloud)
+                .expect("a Sail Istio per cloud");
+            assert_eq!(istio["spec"]["namespace"], format!("istio-{cloud}"));
+            assert_eq!(istio["status"]["state"], "Healthy", "{istio}");
+        }
+    }
+    // Each primary reads the others with the token their cluster issued, at the server
+    // its kubeconfig context names.
+    let issued = c2
+        .object("", "Secret", "istio-blue", "dcm-istio-reader-token")
+        .expect("the reader token Secret");
+    let token = String::from_utf8(super::harness::base64_decode(
+        issued["data"]["token"].as_str().expect("an issued token"),
+    ))
+    .unwrap();
+    let secret = c1
+        .object("", "Secret", "istio-blue", "istio-remote-secret-cluster2")
+        .expect("cluster1's remote secret for cluster2");
+    let kc = remote_kubeconfig(&secret, "cluster2");
+    assert_eq!(kc["users"][0]["user"]["token"], token.as_str());
+    assert_eq!(kc["clusters"][0]["cluster"]["server"], c2.url());
+    assert!(!plan.contains(&token));
+    let state = p.read("state/dcm.state.json");
+    assert!(!state.contains(&token), "the token reached the state");
+
+    // Cloud names resolve to the other clusters' east-west gateways, at the addresses
+    // their load balancers were given.
+    let gateway_ip = |e: &k8s_emulator::Emulator, cloud: &str| {
+        let svc = e
+            .object(
+                "",
+                "Service",
+                &format!("istio-{cloud}"),
+                "istio-eastwestgateway",
+            )
+            .expect("the east-west gateway Service");
+        svc["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .expect("an ingress address")
+            .to_string()
+    };
+    let c3_blue = gateway_ip(c3, "blue");
+    assert!(c3_blue.starts_with("198.51.100.3"), "{c3_blue}");
+    let entries = c2
+        .handle(&Request {
+            method: "GET".into(),
+            path: "/apis/networking.istio.io/v1/namespaces/shop-blue/serviceentries".into(),
+            ..Default::default()
+        })
+        .body
+        .to_string();
+    assert!(entries.contains(&c3_blue), "{entries}");
+    assert!(!entries.contains(&gateway_ip(c3, "green")), "{entries}");
+
+    // Nothing left to do, and nothing is reported as drift.
+    dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    dcm(&["drift"]).expect(0);
+
+    // Removing a cloud removes exactly its objects: blue is untouched, byte for byte.
+    let blue_before: Vec<_> = clusters
+        .clusters
+        .iter()
+        .map(|(_, e)| objects_naming(e, "blue"))
+        .collect();
+    let blue_istio_before = c1.object("sailoperator.io", "Istio", "", "blue").unwrap();
+    assert!(!objects_naming(c1, "green").is_empty());
+    let text = p.read(toml);
+    let cut = text
+        .find("[logical_clouds.green]")
+        .expect("the green cloud");
+    p.write(toml, &text[..cut]);
+    let plan = dcm(&["plan", "--no-color"]).expect(0).stdout;
+    assert!(plan.contains("Plan: 0 to add, 0 to change, "), "{plan}");
+    for line in plan
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- ") || l.contains(" will be "))
+    {
+        if line.contains("will be") {
+            assert!(
+                line.contains("green") && line.contains("destroyed"),
+                "{line}\n{plan}"
+            );
+        }
+    }
+    dcm(&["apply", "--auto-approve"]).expect(0);
+    for (i, (name, e)) in clusters.clusters.iter().enumerate() {
+        assert_eq!(objects_naming(e, "green"), Vec::<String>::new(), "{name}");
+        assert_eq!(objects_naming(e, "blue"), blue_before[i], "{name}");
+    }
+    let blue_istio_after = c1.object("sailoperator.io", "Istio", "", "blue").unwrap();
+    assert_eq!(
+        blue_istio_before["metadata"]["resourceVersion"],
+        blue_istio_after["metadata"]["resourceVersion"]
+    );
+    dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    dcm(&["destroy", "--auto-approve"]).expect(0);
+    for (name, e) in &clusters.clusters {
+        assert_eq!(objects_naming(e, "blue"), Vec::<String>::new(), "{name}");
+    }
+}
+
+#[test]
+fn apply_waits_for_the_control_plane_to_be_ready_and_names_it_when_it_never_is() {
+    let toml = "two-clusters-bookinfo.toml";
+    let p = unpinned_example(toml);
+    // cluster2's Sail Operator never reports its control plane Ready.
+    let clusters = Clusters::start_with(2, p.dir.path(), |name, o| {
+        if name == "cluster2" {
+            o.istio_ready_delay = None;
+        }
+    })
+    .expect("start emulated clusters");
+    clusters.seed_coredns().expect("seed coredns");
+    let kubeconfig = clusters.kubeconfig.display().to_string();
+    let dcm = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
+        all.splice(2..2, args.iter().copied());
+        p.dcm(&all)
+    };
+    let failed = dcm(&["apply", "--auto-approve", "--wait-timeout", "2s"]).expect(1);
+    assert!(
+        failed
+            .stderr
+            .contains("cluster2/sailoperator.io/Istio/_cluster/lc1")
+            && failed.stderr.contains("Ready")
+            && failed.stderr.contains("gave up after 2s"),
+        "{}",
+        failed.stderr
+    );
+    let c1 = clusters.get("cluster1").unwrap();
+    let c2 = clusters.get("cluster2").unwrap();
+    // What needs cluster2's revision waits; cluster1 is not held back.
+    assert!(c2.object("", "Namespace", "", "bookinfo").is_none());
+    assert!(c1.object("", "Namespace", "", "bookinfo").is_some());
+    assert!(c1
+        .object(
+            "networking.istio.io",
+            "VirtualService",
+            "bookinfo",
+            "reviews-bookinfo-lc1"
+        )
+        .is_some());
+}
+
+#[test]
+fn a_remote_finds_its_primary_at_the_address_the_primary_s_load_balancer_was_given() {
+    let toml = "primary-remote.toml";
+    let p = unpinned_example(toml);
+    let clusters = Clusters::start(3, p.dir.path()).expect("start emulated clusters");
+    clusters.seed_coredns().expect("seed coredns");
+    let kubeconfig = clusters.kubeconfig.display().to_string();
+    let dcm = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
+        all.splice(2..2, args.iter().copied());
+        p.dcm(&all)
+    };
+    dcm(&["apply", "--auto-approve"]).expect(0);
+    let primary = clusters.get("cluster1").unwrap();
+    let gateway = primary
+        .object("", "Service", "istio-mesh", "istio-eastwestgateway")
+        .expect("the primary's east-west gateway");
+    let address = gateway["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .expect("an ingress address");
+    for remote in ["cluster2", "cluster3"] {
+        let e = clusters.get(remote).unwrap();
+        let istio = e
+            .object("sailoperator.io", "Istio", "", "mesh")
+            .expect("the remote's Istio");
+        assert_eq!(istio["spec"]["profile"], "remote", "{istio}");
+        assert_eq!(
+            istio["spec"]["values"]["global"]["remotePilotAddress"], address,
+            "{istio}"
+        );
+        // The primary reads each remote with a token the remote issued.
+        let secret = primary
+            .object(
+                "",
+                "Secret",
+                "istio-mesh",
+                &format!("istio-remote-secret-{remote}"),
+            )
+            .expect("a remote secret");
+        let kc = remote_kubeconfig(&secret, remote);
+        assert_eq!(kc["clusters"][0]["cluster"]["server"], e.url());
+        assert!(kc["users"][0]["user"]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty() && !t.contains("known after apply")));
+    }
+    dcm(&["plan", "--detailed-exitcode"]).expect(0);
+}
