@@ -306,17 +306,35 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
             }
         }
     }
-    for d in mesh::compile(model, allocations, &mut diags) {
+    for d in mesh::compile(model) {
         let origin = d.source.clone();
         add(&mut by_id, d, &origin, &mut diags);
     }
+    let mut objects: Vec<DesiredObject> = by_id.into_values().collect();
+    mesh::allocate_addresses(&mut objects, allocations, &mut diags);
     if !diags.is_empty() {
         return Err(Diagnostics(diags));
     }
     Ok(Desired {
-        objects: by_id.into_values().collect(),
+        objects,
         reverts: Vec::new(),
     })
+}
+
+/// Gives the ServiceEntry addresses out again with `allocations`, after a refresh found
+/// addresses that live ServiceEntries outside the file use (`Allocations::in_use`).
+/// Addresses the state records never change.
+pub fn reallocate_addresses(
+    desired: &mut Desired,
+    allocations: &Allocations,
+) -> Result<(), Diagnostics> {
+    let mut diags = Vec::new();
+    mesh::allocate_addresses(&mut desired.objects, allocations, &mut diags);
+    if diags.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(diags))
+    }
 }
 
 /// Turns every edit into the whole object it must be, given the live objects; and, from

@@ -85,6 +85,7 @@ pub(crate) fn make_plan(
         ))?
     };
     let mut desired = loaded.desired.clone();
+    avoid_live_addresses(&mut desired, state, &targets, &rt)?;
     crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
     let plan = plan::build(&PlanInputs {
@@ -96,6 +97,59 @@ pub(crate) fn make_plan(
         destroy,
     });
     Ok((plan, desired))
+}
+
+/// Gives out again the new ServiceEntry addresses that a live ServiceEntry outside the
+/// file and the state already uses: one LIST of ServiceEntries per cluster that gets a
+/// new address (addresses the state records are kept, so a re-plan lists nothing).
+fn avoid_live_addresses(
+    desired: &mut Desired,
+    state: Option<&State>,
+    targets: &crate::target::Targets,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), Error> {
+    const SE_API: &str = "networking.istio.io/v1";
+    let mut allocations = crate::compile::Allocations::from_state(state);
+    let is_se =
+        |id: &crate::object::ObjRef| id.group == "networking.istio.io" && id.kind == "ServiceEntry";
+    let new_in: std::collections::BTreeSet<String> = desired
+        .objects
+        .iter()
+        .filter(|o| is_se(&o.id) && o.allocated.contains_key("address"))
+        .filter(|o| !allocations.by_object.contains_key(&o.id))
+        .map(|o| o.id.cluster.clone())
+        .collect();
+    if new_in.is_empty() {
+        return Ok(());
+    }
+    let mut ours: std::collections::BTreeSet<crate::object::ObjRef> = desired
+        .objects
+        .iter()
+        .map(|o| o.id.clone())
+        .filter(|id| is_se(id))
+        .collect();
+    if let Some(s) = state {
+        ours.extend(s.objects.iter().map(|e| e.id()).filter(|id| is_se(id)));
+    }
+    for cluster in &new_in {
+        let target = targets.get(cluster)?.clone();
+        let live = rt
+            .block_on(target.list_kind(SE_API, "ServiceEntry"))
+            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        allocations.add_in_use(cluster, &live, |ns, name| {
+            ours.contains(&crate::object::ObjRef {
+                cluster: cluster.clone(),
+                group: "networking.istio.io".into(),
+                kind: "ServiceEntry".into(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            })
+        });
+    }
+    if allocations.in_use.values().all(|a| a.is_empty()) {
+        return Ok(());
+    }
+    crate::compile::reallocate_addresses(desired, &allocations).map_err(Error::Invalid)
 }
 
 /// `dcm plan`: what apply would do.

@@ -135,6 +135,53 @@ impl Target for DirTarget {
         write_atomically(&path, yaml.as_bytes()).map_err(|e| io_err(&path, e))
     }
 
+    async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let kind_dir = self
+            .path_of(&ObjRef {
+                cluster: String::new(),
+                group: group.to_string(),
+                kind: kind.to_string(),
+                namespace: String::new(),
+                name: "x".into(),
+            })
+            .parent()
+            .and_then(Path::file_name)
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let namespaces = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.root, e)),
+        };
+        let mut files: Vec<PathBuf> = Vec::new();
+        for ns in namespaces.flatten() {
+            let Ok(entries) = std::fs::read_dir(ns.path().join(&kind_dir)) else {
+                continue;
+            };
+            files.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
+            );
+        }
+        files.sort();
+        let mut out = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+            let value: Value =
+                serde_yaml_ng::from_str(&text).map_err(|e| TargetError::InvalidLive {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            if value.get("kind").and_then(Value::as_str) == Some(kind) {
+                out.push(value);
+            }
+        }
+        Ok(out)
+    }
+
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
         let path = self.path_of(id);
         match std::fs::remove_file(&path) {
@@ -234,6 +281,35 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [".other.yaml.tmp-1", "x.yaml"]);
+    }
+
+    #[tokio::test]
+    async fn listing_a_kind_reads_it_in_every_namespace_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DirTarget::new(dir.path().to_path_buf());
+        let se = |ns: &str, name: &str| {
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                   "metadata": {"name": name, "namespace": ns}, "spec": {"hosts": ["x"]}})
+        };
+        for (ns, name) in [("b", "two"), ("a", "one")] {
+            let obj = se(ns, name);
+            t.apply(&id("networking.istio.io", "ServiceEntry", ns, name), &obj)
+                .await
+                .unwrap();
+        }
+        let cm =
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"one","namespace":"a"}});
+        t.apply(&id("", "ConfigMap", "a", "one"), &cm)
+            .await
+            .unwrap();
+        let listed = t
+            .list_kind("networking.istio.io/v1", "ServiceEntry")
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![se("a", "one"), se("b", "two")]);
+        let none = tempfile::tempdir().unwrap().path().join("gone");
+        let empty = DirTarget::new(none).list_kind("v1", "ConfigMap").await;
+        assert!(empty.unwrap().is_empty());
     }
 
     #[tokio::test]

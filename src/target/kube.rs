@@ -319,6 +319,15 @@ impl Target for KubeTarget {
         Ok(out)
     }
 
+    async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {
+        let Some((ar, _)) = self.resource(api_version, kind).await? else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        self.list_all(&api).await
+    }
+
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError> {
         let api_version = object
             .get("apiVersion")

@@ -55,6 +55,13 @@ pub trait Target: Send + Sync {
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
+    /// Every object of `kind` (in `group`, at `api_version`) in every namespace, whoever
+    /// made it; none when the kind is not served. For checks against the whole cluster
+    /// (addresses other ServiceEntries already use), never for Secrets.
+    async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {
+        let _ = (api_version, kind);
+        Ok(Vec::new())
+    }
     /// The URL other clusters reach this cluster's API server at, when the target knows
     /// it (a kubeconfig context's server).
     fn api_server(&self) -> Option<String> {

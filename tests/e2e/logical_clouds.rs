@@ -120,6 +120,34 @@ fn service_entry_addresses_never_change_once_allocated() {
 }
 
 #[test]
+fn service_entry_addresses_avoid_those_the_file_and_the_live_cluster_already_use() {
+    let p = cloud_project();
+    // In cluster1 (where the cloud names are served from cluster2) the file's own
+    // ServiceEntry holds .1, and someone else's live ServiceEntry (in neither the file
+    // nor the state) holds .2 and .4.
+    p.write(
+        "dcm.toml",
+        &format!(
+            "{CLOUD}\n[[resources]]\nname = \"egress\"\nclusters = [\"cluster1\"]\nmanifest = {{ apiVersion = \"networking.istio.io/v1\", kind = \"ServiceEntry\", metadata = {{ name = \"egress\", namespace = \"default\" }}, spec = {{ hosts = [\"api.example.com\"], addresses = [\"127.255.0.1\"], resolution = \"DNS\", ports = [{{ number = 443, name = \"tls\", protocol = \"TLS\" }}] }} }}\n"
+        ),
+    );
+    p.write(
+        "out/cluster1/team-b/serviceentry.networking.istio.io/theirs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: theirs\n  namespace: team-b\nspec:\n  hosts: [db.team-b.internal]\n  addresses: [127.255.0.2/32, 127.255.0.4]\n  resolution: STATIC\n",
+    );
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    assert_eq!(
+        (address_of(&p, "ratings"), address_of(&p, "reviews")),
+        ("127.255.0.3".to_string(), "127.255.0.5".to_string())
+    );
+    // Theirs is untouched, and a re-plan (addresses now in the state) is clean.
+    assert!(p
+        .read("out/cluster1/team-b/serviceentry.networking.istio.io/theirs.yaml")
+        .contains("127.255.0.4"));
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+#[test]
 fn ca_keys_never_appear_in_plans_or_state() {
     let p = cloud_project();
     let key_body: String = p

@@ -17,10 +17,10 @@ mod names;
 mod routes;
 mod trust;
 
-pub use names::Allocations;
+pub use names::{allocate_addresses, Allocations};
 
 use super::{DesiredObject, KnownAfterApply};
-use crate::diag::{Diagnostic, Location};
+use crate::diag::Location;
 use crate::model::{
     Ca, Cluster, Dependency, DependencyTarget, ExportedService, LogicalCloud, Model, Profile,
 };
@@ -86,12 +86,9 @@ impl Out<'_> {
     }
 }
 
-/// Compiles every logical cloud of the model.
-pub fn compile(
-    model: &Model,
-    allocations: &Allocations,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<DesiredObject> {
+/// Compiles every logical cloud of the model. Their ServiceEntry addresses are given
+/// out afterwards (`allocate_addresses`), once every object of the file is known.
+pub fn compile(model: &Model) -> Vec<DesiredObject> {
     let mut all = Vec::new();
     for lc in model.logical_clouds.values() {
         let location = model
@@ -111,7 +108,6 @@ pub fn compile(
         all.extend(out.objects);
     }
     all.extend(legacy::dns_stub_domains(model));
-    names::allocate_addresses(&mut all, allocations, diags);
     for o in &mut all {
         o.fold_when_known();
     }

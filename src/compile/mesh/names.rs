@@ -97,10 +97,14 @@ pub(super) fn cloud_names(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
     }
 }
 
-/// ServiceEntry addresses already handed out (from the state), per object.
+/// ServiceEntry addresses already handed out (from the state), per object, and the
+/// addresses that live ServiceEntries outside the file use, per cluster.
 #[derive(Debug, Clone, Default)]
 pub struct Allocations {
     pub by_object: BTreeMap<ObjRef, Ipv4Addr>,
+    /// Addresses (or ranges' first addresses) of live ServiceEntries that are neither
+    /// the file's nor the state's: never handed out in that cluster.
+    pub in_use: BTreeMap<String, BTreeSet<Ipv4Addr>>,
 }
 
 impl Allocations {
@@ -112,8 +116,40 @@ impl Allocations {
                 by_object.insert(e.id(), ip);
             }
         }
-        Allocations { by_object }
+        Allocations {
+            by_object,
+            in_use: BTreeMap::new(),
+        }
     }
+
+    /// The addresses of `service_entries` (live objects of `cluster`) that are neither
+    /// `ours` (objects of the file or the state) nor unparsable.
+    pub fn add_in_use<'a>(
+        &mut self,
+        cluster: &str,
+        service_entries: impl IntoIterator<Item = &'a Value>,
+        ours: impl Fn(&str, &str) -> bool,
+    ) {
+        for se in service_entries {
+            let ns = se.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = se.pointer("/metadata/name").and_then(Value::as_str);
+            if ours(ns.unwrap_or(""), name.unwrap_or("")) {
+                continue;
+            }
+            let set = self.in_use.entry(cluster.to_string()).or_default();
+            set.extend(addresses_of(se));
+        }
+    }
+}
+
+/// The IPv4 addresses a ServiceEntry claims: `10.0.0.1`, or a range's first address.
+fn addresses_of(service_entry: &Value) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    service_entry
+        .pointer("/spec/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.split('/').next()?.parse::<Ipv4Addr>().ok())
 }
 
 /// The range ServiceEntry addresses come from: 127.255.0.0/16, network and broadcast
@@ -121,11 +157,11 @@ impl Allocations {
 const FIRST: u32 = u32::from_be_bytes([127, 255, 0, 1]);
 const LAST: u32 = u32::from_be_bytes([127, 255, 255, 254]);
 /// Gives every ServiceEntry dcm makes an address from 127.255.0.0/16, unique within its
-/// cluster, and never one that another ServiceEntry of the file (`[[resources]]`) already
-/// uses there. An address once recorded in the state is kept for as long as the object
+/// cluster, and never one that another ServiceEntry of the file (`[[resources]]`) or a
+/// live one outside the file (`Allocations::in_use`) already uses there. An address once recorded in the state is kept for as long as the object
 /// exists; new ones take the lowest free address, in address order of the objects, so
 /// adding, removing or reordering other services never renumbers anything.
-pub(super) fn allocate_addresses(
+pub fn allocate_addresses(
     objects: &mut [DesiredObject],
     allocations: &Allocations,
     diags: &mut Vec<Diagnostic>,
@@ -140,21 +176,14 @@ pub(super) fn allocate_addresses(
             .insert(u32::from(*ip));
     }
     for o in objects.iter().filter(|o| is_se(o) && !ours(o)) {
-        let addresses = o
-            .object
-            .pointer("/spec/addresses")
-            .and_then(Value::as_array);
-        for a in addresses.into_iter().flatten() {
-            // `10.0.0.1` or `10.0.0.0/24`: an address or a range's first address.
-            let ip = a
-                .as_str()
-                .and_then(|t| t.split('/').next()?.parse::<Ipv4Addr>().ok());
-            if let Some(ip) = ip {
-                used.entry(o.id.cluster.clone())
-                    .or_default()
-                    .insert(u32::from(ip));
-            }
-        }
+        used.entry(o.id.cluster.clone())
+            .or_default()
+            .extend(addresses_of(&o.object).map(u32::from));
+    }
+    for (cluster, addresses) in &allocations.in_use {
+        used.entry(cluster.clone())
+            .or_default()
+            .extend(addresses.iter().map(|a| u32::from(*a)));
     }
     let mut order: Vec<usize> = (0..objects.len())
         .filter(|&i| is_se(&objects[i]) && ours(&objects[i]))
