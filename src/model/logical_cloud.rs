@@ -98,6 +98,13 @@ pub struct LogicalCloud {
 }
 
 impl LogicalCloud {
+    /// The exported service a route is for (the model checked that there is one).
+    pub fn service_of(&self, route: &crate::model::Route) -> Option<&ExportedService> {
+        self.services
+            .iter()
+            .find(|s| s.name == route.service && s.namespace == route.namespace)
+    }
+
     /// The primary cluster of a primary-remote cloud.
     pub fn primary(&self) -> Option<&str> {
         match &self.topology {

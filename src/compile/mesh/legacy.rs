@@ -490,11 +490,7 @@ fn operator_of(lc: &LogicalCloud, cluster: &str) -> ObjRef {
 /// reached by the local host; one in another cluster through the cloud host, whose
 /// ServiceEntry and DestinationRule dcm puts in the client cluster.
 fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: &Model) {
-    let Some(s) = lc
-        .services
-        .iter()
-        .find(|s| s.name == route.service && s.namespace == route.namespace)
-    else {
+    let Some(s) = lc.service_of(route) else {
         return;
     };
     for client in &route.clusters {
@@ -568,11 +564,7 @@ fn service_entry(
             Some(json!({ "address": addr, "ports": ports, "labels": { "cluster": serving.name }, "network": serving.network }))
         })
         .collect();
-    let ports: Vec<Value> = s
-        .ports
-        .iter()
-        .map(|p| json!({ "name": p.name, "number": p.number, "protocol": p.protocol }))
-        .collect();
+    let ports = super::service_ports(s);
     let labels = json!({ "dcm.io/logical-cloud": lc.name });
     out.push(
         &c.name,

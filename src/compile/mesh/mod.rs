@@ -247,6 +247,14 @@ fn remote_secret(
 
 /// `reviews-default-lc1`: the name of the ServiceEntry, DestinationRule and VirtualService
 /// dcm makes for an exported service.
+/// A ServiceEntry's ports for an exported service.
+fn service_ports(s: &ExportedService) -> Vec<Value> {
+    s.ports
+        .iter()
+        .map(|p| json!({ "name": p.name, "number": p.number, "protocol": p.protocol }))
+        .collect()
+}
+
 fn exported_name(lc: &LogicalCloud, s: &ExportedService) -> String {
     format!("{}-{}-{}", s.name, s.namespace, lc.suffix)
 }

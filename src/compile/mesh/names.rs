@@ -22,11 +22,7 @@ pub(super) fn cloud_names(out: &mut Out<'_>, lc: &LogicalCloud, model: &Model) {
     for s in &lc.services {
         let host = cloud_host(s, lc);
         let name = exported_name(lc, s);
-        let ports: Vec<Value> = s
-            .ports
-            .iter()
-            .map(|p| json!({ "name": p.name, "number": p.number, "protocol": p.protocol }))
-            .collect();
+        let ports = super::service_ports(s);
         for member in lc.clusters.iter().filter(|m| lc.runs_control_plane(m)) {
             let Some(c) = model.clusters.get(member) else {
                 continue;

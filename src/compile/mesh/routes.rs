@@ -60,11 +60,7 @@ fn subset_rules(out: &mut Out<'_>, lc: &LogicalCloud, s: &ExportedService, model
 /// A route's VirtualService in each of its client clusters (the model puts a
 /// primary-remote cloud's routes in its primary).
 fn virtual_services(out: &mut Out<'_>, lc: &LogicalCloud, route: &Route, model: &Model) {
-    let Some(s) = lc
-        .services
-        .iter()
-        .find(|s| s.name == route.service && s.namespace == route.namespace)
-    else {
+    let Some(s) = lc.service_of(route) else {
         return;
     };
     for client in &route.clusters {
