@@ -4,7 +4,7 @@
 //! primary-remote mesh) come out as Istio needs them.
 
 use super::harness::{base64_decode, Project};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -649,4 +649,107 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     assert!(!p.exists("out/cluster1/istio-mesh/secret/istio-remote-secret-cluster3.yaml"));
     p.dcm(&["plan", "--detailed-exitcode", "-f", toml])
         .expect(0);
+}
+
+/// Every object a directory target holds, parsed.
+fn objects_under(p: &Project, dir: &str) -> Vec<Value> {
+    p.files(dir)
+        .iter()
+        .filter(|f| f.ends_with(".yaml"))
+        .map(|f| yaml(p, &format!("{dir}/{f}")))
+        .collect()
+}
+
+#[test]
+fn two_clouds_on_the_same_clusters_route_cart_their_own_way_and_never_read_each_other() {
+    let toml = "two-clouds.toml";
+    let p = example_project(toml);
+    p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
+    for cluster in ["cluster1", "cluster2", "cluster3"] {
+        let objects = objects_under(&p, &format!("out/two-clouds/{cluster}"));
+        let labels_of_namespace = |ns: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == ns)
+                .map(|o| o["metadata"]["labels"].clone())
+                .unwrap_or_else(|| panic!("{cluster}: no namespace {ns}"))
+        };
+        // Which control planes see a namespace: those whose discoverySelectors match it.
+        let seen_by = |ns: &str| -> Vec<String> {
+            let labels = labels_of_namespace(ns);
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Istio")
+                .filter(|istio| {
+                    let selectors = istio["spec"]["values"]["meshConfig"]["discoverySelectors"]
+                        .as_array()
+                        .expect("discoverySelectors");
+                    selectors.iter().any(|s| {
+                        s["matchLabels"]
+                            .as_object()
+                            .expect("matchLabels")
+                            .iter()
+                            .all(|(k, v)| labels[k] == *v)
+                    })
+                })
+                .map(|istio| istio["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut config = 0;
+        for o in objects.iter().filter(|o| {
+            o["apiVersion"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("networking.istio.io/"))
+        }) {
+            let cloud = o["metadata"]["labels"]["dcm.io/logical-cloud"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{cluster}: unlabelled {o}"));
+            // The revision label makes every other istiod skip it, and its namespace is
+            // discovered by its own cloud's istiod only.
+            assert_eq!(o["metadata"]["labels"]["istio.io/rev"], cloud, "{o}");
+            let ns = o["metadata"]["namespace"].as_str().unwrap();
+            assert_eq!(seen_by(ns), [cloud], "{cluster}: {ns}");
+            config += 1;
+        }
+        assert!(config >= 6, "{cluster}: {config} Istio config objects");
+        for cloud in ["blue", "green"] {
+            assert_eq!(seen_by(&format!("shop-{cloud}")), [cloud]);
+            assert_eq!(
+                labels_of_namespace(&format!("shop-{cloud}"))["istio.io/rev"],
+                cloud
+            );
+        }
+    }
+    // The same service, routed two ways: blue splits by weight for every client; green
+    // sends beta testers (in cluster1 only) to its beta.
+    let blue = yaml(
+        &p,
+        "out/two-clouds/cluster1/shop-blue/virtualservice.networking.istio.io/cart-shop-blue-blue.yaml",
+    );
+    let weights: Vec<&Value> = blue["spec"]["http"][0]["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["weight"])
+        .collect();
+    assert_eq!(weights, [&json!(90), &json!(10)]);
+    assert!(blue["spec"]["http"][0].get("match").is_none());
+    let green = yaml(
+        &p,
+        "out/two-clouds/cluster1/shop-green/virtualservice.networking.istio.io/cart-shop-green-green.yaml",
+    );
+    assert_eq!(
+        green["spec"]["http"][0]["match"],
+        json!([{ "headers": { "x-beta": { "exact": "yes" } } }])
+    );
+    assert_eq!(
+        green["spec"]["http"][0]["route"][0]["destination"]["subset"],
+        "beta"
+    );
+    assert!(p.exists(
+        "out/two-clouds/cluster2/shop-blue/virtualservice.networking.istio.io/cart-shop-blue-blue.yaml"
+    ));
+    assert!(!p.exists(
+        "out/two-clouds/cluster2/shop-green/virtualservice.networking.istio.io/cart-shop-green-green.yaml"
+    ));
 }
