@@ -1,19 +1,36 @@
 //! East-west gateways (current profile): one per cloud and member, shaped like Istio's
-//! `gen-eastwest-gateway.sh` output as the Sail Operator documents it (a gateway-injected
+//! `gen-eastwest-gateway.sh --network <net> --revision <rev>` output as the Sail Operator
+//! documents it (`docs/deployment-models/resources/east-west-gateway-net1.yaml`, rendered
+//! through Istio's `manifests/charts/gateways/istio-ingress` chart: a gateway-injected
 //! Deployment, its ServiceAccount and SDS Role, a LoadBalancer Service on 15021, 15443,
 //! 15012 and 15017 labelled with the network); `cross-network-gateway`, which passes mTLS
-//! through on 15443 for the cluster's names and the cloud's suffix; and, on the primary of
-//! a primary-remote cloud, istiod exposed through it (Istio's `expose-istiod-rev`).
+//! through on 15443 for the cluster's names and the cloud's suffix (`expose-services.yaml`);
+//! and, on the primary of a primary-remote cloud, istiod exposed through it (Istio's
+//! `expose-istiod-rev.yaml.tmpl`). `tests/e2e/reference_shapes.rs` compares them field by
+//! field with those samples.
 //!
-//! Deliberate differences from the samples, each for one reason: every object lives in
-//! the cloud's own namespace and carries its revision (`istio.io/rev`), so two clouds on
-//! one cluster each have their own gateway and neither control plane configures the
-//! other's; and `cross-network-gateway` also lists `*.<suffix>` for the cloud's names.
+//! Deliberate differences from the samples, each for one reason:
+//! - every object lives in the cloud's own namespace and carries its revision
+//!   (`istio.io/rev`, as the chart sets it for `--revision`), so two clouds on one cluster
+//!   each have their own gateway and neither control plane configures the other's;
+//! - `cross-network-gateway` also lists `*.<suffix>` for the cloud's names;
+//! - objects carry `dcm.io/logical-cloud` instead of the operator's bookkeeping labels
+//!   (`release`, `install.operator.istio.io/owning-resource`, `operator.istio.io/component`,
+//!   `app.kubernetes.io/name`, and on pods `chart`, `heritage`,
+//!   `service.istio.io/canonical-*`, which the injector derives from `app` anyway);
+//! - the Deployment leaves to the injector and to Kubernetes' defaults what they fill in
+//!   the same way (the pod's security context: the `gateway` injection template sets the
+//!   proxy's user 1337 and the unprivileged-port sysctl; a rolling update that, with one
+//!   replica, also starts the new pod before stopping the old, as the chart's 100%/25%
+//!   does), and has none of the chart's `istio-ingressgateway-certs` volumes (optional
+//!   file-mounted certificates, unused: gateways read secrets through SDS);
+//! - no PodDisruptionBudget or HorizontalPodAutoscaler: dcm manages no scaling, and a
+//!   `minAvailable: 1` budget on one replica would block every node drain.
 
 use super::install::after_control_plane as after_install;
 use super::{cloud_labels, in_istio_namespace, Out};
 use crate::compile::{KnownAfterApply, LiveValue};
-use crate::model::{Cluster, LogicalCloud, Model};
+use crate::model::{Cluster, Install, LogicalCloud, Model};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -79,7 +96,14 @@ pub(super) fn east_west(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model
     let net = &c.network;
     let selector =
         json!({ "app": EAST_WEST, "istio": "eastwestgateway", "topology.istio.io/network": net });
-    let labels = json!({ "app": EAST_WEST, "istio": "eastwestgateway", "topology.istio.io/network": net, "dcm.io/logical-cloud": lc.name });
+    // As the chart labels the ServiceAccount, Deployment and Service: the gateway's labels
+    // and the revision.
+    let labels = json!({
+        "app": EAST_WEST, "istio": "eastwestgateway", "topology.istio.io/network": net,
+        "istio.io/rev": lc.revision, "dcm.io/logical-cloud": lc.name
+    });
+    // The chart's Role and RoleBinding carry the revision but not the gateway's labels.
+    let rbac_labels = cloud_labels(lc);
     let after = after_install(lc, &c.name);
     out.push(
         &c.name,
@@ -92,7 +116,7 @@ pub(super) fn east_west(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model
         &c.name,
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": { "name": sds, "namespace": ns, "labels": labels },
+            "metadata": { "name": sds, "namespace": ns, "labels": rbac_labels },
             "rules": [{ "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch", "list"] }]
         }),
         vec![],
@@ -102,7 +126,7 @@ pub(super) fn east_west(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model
         &c.name,
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": { "name": sds, "namespace": ns, "labels": labels },
+            "metadata": { "name": sds, "namespace": ns, "labels": rbac_labels },
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sds },
             "subjects": [{ "kind": "ServiceAccount", "name": EAST_WEST_ACCOUNT }]
         }),
@@ -162,6 +186,13 @@ pub(super) fn east_west(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model
                                 { "containerPort": 15017, "protocol": "TCP" },
                                 { "containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP" }
                             ],
+                            // The chart's (and the `gateway` chart's) defaults: the
+                            // `gateway` injection template sets none, and without requests
+                            // the gateway would be the first pod evicted from a busy node.
+                            "resources": {
+                                "limits": { "cpu": "2000m", "memory": "1024Mi" },
+                                "requests": { "cpu": "100m", "memory": "128Mi" }
+                            },
                             "securityContext": {
                                 "allowPrivilegeEscalation": false,
                                 "capabilities": { "drop": ["ALL"] },
@@ -229,6 +260,11 @@ pub(super) fn east_west(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster, model
 /// Istio's `expose-istiod-rev`: istiod's xDS (15012) and webhook (15017, to its 443)
 /// passed through the east-west gateway, so remotes reach the primary's control plane.
 /// As in the sample, only the VirtualService carries the revision in its name.
+///
+/// The destination is istiod's Service, which Istio's chart names `istiod-<revision>`
+/// (`istio-discovery/templates/service.yaml`); the Sail Operator installs the revision
+/// named `default` with an empty revision value (`pkg/istiovalues/overrides.go`), so that
+/// one's Service is plain `istiod`.
 fn expose_istiod(
     out: &mut Out<'_>,
     lc: &LogicalCloud,
@@ -238,8 +274,13 @@ fn expose_istiod(
     let ns = &lc.istio_namespace;
     let rev = &lc.revision;
     let gateway = "istiod-gateway".to_string();
-    let istiod = format!("istiod-{rev}.{ns}.svc.{}", c.cluster_domain);
-    let sni = json!([format!("istiod-{rev}.{ns}.svc"), istiod]);
+    let service = if lc.install == Install::Sail && rev == "default" {
+        "istiod".to_string()
+    } else {
+        format!("istiod-{rev}")
+    };
+    let istiod = format!("{service}.{ns}.svc.{}", c.cluster_domain);
+    let sni = json!([format!("{service}.{ns}.svc"), istiod]);
     out.push(
         &c.name,
         json!({
