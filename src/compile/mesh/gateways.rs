@@ -30,7 +30,7 @@
 use super::install::after_control_plane as after_install;
 use super::{cloud_labels, in_istio_namespace, Out};
 use crate::compile::{KnownAfterApply, LiveValue};
-use crate::model::{Cluster, Install, LogicalCloud, Model};
+use crate::model::{Cluster, LogicalCloud, Model};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -274,10 +274,9 @@ fn expose_istiod(
     let ns = &lc.istio_namespace;
     let rev = &lc.revision;
     let gateway = "istiod-gateway".to_string();
-    let service = if lc.install == Install::Sail && rev == "default" {
-        "istiod".to_string()
-    } else {
-        format!("istiod-{rev}")
+    let service = match super::chart_revision(lc) {
+        Some(rev) => format!("istiod-{rev}"),
+        None => "istiod".to_string(),
     };
     let istiod = format!("{service}.{ns}.svc.{}", c.cluster_domain);
     let sni = json!([format!("{service}.{ns}.svc"), istiod]);

@@ -247,6 +247,14 @@ fn remote_secret(
 
 /// `reviews-default-lc1`: the name of the ServiceEntry, DestinationRule and VirtualService
 /// dcm makes for an exported service.
+/// The revision value Istio's charts render names with (`istiod-<rev>`,
+/// `istio-reader-clusterrole-<rev>-<ns>`): none for the Sail Operator's revision
+/// `default`, which it installs with an empty revision (`pkg/istiovalues/overrides.go`).
+fn chart_revision(lc: &LogicalCloud) -> Option<&str> {
+    let sail_default = lc.install == crate::model::Install::Sail && lc.revision == "default";
+    (!sail_default).then_some(lc.revision.as_str())
+}
+
 /// A ServiceEntry's ports for an exported service.
 fn service_ports(s: &ExportedService) -> Vec<Value> {
     s.ports
@@ -301,4 +309,75 @@ fn http_rule(
         v["match"] = json!([{ "headers": headers }]);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile, config, model};
+
+    /// The Sail Operator renders revision `default` without a revision value, and Istio's
+    /// charts then drop it from names: istiod's Service and the reader ClusterRole.
+    #[test]
+    fn sail_s_default_revision_is_named_as_the_charts_name_it() {
+        for (cloud, istiod, reader_role) in [
+            (
+                "default",
+                "istiod",
+                "istio-reader-clusterrole-istio-default",
+            ),
+            (
+                "blue",
+                "istiod-blue",
+                "istio-reader-clusterrole-blue-istio-blue",
+            ),
+        ] {
+            let toml = format!(
+                r#"
+[istio]
+version = "1.31.0"
+[ca]
+root_cert = "tests/fixtures/certs/root-cert.pem"
+ca_cert = "tests/fixtures/certs/ca-cert.pem"
+ca_key = "tests/fixtures/certs/ca-key.pem"
+cert_chain = "tests/fixtures/certs/cert-chain.pem"
+[clusters.c1]
+context = "c1"
+network = "n1"
+[clusters.c2]
+context = "c2"
+network = "n1"
+[logical_clouds.{cloud}]
+topology = "primary-remote"
+primary = "c1"
+clusters = ["c1", "c2"]
+"#
+            );
+            let src = crate::diag::SourceFile::new("t.toml", toml);
+            let raw = config::parse(src, env!("CARGO_MANIFEST_DIR").into()).unwrap();
+            let desired = compile::compile(
+                &model::build(raw).unwrap(),
+                &compile::Allocations::default(),
+            )
+            .unwrap();
+            let find = |cluster: &str, kind: &str| {
+                desired
+                    .objects
+                    .iter()
+                    .find(|o| o.id.cluster == cluster && o.id.kind == kind)
+                    .map(|o| o.object.clone())
+                    .unwrap_or_else(|| panic!("{cluster} {kind}"))
+            };
+            let vs = find("c1", "VirtualService");
+            let host = vs["spec"]["tls"][0]["route"][0]["destination"]["host"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                host.starts_with(&format!("{istiod}.istio-{cloud}.svc")),
+                "{vs}"
+            );
+            let binding = find("c2", "ClusterRoleBinding");
+            assert_eq!(binding["roleRef"]["name"], reader_role);
+        }
+    }
 }

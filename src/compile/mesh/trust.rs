@@ -48,7 +48,10 @@ pub(super) fn reader(out: &mut Out<'_>, lc: &LogicalCloud, c: &Cluster) {
             "metadata": { "name": format!("{READER}-{}-{ns}", lc.revision), "labels": labels },
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                "name": format!("istio-reader-clusterrole-{}-{ns}", lc.revision)
+                "name": match super::chart_revision(lc) {
+                    Some(rev) => format!("istio-reader-clusterrole-{rev}-{ns}"),
+                    None => format!("istio-reader-clusterrole-{ns}"),
+                }
             },
             "subjects": [{ "kind": "ServiceAccount", "name": READER, "namespace": ns }]
         }),
