@@ -338,9 +338,18 @@ async fn run(
                 fill_in_known_after_apply(&mut d, targets, wait).await?;
             }
             let d = &d;
-            let (oid, api_version, object) = (&d.id, &d.api_version, &d.object);
-            let existing = store.lock().ok().and_then(|s| s.state.get(oid).cloned());
-            let entry = StateEntry {
+            let (oid, api_version) = (&d.id, &d.api_version);
+            let (existing, lineage) = store
+                .lock()
+                .map(|s| (s.state.get(oid).cloned(), s.state.lineage.clone()))
+                .map_err(|_| fail("the state is unavailable"))?;
+            let origin = c.origin.unwrap_or(crate::state::Origin::Created);
+            // What dcm creates or imports carries its marks; what it only edits does not.
+            let mut object = d.object.clone();
+            if origin != crate::state::Origin::Edited && !c.forget_after {
+                crate::ownership::stamp(&mut object, &lineage, &c.address);
+            }
+            let mut entry = StateEntry {
                 address: c.address.clone(),
                 cluster: oid.cluster.clone(),
                 api_version: api_version.clone(),
@@ -348,10 +357,11 @@ async fn run(
                 namespace: oid.namespace.clone(),
                 name: oid.name.clone(),
                 sha256: crate::plan::recorded_sha(d),
-                origin: c.origin.unwrap_or(crate::state::Origin::Created),
+                origin,
                 pending: false,
                 depends_on: job.depends_on.clone(),
                 allocated: d.allocated.clone(),
+                uid: existing.as_ref().and_then(|e| e.uid.clone()),
             };
             if c.action != Action::NoOp {
                 if existing.is_none() && !c.forget_after {
@@ -363,7 +373,10 @@ async fn run(
                     };
                     save(store, |s| s.upsert(pending))?;
                 }
-                target.apply(oid, object).await.map_err(fail)?;
+                let uid = target.apply(oid, &object).await.map_err(fail)?;
+                if uid.is_some() {
+                    entry.uid = uid;
+                }
             }
             // What depends on it starts only once it is up (a NoOp included: a re-run
             // after a timeout waits again).
@@ -384,6 +397,9 @@ async fn run(
         Action::Forget => save(store, |s| {
             s.remove(&c.address);
         }),
+        Action::Refuse => Err(fail(
+            "it exists and is not dcm's to change (import it or take it over first)",
+        )),
     }
 }
 
@@ -410,7 +426,7 @@ mod tests {
         async fn read(&self, _: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
             Ok(BTreeMap::new())
         }
-        async fn apply(&self, id: &ObjRef, _: &Value) -> Result<(), TargetError> {
+        async fn apply(&self, id: &ObjRef, _: &Value) -> Result<Option<String>, TargetError> {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -422,7 +438,7 @@ mod tests {
                 });
             }
             self.written.lock().unwrap().push(id.name.clone());
-            Ok(())
+            Ok(None)
         }
         async fn delete(&self, _: &ObjRef) -> Result<(), TargetError> {
             Ok(())
@@ -461,6 +477,7 @@ mod tests {
             live: &live,
             config: "t.toml".into(),
             destroy: false,
+            ownership: Default::default(),
         });
         let mut targets = Targets::default();
         targets.insert("c", fake);

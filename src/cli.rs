@@ -48,6 +48,15 @@ pub struct FileArg {
     pub file: PathBuf,
 }
 
+/// `--take-over ADDRESS`, repeatable.
+#[derive(Debug, Args)]
+pub struct TakeOverArg {
+    /// Let dcm take this existing object (an address, as the plan shows it) from its
+    /// owner: another dcm state, or whoever made it again after dcm; repeatable.
+    #[arg(long = "take-over", value_name = "ADDRESS")]
+    pub take_over: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the file (syntax, keys, names, references, cycles); contacts no cluster.
@@ -73,6 +82,8 @@ pub enum Command {
         /// Print the plan as Markdown (for a pull-request comment).
         #[arg(long)]
         markdown: bool,
+        #[command(flatten)]
+        take_over: TakeOverArg,
     },
     /// Make the clusters match the file, in dependency order, recording what was done.
     ///
@@ -92,6 +103,22 @@ pub enum Command {
         /// the istiocoredns ClusterIP a control plane creates), e.g. 90s or 5m.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
         wait_timeout: std::time::Duration,
+        #[command(flatten)]
+        take_over: TakeOverArg,
+    },
+    /// Start managing an object that already exists (as `terraform import` does): record
+    /// it in the state without changing it. The next plan shows what the file would change.
+    ///
+    /// ADDRESS is an object the file declares, as `dcm plan` shows it. An object that
+    /// carries another dcm state's labels is refused unless --take-over.
+    Import {
+        #[arg(value_name = "ADDRESS", required = true)]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        file: FileArg,
+        /// Take the objects even from another dcm state.
+        #[arg(long)]
+        take_over: bool,
     },
     /// Report live objects that no longer match what dcm applied; changes nothing.
     ///
@@ -167,6 +194,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             out,
             json,
             markdown,
+            take_over,
         } => {
             let format = match (json, markdown) {
                 (true, _) => PlanFormat::Json,
@@ -179,6 +207,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                     detailed_exitcode,
                     out,
                     format,
+                    take_over: take_over.take_over.into_iter().collect(),
                 },
                 &global,
             )
@@ -188,6 +217,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             file,
             auto_approve,
             wait_timeout,
+            take_over,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
@@ -195,9 +225,15 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 auto_approve,
                 destroy: false,
                 wait: wait_timeout,
+                take_over: take_over.take_over.into_iter().collect(),
             },
             &global,
         ),
+        Command::Import {
+            addresses,
+            file,
+            take_over,
+        } => ops::import(&file.file, &addresses, take_over, &global),
         Command::Destroy { file, auto_approve } => ops::apply(
             &ApplyOptions {
                 file: file.file,
@@ -205,6 +241,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 auto_approve,
                 destroy: true,
                 wait: std::time::Duration::ZERO,
+                take_over: Default::default(),
             },
             &global,
         ),

@@ -13,6 +13,7 @@ pub mod model;
 pub mod object;
 pub mod ops;
 pub mod output;
+pub mod ownership;
 pub mod plan;
 pub mod refresh;
 pub mod state;

@@ -310,6 +310,18 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
         let origin = d.source.clone();
         add(&mut by_id, d, &origin, &mut diags);
     }
+    for (address, location) in &model.imports {
+        let declared = ObjRef::parse_address(address).is_some_and(|id| by_id.contains_key(&id));
+        if !declared {
+            diags.push(
+                Diagnostic::new(format!(
+                    "`import` names {address:?}, which is not an object this file declares"
+                ))
+                .at(location.clone())
+                .help("import takes object addresses as `dcm plan` shows them, e.g. cluster1/core/ConfigMap/default/settings"),
+            );
+        }
+    }
     let mut objects: Vec<DesiredObject> = by_id.into_values().collect();
     mesh::allocate_addresses(&mut objects, allocations, &mut diags);
     if !diags.is_empty() {

@@ -38,6 +38,9 @@ pub struct RawConfig {
     pub clusters: Vec<RawCluster>,
     pub logical_clouds: Vec<RawLogicalCloud>,
     pub resources: Vec<RawResource>,
+    /// `import = [...]`: addresses of existing objects dcm may take on (Terraform's
+    /// import blocks).
+    pub import: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +225,10 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
     let mut root = TableView::root(doc.as_table());
 
     let ca = read_ca(&mut r, &mut root);
+    let import = r
+        .string_list(&mut root, "import")
+        .map(|l| l.value)
+        .unwrap_or_default();
     let istio = r.table(&mut root, "istio").map(|mut t| {
         let istio = RawIstio {
             span: t.span.clone(),
@@ -360,6 +367,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         clusters,
         logical_clouds,
         resources,
+        import,
     })
 }
 

@@ -143,6 +143,9 @@ pub struct Model {
     pub istio: IstioSettings,
     /// Problems that do not stop the run (shown by validate, plan and apply).
     pub warnings: Vec<Diagnostic>,
+    /// `import = [...]`: existing objects dcm may take on, by address, with where each is
+    /// named (the compiler checks that the file declares them).
+    pub imports: Vec<(String, Location)>,
 }
 
 /// Checks the raw file and builds the model, or returns every problem found.
@@ -198,6 +201,11 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
                 .collect(),
             istio,
             warnings,
+            imports: raw
+                .import
+                .iter()
+                .map(|a| (a.value.clone(), src.locate(a.span.clone().unwrap_or(0..0))))
+                .collect(),
         })
     } else {
         diags.sort_by_key(location_key);

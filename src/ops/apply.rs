@@ -20,6 +20,8 @@ pub struct ApplyOptions {
     pub destroy: bool,
     /// How long to wait for values only a cluster knows (an istiocoredns ClusterIP).
     pub wait: std::time::Duration,
+    /// `--take-over`: addresses dcm may take from their owner.
+    pub take_over: std::collections::BTreeSet<String>,
 }
 
 fn past_tense(a: Action) -> &'static str {
@@ -29,6 +31,7 @@ fn past_tense(a: Action) -> &'static str {
         Action::Delete => "destroyed",
         Action::Forget => "forgotten (left in the cluster)",
         Action::NoOp => "recorded in the state",
+        Action::Refuse => "refused",
     }
 }
 
@@ -71,7 +74,12 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             .as_ref()
             .map(|p| p.operation == "destroy")
             .unwrap_or(opts.destroy),
+        &opts.take_over,
     )?;
+    if fresh.summary.refused > 0 {
+        print!("{}", crate::plan::render::text(&fresh, global.style));
+        return Err(Error::Refused(super::plan::refused_list(&fresh)));
+    }
 
     if let (Some(saved), Some(path)) = (&saved, &opts.plan_file) {
         if let Some(why) = saved.staleness(&fresh) {

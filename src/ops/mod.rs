@@ -3,11 +3,13 @@
 
 mod apply;
 mod drift;
+mod import;
 mod plan;
 mod show;
 
 pub use apply::{apply, ApplyOptions};
 pub use drift::{drift, DriftOptions};
+pub use import::import;
 pub use plan::{graph, plan, validate, PlanFormat, PlanOptions};
 pub use show::{force_unlock, show, state_list, state_rm, state_show};
 
@@ -62,6 +64,9 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     ApplyFailed(String),
+    /// The plan holds objects this state does not own (listed, with what to do).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Io(String),
 }

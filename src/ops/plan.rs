@@ -18,6 +18,9 @@ pub struct PlanOptions {
     pub file: PathBuf,
     pub detailed_exitcode: bool,
     pub out: Option<PathBuf>,
+    /// `--take-over`: addresses dcm may take from their owner (another state, or someone
+    /// who made them again).
+    pub take_over: std::collections::BTreeSet<String>,
     pub format: PlanFormat,
 }
 
@@ -63,6 +66,7 @@ pub(crate) fn make_plan(
     file: &Path,
     global: &Global,
     destroy: bool,
+    take_over: &std::collections::BTreeSet<String>,
 ) -> Result<(Plan, Desired), Error> {
     let targets = loaded.targets(global)?;
     let items = loaded.read_items(state);
@@ -84,6 +88,12 @@ pub(crate) fn make_plan(
             global.parallelism,
         ))?
     };
+    let imports: std::collections::BTreeSet<String> = loaded
+        .model
+        .imports
+        .iter()
+        .map(|(a, _)| a.clone())
+        .collect();
     let mut desired = loaded.desired.clone();
     avoid_live_addresses(&mut desired, state, &targets, &rt)?;
     crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
@@ -95,6 +105,11 @@ pub(crate) fn make_plan(
         live: &live,
         config: file.display().to_string(),
         destroy,
+        ownership: plan::Ownership {
+            lineage: state.map(|s| s.lineage.as_str()),
+            imports: Some(&imports),
+            take_over: Some(take_over),
+        },
     });
     Ok((plan, desired))
 }
@@ -152,6 +167,26 @@ fn avoid_live_addresses(
     crate::compile::reallocate_addresses(desired, &allocations).map_err(Error::Invalid)
 }
 
+/// The objects a plan refuses, each with why and what to do, for the error that stops
+/// `plan` and `apply`.
+pub(crate) fn refused_list(p: &Plan) -> String {
+    let mut out = format!(
+        "{} object(s) exist that this state does not own; nothing was changed:",
+        p.summary.refused
+    );
+    for c in p
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Refuse)
+    {
+        out.push_str(&format!("\n  - {}", c.address));
+        for n in &c.notes {
+            out.push_str(&format!("\n      {n}"));
+        }
+    }
+    out
+}
+
 /// `dcm plan`: what apply would do.
 ///
 /// 1. load and check the file;
@@ -161,7 +196,14 @@ fn avoid_live_addresses(
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
-    let (p, _) = make_plan(&loaded, state.as_ref(), &opts.file, global, false)?;
+    let (p, _) = make_plan(
+        &loaded,
+        state.as_ref(),
+        &opts.file,
+        global,
+        false,
+        &opts.take_over,
+    )?;
     match opts.format {
         PlanFormat::Text => print!("{}", render::text(&p, global.style)),
         PlanFormat::Json => print!("{}", render::json(&p)),
@@ -176,6 +218,9 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
                 out.display()
             );
         }
+    }
+    if p.summary.refused > 0 {
+        return Err(Error::Refused(refused_list(&p)));
     }
     Ok(if opts.detailed_exitcode && p.has_changes() {
         Exit::Changes

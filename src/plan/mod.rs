@@ -32,6 +32,10 @@ pub enum Action {
     /// The object leaves the state but stays in the cluster (dcm did not create it, or it
     /// is already gone).
     Forget,
+    /// Not dcm's to change: it exists and this state does not own it (made by someone
+    /// else, or by another dcm state). Apply refuses the whole plan until it is imported
+    /// or taken over; the notes say how.
+    Refuse,
 }
 
 /// One planned change.
@@ -88,6 +92,13 @@ pub struct Summary {
     pub destroy: usize,
     /// State-only changes: objects forgotten, or recorded without touching the cluster.
     pub state_only: usize,
+    /// Objects the plan may not touch until they are imported or taken over.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The state a plan was made against.
@@ -177,6 +188,80 @@ pub struct PlanInputs<'a> {
     pub config: String,
     /// Plan the deletion of everything in the state instead.
     pub destroy: bool,
+    /// Who may own what: the state's lineage, and the objects the user hands to it.
+    pub ownership: Ownership<'a>,
+}
+
+/// What decides whether an existing object is this state's to change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ownership<'a> {
+    /// The lineage of the state (None before the first apply made one).
+    pub lineage: Option<&'a str>,
+    /// Addresses the file imports (`import = [...]`): existing objects dcm may take on.
+    pub imports: Option<&'a BTreeSet<String>>,
+    /// Addresses given with `--take-over`: taken even from another dcm state, or after
+    /// someone else made them again.
+    pub take_over: Option<&'a BTreeSet<String>>,
+}
+
+impl Ownership<'_> {
+    fn imported(&self, address: &str) -> bool {
+        self.imports.is_some_and(|s| s.contains(address)) || self.taken_over(address)
+    }
+
+    fn taken_over(&self, address: &str) -> bool {
+        self.take_over.is_some_and(|s| s.contains(address))
+    }
+
+    /// Why `live` (as read, marks included) is not this state's to change, and what the
+    /// user can do; None when it is. `entry`: what the state records for it.
+    fn refusal(
+        &self,
+        address: &str,
+        entry: Option<&crate::state::StateEntry>,
+        live: &Value,
+    ) -> Option<(String, String)> {
+        let marks = crate::ownership::Marks::of(live);
+        let theirs = marks
+            .lineage
+            .as_deref()
+            .filter(|l| Some(*l) != self.lineage);
+        let take_over = format!("to take it over anyway, pass --take-over {address}");
+        match entry {
+            Some(e) if e.origin == Origin::Edited => None,
+            Some(e) => {
+                if self.taken_over(address) {
+                    return None;
+                }
+                if let (Some(was), Some(now)) = (&e.uid, &marks.uid) {
+                    if was != now {
+                        return Some((
+                            format!("it was deleted and made again outside dcm (its UID was {was}, now {now}): it is no longer dcm's"),
+                            take_over,
+                        ));
+                    }
+                }
+                theirs.map(|l| {
+                    (
+                        format!("another dcm state (lineage {l}) has taken it over"),
+                        take_over,
+                    )
+                })
+            }
+            None => match theirs {
+                Some(_) if self.taken_over(address) => None,
+                Some(l) => Some((
+                    format!("it exists and belongs to another dcm state (lineage {l})"),
+                    format!("{take_over}; if this is your own state's, rebuild the lost state with `dcm state recover`"),
+                )),
+                None if marks.lineage.is_some() || self.imported(address) => None,
+                None => Some((
+                    "it exists, not managed by dcm: dcm did not create it".to_string(),
+                    format!("to manage it, import it first: `dcm import {address}`, or list it in `import = [...]` in the file"),
+                )),
+            },
+        }
+    }
 }
 
 /// Computes the plan.
@@ -191,8 +276,40 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
     };
 
     for d in desired.iter().chain(&inputs.desired.reverts) {
-        let live = inputs.live.get(&d.id).map(|v| normalize_live(v.clone()));
-        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref()) {
+        let raw = inputs.live.get(&d.id);
+        let refusal = match (&d.edit, raw) {
+            (None, Some(l)) if !d.revert => {
+                inputs
+                    .ownership
+                    .refusal(&d.id.address(), state.get(&d.id), l)
+            }
+            _ => None,
+        };
+        if let Some((why, fix)) = refusal {
+            let l = normalize_live(raw.cloned().unwrap_or_default());
+            changes.insert(
+                d.id.address(),
+                Change {
+                    address: d.id.address(),
+                    action: Action::Refuse,
+                    before_sha256: Some(object_sha256(&l)),
+                    after_sha256: Some(object_sha256(&d.object)),
+                    origin: None,
+                    record: false,
+                    forget_after: false,
+                    notes: vec![why, fix],
+                    after: Vec::new(),
+                    diff: unified(&l, &d.object),
+                },
+            );
+            continue;
+        }
+        let unmarked = raw.is_some_and(|l| {
+            let marks = crate::ownership::Marks::of(l);
+            d.edit.is_none() && marks.lineage.as_deref() != inputs.ownership.lineage
+        });
+        let live = raw.map(|v| normalize_live(v.clone()));
+        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked) {
             changes.insert(d.id.address(), c);
         }
     }
@@ -209,8 +326,19 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         if wanted.contains(&id) {
             continue;
         }
-        let live = inputs.live.get(&id).map(|v| normalize_live(v.clone()));
+        let raw = inputs.live.get(&id);
+        let gone_to_others = raw.and_then(|l| inputs.ownership.refusal(&e.address, Some(e), l));
+        let live = raw.map(|v| normalize_live(v.clone()));
         let (action, notes, diff, before) = match (&live, e.origin) {
+            (Some(l), _) if gone_to_others.is_some() => (
+                Action::Forget,
+                vec![format!(
+                    "{}; it stays in the cluster and leaves the state",
+                    gone_to_others.map(|g| g.0).unwrap_or_default()
+                )],
+                Vec::new(),
+                Some(object_sha256(l)),
+            ),
             (None, _) => (
                 Action::Forget,
                 vec![
@@ -264,6 +392,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             Action::Update => summary.change += 1,
             Action::Delete => summary.destroy += 1,
             Action::NoOp | Action::Forget => summary.state_only += 1,
+            Action::Refuse => summary.refused += 1,
         }
     }
     Plan {
@@ -294,6 +423,7 @@ fn plan_desired(
     d: &crate::compile::DesiredObject,
     entry: Option<&crate::state::StateEntry>,
     live: Option<&Value>,
+    unmarked: bool,
 ) -> Option<Change> {
     let after = object_sha256(&d.object);
     let recorded = recorded_sha(d);
@@ -320,13 +450,16 @@ fn plan_desired(
             };
             if entry.is_none() && edit.is_none() {
                 notes.push(
-                    "it already exists and dcm did not create it: dcm takes it over, and will forget it rather than delete it when it leaves the file"
+                    "it already exists and is imported: dcm will manage it, and forget it rather than delete it when it leaves the file"
                         .to_string(),
                 );
             } else if entry.is_some_and(|e| !e.pending && e.sha256 != live_part) {
                 notes.push("it changed outside dcm since the last apply".to_string());
             }
-            if before == after {
+            if before == after && unmarked && edit.is_none() {
+                notes.push("dcm puts its ownership labels on it; nothing else changes".to_string());
+                (Action::Update, origin, true, Vec::new(), Some(before))
+            } else if before == after {
                 let record = entry.is_none_or(|e| e.pending || e.sha256 != recorded);
                 (Action::NoOp, origin, record, Vec::new(), Some(before))
             } else {
@@ -550,6 +683,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             pending,
             depends_on: vec![],
             allocated: Default::default(),
+            uid: None,
         }
     }
 
@@ -566,6 +700,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             live: &l,
             config: "t.toml".into(),
             destroy: false,
+            ownership: Default::default(),
         })
     }
 
@@ -618,11 +753,34 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
     }
 
     #[test]
-    fn foreign_objects_are_adopted_and_then_forgotten_not_deleted() {
-        let (d, _) = desired();
+    fn foreign_objects_are_refused_until_imported_and_then_forgotten_not_deleted() {
+        let (d, g) = desired();
         let mut other = d.objects[0].object.clone();
         other["data"]["k"] = json!("theirs");
         let p = plan_with(None, Some(other.clone()));
+        assert_eq!(p.changes[0].action, Action::Refuse);
+        assert_eq!(p.summary.refused, 1);
+        assert!(
+            p.changes[0].notes[1].contains("dcm import"),
+            "{:?}",
+            p.changes[0].notes
+        );
+
+        let address: BTreeSet<String> = [d.objects[0].id.address()].into();
+        let mut l = BTreeMap::new();
+        l.insert(d.objects[0].id.clone(), other.clone());
+        let p = build(&PlanInputs {
+            desired: &d,
+            graph: &g,
+            state: None,
+            live: &l,
+            config: "t.toml".into(),
+            destroy: false,
+            ownership: Ownership {
+                imports: Some(&address),
+                ..Default::default()
+            },
+        });
         assert_eq!(p.changes[0].action, Action::Update);
         assert_eq!(p.changes[0].origin, Some(Origin::Adopted));
 
@@ -641,8 +799,117 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             live: &live,
             config: "t.toml".into(),
             destroy: false,
+            ownership: Default::default(),
         });
         assert_eq!(p.changes[0].action, Action::Forget);
+    }
+
+    /// Plans `desired()` against one live object, with the given state and ownership.
+    fn plan_owned(state: &State, live: Value, ownership: Ownership<'_>) -> Plan {
+        let (d, g) = desired();
+        let mut l = BTreeMap::new();
+        l.insert(d.objects[0].id.clone(), live);
+        build(&PlanInputs {
+            desired: &d,
+            graph: &g,
+            state: Some(state),
+            live: &l,
+            config: "t.toml".into(),
+            destroy: false,
+            ownership,
+        })
+    }
+
+    #[test]
+    fn another_state_s_objects_and_objects_made_again_by_others_are_never_dcm_s() {
+        let (d, _) = desired();
+        let address = d.objects[0].id.address();
+        let mine = State::new();
+        let mut theirs = d.objects[0].object.clone();
+        crate::ownership::stamp(&mut theirs, "other-lineage", &address);
+        let ours = Ownership {
+            lineage: Some(&mine.lineage),
+            ..Default::default()
+        };
+        let p = plan_owned(&mine, theirs.clone(), ours);
+        assert_eq!(p.changes[0].action, Action::Refuse);
+        assert!(p.changes[0].notes[0].contains("lineage other-lineage"));
+        let take: BTreeSet<String> = [address.clone()].into();
+        let taking = Ownership {
+            take_over: Some(&take),
+            ..ours
+        };
+        assert_eq!(
+            plan_owned(&mine, theirs, taking).changes[0].action,
+            Action::Update
+        );
+
+        // Its own marks, but no state entry (a lost state rebuilt): it is this state's.
+        let mut own = d.objects[0].object.clone();
+        crate::ownership::stamp(&mut own, &mine.lineage, &address);
+        assert!(plan_owned(&mine, own.clone(), ours)
+            .changes
+            .iter()
+            .all(|c| c.action != Action::Refuse));
+
+        // Created by dcm with UID a; now UID b: someone deleted and re-made it.
+        let mut s = State::new();
+        let mut e = entry(
+            &d,
+            &object_sha256(&d.objects[0].object),
+            Origin::Created,
+            false,
+        );
+        e.uid = Some("a".into());
+        s.upsert(e);
+        let mut remade = d.objects[0].object.clone();
+        crate::ownership::stamp(&mut remade, &s.lineage, &address);
+        remade["metadata"]["uid"] = json!("b");
+        let lineage = Ownership {
+            lineage: Some(&s.lineage),
+            ..Default::default()
+        };
+        let p = plan_owned(&s, remade.clone(), lineage);
+        assert_eq!(p.changes[0].action, Action::Refuse);
+        assert!(p.changes[0].notes[0].contains("UID was a, now b"));
+        // When it leaves the file it is forgotten, never deleted.
+        let mut live = BTreeMap::new();
+        live.insert(d.objects[0].id.clone(), remade);
+        let p = build(&PlanInputs {
+            desired: &Desired::default(),
+            graph: &Graph {
+                deps: vec![],
+                order: vec![],
+            },
+            state: Some(&s),
+            live: &live,
+            config: "t.toml".into(),
+            destroy: false,
+            ownership: lineage,
+        });
+        assert_eq!(p.changes[0].action, Action::Forget);
+    }
+
+    #[test]
+    fn an_object_dcm_made_before_it_marked_objects_gets_its_marks() {
+        let (d, _) = desired();
+        let mut s = State::new();
+        s.upsert(entry(
+            &d,
+            &object_sha256(&d.objects[0].object),
+            Origin::Created,
+            false,
+        ));
+        let ownership = Ownership {
+            lineage: Some(&s.lineage),
+            ..Default::default()
+        };
+        let p = plan_owned(&s, d.objects[0].object.clone(), ownership);
+        assert_eq!(p.changes[0].action, Action::Update);
+        assert!(p.changes[0].diff.is_empty());
+        let mut marked = d.objects[0].object.clone();
+        crate::ownership::stamp(&mut marked, &s.lineage, &d.objects[0].id.address());
+        assert!(plan_owned(&s, marked, ownership).changes.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ fn headline(c: &Change) -> String {
         (Action::Delete, _) => "will be destroyed",
         (Action::Forget, _) => "will be removed from the state (it stays in the cluster)",
         (Action::NoOp, _) => "already matches; it will be recorded in the state",
+        (Action::Refuse, _) => "exists and is not dcm's to change: apply refuses this plan",
     };
     format!("{} {what}", c.address)
 }
@@ -34,6 +35,18 @@ pub fn summary_line(plan: &Plan) -> String {
         "Plan: {} to add, {} to change, {} to destroy.",
         s.add, s.change, s.destroy
     )
+}
+
+/// Objects that stop the plan from being applied, as one line; None when there are none.
+pub fn refused_line(plan: &Plan) -> Option<String> {
+    let n = plan.summary.refused;
+    (n > 0).then(|| {
+        format!(
+            "Refused: {n} object{} that dcm does not own; apply changes nothing until {} imported or taken over.",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it is" } else { "they are" }
+        )
+    })
 }
 
 fn state_only_line(plan: &Plan) -> Option<String> {
@@ -69,6 +82,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
             Action::Update => style.yellow("~"),
             Action::Delete => style.red("-"),
             Action::Forget | Action::NoOp => style.dim("."),
+            Action::Refuse => style.red("!"),
         };
         out.push_str(&format!("  {symbol} {}\n", style.bold(&headline(c))));
         for n in &c.notes {
@@ -85,6 +99,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
         out.push_str(&l);
         out.push('\n');
     }
+    if let Some(l) = refused_line(plan) {
+        out.push_str(&style.red(&l));
+        out.push('\n');
+    }
     out
 }
 
@@ -99,6 +117,9 @@ pub fn markdown(plan: &Plan) -> String {
     if let Some(l) = state_only_line(plan) {
         out.push_str(&format!(" {l}"));
     }
+    if let Some(l) = refused_line(plan) {
+        out.push_str(&format!(" **{l}**"));
+    }
     out.push_str("\n\n| action | object |\n|---|---|\n");
     for c in &plan.changes {
         let action = match c.action {
@@ -107,6 +128,7 @@ pub fn markdown(plan: &Plan) -> String {
             Action::Update => "update",
             Action::Delete => "delete",
             Action::Forget => "forget",
+            Action::Refuse => "refused",
         };
         out.push_str(&format!("| {action} | `{}` |\n", c.address));
     }

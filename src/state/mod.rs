@@ -53,6 +53,10 @@ pub struct StateEntry {
     /// Values dcm chose for this object and must keep (e.g. ServiceEntry addresses).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocated: BTreeMap<String, String>,
+    /// The UID the cluster gave the object when dcm wrote it. An object of the same name
+    /// with another UID was made by someone else: it is not dcm's to change or delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 impl StateEntry {
@@ -302,6 +306,7 @@ mod tests {
             pending: false,
             depends_on: vec![],
             allocated: BTreeMap::new(),
+            uid: None,
         }
     }
 

@@ -126,13 +126,14 @@ impl Target for DirTarget {
         Ok(out)
     }
 
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError> {
+    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError> {
         let path = self.path_of(id);
         let yaml = serde_yaml_ng::to_string(object).map_err(|e| TargetError::InvalidLive {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        write_atomically(&path, yaml.as_bytes()).map_err(|e| io_err(&path, e))
+        write_atomically(&path, yaml.as_bytes()).map_err(|e| io_err(&path, e))?;
+        Ok(None)
     }
 
     async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {

@@ -13,6 +13,7 @@
 
 use super::{ReadItem, Target, TargetError};
 use crate::object::ObjRef;
+use crate::ownership::Marks;
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -328,7 +329,7 @@ impl Target for KubeTarget {
         self.list_all(&api).await
     }
 
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError> {
+    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError> {
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -351,7 +352,7 @@ impl Target for KubeTarget {
             async move { api.patch(&name, &params, &Patch::Apply(&body)).await }
         })
         .await
-        .map(|_| ())
+        .map(|applied| applied.metadata.uid)
         .map_err(|e| self.unreachable(format!("applying {}: {}", id.address(), describe(&e))))
     }
 
@@ -493,13 +494,22 @@ pub fn dcm_view(live: &Value, desired: Option<&Value>) -> Value {
             view[k] = v.clone();
         }
     }
-    for k in ["name", "namespace"] {
+    for k in ["name", "namespace", "uid"] {
         if let Some(v) = live.pointer(&format!("/metadata/{k}")) {
             if !view.get("metadata").is_some_and(Value::is_object) {
                 view["metadata"] = Value::Object(Map::new());
             }
             view["metadata"][k] = v.clone();
         }
+    }
+    // So are the marks that say whose it is (`ownership`), whoever set them.
+    let marks = Marks::of(live);
+    if let Some(lineage) = &marks.lineage {
+        let address = live
+            .pointer("/metadata/annotations/dcm.io~1address")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        crate::ownership::stamp(&mut view, lineage, address);
     }
     view
 }
@@ -626,8 +636,9 @@ mod tests {
         let view = dcm_view(&live, None);
         assert_eq!(
             view,
+            // The UID stays: it tells whether the object is still the one dcm made.
             json!({"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                   "metadata": {"name": "web", "namespace": "default", "uid": "u", "labels": {"app": "web"}},
                    "spec": {"ports": [{"port": 80}]}})
         );
     }

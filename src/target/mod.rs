@@ -51,8 +51,9 @@ pub trait Target: Send + Sync {
     /// Reads the live objects among `items` (all of this target's cluster). Objects that
     /// do not exist are absent from the result.
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError>;
-    /// Creates or replaces one object so that it is exactly `object`.
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<(), TargetError>;
+    /// Creates or replaces one object so that it is exactly `object`. Returns the UID
+    /// the cluster gave it, where there is one (a directory has none).
+    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
     /// Every object of `kind` (in `group`, at `api_version`) in every namespace, whoever
@@ -140,9 +141,10 @@ impl Targets {
     }
 }
 
-/// Fields a server sets on its own; they are never part of what dcm wants, so they are
-/// removed from live objects before comparing.
+/// Fields a server sets on its own, and dcm's ownership marks; they are never part of
+/// what the file wants, so they are removed from live objects before comparing.
 pub fn normalize_live(mut object: Value) -> Value {
+    crate::ownership::strip(&mut object);
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
         if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {

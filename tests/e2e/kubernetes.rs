@@ -345,7 +345,10 @@ fn cloud_world() -> World {
     let file = super::logical_clouds::CLOUD
         .replace("dir = \"out/cluster1\"", "context = \"cluster1\"")
         .replace("dir = \"out/cluster2\"", "context = \"cluster2\"");
-    w.p.write("dcm.toml", &file);
+    // Every cluster has a `default` namespace, which the cloud labels for injection: the
+    // file imports it (dcm never takes over what it did not create unasked).
+    let imports = "import = [\"cluster1/core/Namespace/_cluster/default\", \"cluster2/core/Namespace/_cluster/default\"]\n";
+    w.p.write("dcm.toml", &format!("{imports}{file}"));
     super::harness::copy_test_certs(&w.p);
     w
 }

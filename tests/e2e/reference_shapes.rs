@@ -36,10 +36,34 @@ fn applied(toml: &str) -> Project {
     p
 }
 
-/// The object dcm wrote at `out/<rel>`.
+/// The object dcm wrote at `out/<rel>`, without dcm's ownership marks: the labels
+/// `app.kubernetes.io/managed-by: dcm` and `dcm.io/lineage` and the annotation
+/// `dcm.io/address`, which dcm puts on every object it creates (a deliberate difference
+/// from every sample, checked here once for all).
 fn written(p: &Project, rel: &str) -> Value {
     let rel = format!("out/{rel}");
-    serde_yaml_ng::from_str(&p.read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    let mut v: Value =
+        serde_yaml_ng::from_str(&p.read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let meta = v["metadata"].as_object_mut().expect("metadata");
+    for (field, keys) in [
+        (
+            "labels",
+            &["app.kubernetes.io/managed-by", "dcm.io/lineage"][..],
+        ),
+        ("annotations", &["dcm.io/address"][..]),
+    ] {
+        let map = meta
+            .get_mut(field)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("{rel}: no {field}"));
+        for k in keys {
+            assert!(map.remove(*k).is_some(), "{rel}: no {field}.{k}");
+        }
+        if map.is_empty() {
+            meta.remove(field);
+        }
+    }
+    v
 }
 
 /// An upstream object, copied as YAML.

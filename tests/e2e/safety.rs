@@ -12,15 +12,34 @@ fn files_dcm_did_not_write_are_read_but_never_deleted() {
     // A live object the file does mention, with other content: adopted, not created.
     p.write("out/cluster2/_cluster/namespace/bookinfo.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bookinfo\n  labels:\n    team: payments\n");
 
-    let plan = p.dcm(&["plan"]).expect(0);
+    // An object dcm did not create is refused, with what to do; nothing is written.
+    let before = p.snapshot();
+    let plan = p.dcm(&["plan"]).expect(1);
     assert!(
-        plan.stdout
-            .contains("Plan: 3 to add, 1 to change, 0 to destroy."),
+        plan.stdout.contains(
+            "! cluster2/core/Namespace/_cluster/bookinfo exists and is not dcm's to change"
+        ) && plan.stdout.contains("Refused: 1 object"),
         "{}",
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("dcm did not create it"),
+        plan.stderr
+            .contains("dcm import cluster2/core/Namespace/_cluster/bookinfo"),
+        "{}",
+        plan.stderr
+    );
+    p.dcm(&["apply", "--auto-approve"]).expect(1);
+    assert_eq!(p.snapshot(), before, "a refused plan writes nothing");
+
+    // Imported, it is dcm's to change.
+    let imported = p
+        .dcm(&["import", "cluster2/core/Namespace/_cluster/bookinfo"])
+        .expect(0);
+    assert!(imported.stdout.contains("imported"), "{}", imported.stdout);
+    let plan = p.dcm(&["plan"]).expect(0);
+    assert!(
+        plan.stdout
+            .contains("Plan: 3 to add, 1 to change, 0 to destroy."),
         "{}",
         plan.stdout
     );
