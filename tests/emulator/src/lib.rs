@@ -33,6 +33,7 @@ mod store;
 mod table;
 mod types;
 mod util;
+mod validation;
 
 pub mod harness;
 
@@ -80,6 +81,15 @@ pub struct Options {
     /// its kind served (404 until then). Default 100 ms. CRDs seeded with
     /// `Emulator::seed` are established at once.
     pub crd_established_delay: Option<Duration>,
+    /// How long a deleted Namespace stays `Terminating` (with `deletionTimestamp` set)
+    /// before the namespace controller deletes the objects in it and then the
+    /// Namespace itself. Default 200 ms; `None` is a namespace that never finishes
+    /// terminating (as when a finalizer is stuck).
+    pub namespace_finalize_delay: Option<Duration>,
+    /// A cluster that accepts connections and reads requests but never answers any
+    /// (as a hung API server or a black-holed load balancer does), so that clients'
+    /// timeouts can be tested. Default false. See also [`FaultKind::Hang`].
+    pub silent: bool,
 }
 
 impl Default for Options {
@@ -92,6 +102,8 @@ impl Default for Options {
             token_delay: Some(Duration::from_millis(100)),
             istio_ready_delay: Some(Duration::from_millis(200)),
             crd_established_delay: Some(Duration::from_millis(100)),
+            namespace_finalize_delay: Some(Duration::from_millis(200)),
+            silent: false,
         }
     }
 }
@@ -105,6 +117,7 @@ impl Options {
             token_delay: now,
             istio_ready_delay: now,
             crd_established_delay: now,
+            namespace_finalize_delay: now,
             ..Options::default()
         }
     }
@@ -123,6 +136,9 @@ pub enum FaultKind {
     Unavailable,
     /// Closes the connection without an answer.
     Drop,
+    /// Reads the request and never answers: the connection stays open until the
+    /// client gives up or the emulator is dropped. The log records it with status 0.
+    Hang,
 }
 
 /// Which requests a fault hits.
@@ -193,6 +209,7 @@ pub struct RequestRecord {
 }
 
 struct Shared {
+    silent: bool,
     store: Mutex<store::Store>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -214,6 +231,7 @@ impl Emulator {
     /// Starts a cluster on a free port, on its own thread.
     pub fn start(options: Options) -> std::io::Result<Emulator> {
         let shared = Arc::new(Shared {
+            silent: options.silent,
             store: Mutex::new(store::Store::new(&options)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
@@ -234,6 +252,14 @@ impl Emulator {
             shared,
             stop: Some(stop),
             thread: Some(thread),
+        })
+    }
+
+    /// A cluster that never answers (see [`Options::silent`]): every request hangs.
+    pub fn start_silent() -> std::io::Result<Emulator> {
+        Emulator::start(Options {
+            silent: true,
+            ..Options::default()
         })
     }
 
@@ -381,7 +407,14 @@ async fn handle_http(
         status,
         content_type: content_type.clone(),
     };
+    if shared.silent || fault == Some(FaultKind::Hang) {
+        lock(&shared.log).push(record(0));
+        // No answer, ever: the task ends when the client goes away or the runtime
+        // (the emulator) is dropped, which cancels it.
+        std::future::pending::<()>().await;
+    }
     let injected = match fault {
+        Some(FaultKind::Hang) => None,
         Some(FaultKind::Latency(d)) => {
             tokio::time::sleep(d).await;
             None
