@@ -29,6 +29,7 @@
 //! it (seeds may bring one). Watches are not served, so clients poll.
 
 mod fields;
+mod protobuf;
 mod store;
 mod table;
 mod types;

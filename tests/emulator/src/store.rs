@@ -643,16 +643,22 @@ impl Store {
     }
 
     fn parse_body(req: &Request) -> Result<Value, Response> {
-        if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
-            return Err(status_error(
+        let unsupported = |why: &str| {
+            status_error(
                 415,
                 "UnsupportedMediaType",
                 &format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?}; this emulator does not speak protobuf or CBOR)",
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?}; {why})",
                     req.content_type
                 ),
                 None,
-            ));
+            )
+        };
+        if req.content_type.contains("protobuf") {
+            return crate::protobuf::decode(&req.body).map_err(|e| unsupported(&e));
+        }
+        if req.content_type.contains("cbor") {
+            return Err(unsupported("this emulator does not speak CBOR"));
         }
         let parsed: Result<Value, String> = if req.content_type.contains("yaml") {
             serde_yaml_ng::from_slice(&req.body).map_err(|e| e.to_string())
