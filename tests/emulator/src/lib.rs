@@ -4,10 +4,41 @@
 //! real protocol (JSON over HTTP on 127.0.0.1) well enough that kubectl, a client we did
 //! not write, works against it: discovery, OpenAPI v3, CRUD, label and field selectors,
 //! optimistic concurrency, JSON merge / strategic merge / JSON patch, server-side apply
-//! with managed fields and conflicts, `dryRun=All`, server-set fields, ClusterIP
+//! with managed fields and conflicts, `dryRun=All` (a dry-run apply answers the merged
+//! object, managed fields included, and stores nothing), server-set fields, ClusterIP
 //! allocation, CRDs that make their kind served, the `Table` columns kubectl prints
-//! (CRDs' `additionalPrinterColumns` included), and `Status` errors. Tests can inject
-//! faults and read a log of every request.
+//! (CRDs' `additionalPrinterColumns` included), and `Status` errors. Answers are JSON;
+//! request bodies are JSON or YAML, or protobuf for v1 Namespace, ConfigMap, Secret,
+//! Service and ServiceAccount (what `kubectl create namespace|configmap|...` sends:
+//! client-go's typed clients always send protobuf; other kinds' protobuf is 415).
+//!
+//! It fails as a real cluster does:
+//!
+//! - Deleting a Namespace answers 200 with it `Terminating` (`deletionTimestamp` set,
+//!   `status.phase: Terminating`; deleting it again answers the same); new objects in it
+//!   are 403 Forbidden (`configmaps "x" is forbidden: unable to create new content in
+//!   namespace ns because it is being terminated`) while existing ones can still be
+//!   written; after [`Options::namespace_finalize_delay`] its objects are deleted, then
+//!   the Namespace.
+//! - A value of the wrong type in a core kind (a table of their typed fields:
+//!   `spec.ports[0].port: "eighty"`, `spec.replicas: "two"`, a string `containerPort`,
+//!   a number in a ConfigMap's `data`) fails as decoding into the Go types does: 400
+//!   BadRequest on create and update (`Service in version "v1" cannot be handled as a
+//!   Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port
+//!   of type int32`), 422 with the `patch` field for a patch, and 500 without a reason
+//!   for a server-side apply (`failed to create typed patch object (...): .spec.ports[0].port:
+//!   expected numeric (int or float), got string`), `dryRun=All` or not.
+//! - Invalid values are 422 Invalid with the server's wording and one `details.causes[]`
+//!   entry (`field`, `message`, `reason: FieldValueInvalid|FieldValueRequired`) each:
+//!   names (DNS-1123 subdomain of at most 253 characters; DNS-1123 label of 63 for
+//!   Namespaces, DNS-1035 label for Services; path segments for RBAC kinds), label keys
+//!   and values, annotation keys, port ranges, negative counts, a Deployment's selector
+//!   and containers.
+//! - Tests can inject faults ([`Fault`]: latency, 429, 500, 503, a dropped connection,
+//!   or [`FaultKind::Hang`], a request read and never answered) or start a cluster that
+//!   answers nothing at all ([`Options::silent`], [`Emulator::start_silent`]), and read a
+//!   log of every request. Dropping an [`Emulator`] closes hung connections; it never
+//!   waits for them.
 //!
 //! The cluster comes with Istio 1.31's CRDs (networking.istio.io, security.istio.io),
 //! the Sail Operator's (sailoperator.io/v1 `Istio`, `IstioRevision`, `IstioCNI`,
