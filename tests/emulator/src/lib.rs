@@ -4,10 +4,41 @@
 //! real protocol (JSON over HTTP on 127.0.0.1) well enough that kubectl, a client we did
 //! not write, works against it: discovery, OpenAPI v3, CRUD, label and field selectors,
 //! optimistic concurrency, JSON merge / strategic merge / JSON patch, server-side apply
-//! with managed fields and conflicts, `dryRun=All`, server-set fields, ClusterIP
+//! with managed fields and conflicts, `dryRun=All` (a dry-run apply answers the merged
+//! object, managed fields included, and stores nothing), server-set fields, ClusterIP
 //! allocation, CRDs that make their kind served, the `Table` columns kubectl prints
-//! (CRDs' `additionalPrinterColumns` included), and `Status` errors. Tests can inject
-//! faults and read a log of every request.
+//! (CRDs' `additionalPrinterColumns` included), and `Status` errors. Answers are JSON;
+//! request bodies are JSON or YAML, or protobuf for v1 Namespace, ConfigMap, Secret,
+//! Service and ServiceAccount (what `kubectl create namespace|configmap|...` sends:
+//! client-go's typed clients always send protobuf; other kinds' protobuf is 415).
+//!
+//! It fails as a real cluster does:
+//!
+//! - Deleting a Namespace answers 200 with it `Terminating` (`deletionTimestamp` set,
+//!   `status.phase: Terminating`; deleting it again answers the same); new objects in it
+//!   are 403 Forbidden (`configmaps "x" is forbidden: unable to create new content in
+//!   namespace ns because it is being terminated`) while existing ones can still be
+//!   written; after [`Options::namespace_finalize_delay`] its objects are deleted, then
+//!   the Namespace.
+//! - A value of the wrong type in a core kind (a table of their typed fields:
+//!   `spec.ports[0].port: "eighty"`, `spec.replicas: "two"`, a string `containerPort`,
+//!   a number in a ConfigMap's `data`) fails as decoding into the Go types does: 400
+//!   BadRequest on create and update (`Service in version "v1" cannot be handled as a
+//!   Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port
+//!   of type int32`), 422 with the `patch` field for a patch, and 500 without a reason
+//!   for a server-side apply (`failed to create typed patch object (...): .spec.ports[0].port:
+//!   expected numeric (int or float), got string`), `dryRun=All` or not.
+//! - Invalid values are 422 Invalid with the server's wording and one `details.causes[]`
+//!   entry (`field`, `message`, `reason: FieldValueInvalid|FieldValueRequired`) each:
+//!   names (DNS-1123 subdomain of at most 253 characters; DNS-1123 label of 63 for
+//!   Namespaces, DNS-1035 label for Services; path segments for RBAC kinds), label keys
+//!   and values, annotation keys, port ranges, negative counts, a Deployment's selector
+//!   and containers.
+//! - Tests can inject faults ([`Fault`]: latency, 429, 500, 503, a dropped connection,
+//!   or [`FaultKind::Hang`], a request read and never answered) or start a cluster that
+//!   answers nothing at all ([`Options::silent`], [`Emulator::start_silent`]), and read a
+//!   log of every request. Dropping an [`Emulator`] closes hung connections; it never
+//!   waits for them.
 //!
 //! The cluster comes with Istio 1.31's CRDs (networking.istio.io, security.istio.io),
 //! the Sail Operator's (sailoperator.io/v1 `Istio`, `IstioRevision`, `IstioCNI`,
@@ -29,10 +60,12 @@
 //! it (seeds may bring one). Watches are not served, so clients poll.
 
 mod fields;
+mod protobuf;
 mod store;
 mod table;
 mod types;
 mod util;
+mod validation;
 
 pub mod harness;
 
@@ -80,6 +113,15 @@ pub struct Options {
     /// its kind served (404 until then). Default 100 ms. CRDs seeded with
     /// `Emulator::seed` are established at once.
     pub crd_established_delay: Option<Duration>,
+    /// How long a deleted Namespace stays `Terminating` (with `deletionTimestamp` set)
+    /// before the namespace controller deletes the objects in it and then the
+    /// Namespace itself. Default 200 ms; `None` is a namespace that never finishes
+    /// terminating (as when a finalizer is stuck).
+    pub namespace_finalize_delay: Option<Duration>,
+    /// A cluster that accepts connections and reads requests but never answers any
+    /// (as a hung API server or a black-holed load balancer does), so that clients'
+    /// timeouts can be tested. Default false. See also [`FaultKind::Hang`].
+    pub silent: bool,
 }
 
 impl Default for Options {
@@ -92,6 +134,8 @@ impl Default for Options {
             token_delay: Some(Duration::from_millis(100)),
             istio_ready_delay: Some(Duration::from_millis(200)),
             crd_established_delay: Some(Duration::from_millis(100)),
+            namespace_finalize_delay: Some(Duration::from_millis(200)),
+            silent: false,
         }
     }
 }
@@ -105,6 +149,7 @@ impl Options {
             token_delay: now,
             istio_ready_delay: now,
             crd_established_delay: now,
+            namespace_finalize_delay: now,
             ..Options::default()
         }
     }
@@ -123,6 +168,9 @@ pub enum FaultKind {
     Unavailable,
     /// Closes the connection without an answer.
     Drop,
+    /// Reads the request and never answers: the connection stays open until the
+    /// client gives up or the emulator is dropped. The log records it with status 0.
+    Hang,
 }
 
 /// Which requests a fault hits.
@@ -193,6 +241,7 @@ pub struct RequestRecord {
 }
 
 struct Shared {
+    silent: bool,
     store: Mutex<store::Store>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -214,6 +263,7 @@ impl Emulator {
     /// Starts a cluster on a free port, on its own thread.
     pub fn start(options: Options) -> std::io::Result<Emulator> {
         let shared = Arc::new(Shared {
+            silent: options.silent,
             store: Mutex::new(store::Store::new(&options)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
@@ -234,6 +284,14 @@ impl Emulator {
             shared,
             stop: Some(stop),
             thread: Some(thread),
+        })
+    }
+
+    /// A cluster that never answers (see [`Options::silent`]): every request hangs.
+    pub fn start_silent() -> std::io::Result<Emulator> {
+        Emulator::start(Options {
+            silent: true,
+            ..Options::default()
         })
     }
 
@@ -381,7 +439,14 @@ async fn handle_http(
         status,
         content_type: content_type.clone(),
     };
+    if shared.silent || fault == Some(FaultKind::Hang) {
+        lock(&shared.log).push(record(0));
+        // No answer, ever: the task ends when the client goes away or the runtime
+        // (the emulator) is dropped, which cancels it.
+        std::future::pending::<()>().await;
+    }
     let injected = match fault {
+        Some(FaultKind::Hang) => None,
         Some(FaultKind::Latency(d)) => {
             tokio::time::sleep(d).await;
             None

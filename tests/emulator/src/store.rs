@@ -9,6 +9,7 @@ use crate::fields;
 use crate::table;
 use crate::types::{self, ResourceType};
 use crate::util;
+use crate::validation::{self, FieldError};
 use crate::Options;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -57,6 +58,13 @@ pub fn status_error(code: u16, reason: &str, message: &str, details: Option<Valu
     });
     if let Some(d) = details {
         body["details"] = d;
+    }
+    // An error without a reason (as the server's for errors it did not classify) has
+    // none in its body either.
+    if reason.is_empty() {
+        if let Some(m) = body.as_object_mut() {
+            m.remove("reason");
+        }
     }
     Response {
         status: code,
@@ -635,16 +643,22 @@ impl Store {
     }
 
     fn parse_body(req: &Request) -> Result<Value, Response> {
-        if req.content_type.contains("protobuf") || req.content_type.contains("cbor") {
-            return Err(status_error(
+        let unsupported = |why: &str| {
+            status_error(
                 415,
                 "UnsupportedMediaType",
                 &format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?}; this emulator does not speak protobuf or CBOR)",
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {:?}; {why})",
                     req.content_type
                 ),
                 None,
-            ));
+            )
+        };
+        if req.content_type.contains("protobuf") {
+            return crate::protobuf::decode(&req.body).map_err(|e| unsupported(&e));
+        }
+        if req.content_type.contains("cbor") {
+            return Err(unsupported("this emulator does not speak CBOR"));
         }
         let parsed: Result<Value, String> = if req.content_type.contains("yaml") {
             serde_yaml_ng::from_slice(&req.body).map_err(|e| e.to_string())
@@ -736,15 +750,65 @@ impl Store {
     }
 
     fn invalid(t: &ReqTarget, name: &str, field: &str, message: String) -> Response {
+        Self::invalid_all(
+            t,
+            name,
+            &[FieldError {
+                field: field.to_string(),
+                reason: if message.starts_with("Required value") {
+                    "FieldValueRequired"
+                } else {
+                    "FieldValueInvalid"
+                },
+                body: message,
+            }],
+        )
+    }
+
+    /// 422 Invalid for these errors, as the server words it: `Deployment.apps "web" is
+    /// invalid: ...` with one cause per error.
+    fn invalid_all(t: &ReqTarget, name: &str, errors: &[FieldError]) -> Response {
+        let qualified_kind = if t.rtype.group.is_empty() {
+            t.rtype.kind.clone()
+        } else {
+            format!("{}.{}", t.rtype.kind, t.rtype.group)
+        };
         status_error(
             422,
             "Invalid",
-            &format!("{} {name:?} is invalid: {field}: {message}", t.rtype.kind),
+            &format!(
+                "{qualified_kind} {name:?} is invalid: {}",
+                validation::aggregate(errors)
+            ),
             Some(json!({
                 "name": name, "group": t.rtype.group, "kind": t.rtype.kind,
-                "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}]
+                "causes": errors.iter().map(FieldError::cause).collect::<Vec<_>>()
             })),
         )
+    }
+
+    /// A value of the wrong type in a built-in object.
+    fn type_error(t: &ReqTarget, o: &Value) -> Option<validation::TypeError> {
+        if t.rtype.custom {
+            return None;
+        }
+        validation::type_error(&t.rtype.kind, o)
+    }
+
+    /// 400 BadRequest when a create's or update's body does not decode into the kind.
+    fn undecodable(t: &ReqTarget, o: &Value) -> Option<Response> {
+        let e = Self::type_error(t, o)?;
+        let kind = &t.rtype.kind;
+        Some(status_error(
+            400,
+            "BadRequest",
+            &format!(
+                "{kind} in version {:?} cannot be handled as a {kind}: {}",
+                t.version,
+                e.json_message()
+            ),
+            None,
+        ))
     }
 
     /// Validation and defaulting that every write goes through; returns warnings.
@@ -760,33 +824,45 @@ impl Store {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let name_ok = match t.rtype.kind.as_str() {
-            "Namespace" | "Service" => util::is_label(&name),
-            _ => util::is_subdomain(&name),
-        };
-        if !name_ok {
-            return Err(Self::invalid(
-                t,
-                &name,
-                "metadata.name",
-                format!("Invalid value: {name:?}: a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
-            ));
-        }
+        // Namespace lifecycle admission first: the namespace must exist, and new
+        // objects may not go into one that is terminating.
         if t.rtype.namespaced {
             let ns = t.namespace.clone().unwrap_or_default();
-            if !self.objects.contains_key(&(
+            let Some(namespace) = self.objects.get(&(
                 String::new(),
                 "namespaces".into(),
                 String::new(),
                 ns.clone(),
-            )) {
+            )) else {
                 return Err(status_error(
                     404,
                     "NotFound",
                     &format!("namespaces {ns:?} not found"),
                     Some(json!({"name": ns, "kind": "namespaces"})),
                 ));
+            };
+            if old.is_none() && namespace.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(status_error(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        resource_name(&t.rtype)
+                    ),
+                    Some(json!({
+                        "name": name, "group": t.rtype.group, "kind": t.rtype.plural,
+                        "causes": [{
+                            "reason": "NamespaceTerminating",
+                            "message": format!("namespace {ns} is being terminated"),
+                            "field": "metadata.namespace"
+                        }]
+                    })),
+                ));
             }
+        }
+        let errors = validation::validate(&t.rtype.group, &t.rtype.kind, t.rtype.custom, o);
+        if !errors.is_empty() {
+            return Err(Self::invalid_all(t, &name, &errors));
         }
         let mut warnings = Vec::new();
         if !t.rtype.fields.is_empty() || t.rtype.schema.is_some() {
@@ -839,7 +915,12 @@ impl Store {
             "Namespace" => {
                 o["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
                 o["spec"] = json!({"finalizers": ["kubernetes"]});
-                o["status"] = json!({"phase": "Active"});
+                // A terminating namespace stays so, whatever a client writes.
+                o["status"] =
+                    match old.filter(|o| o.pointer("/metadata/deletionTimestamp").is_some()) {
+                        Some(old) => old["status"].clone(),
+                        None => json!({"phase": "Active"}),
+                    };
             }
             "Secret" => {
                 if let Some(Value::Object(sd)) =
@@ -934,15 +1015,6 @@ impl Store {
                 if p.get("targetPort").is_none() {
                     p["targetPort"] = p["port"].clone();
                 }
-                let n = p.get("port").and_then(Value::as_i64).unwrap_or(0);
-                if !(1..=65535).contains(&n) {
-                    return Err(Self::invalid(
-                        t,
-                        name,
-                        "spec.ports[].port",
-                        format!("Invalid value: {n}: must be between 1 and 65535, inclusive"),
-                    ));
-                }
             }
         }
         if spec["type"] == "ExternalName" {
@@ -1027,7 +1099,13 @@ impl Store {
             v
         };
         if let Some(old) = old {
-            for f in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "resourceVersion",
+                "generation",
+                "deletionTimestamp",
+            ] {
                 match old["metadata"].get(f) {
                     Some(v) => o["metadata"][f] = v.clone(),
                     None => {
@@ -1060,6 +1138,9 @@ impl Store {
                 o["metadata"]["generation"] = json!(g + 1);
             }
         } else {
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.remove("deletionTimestamp");
+            }
             o["metadata"]["uid"] = json!(util::uid());
             o["metadata"]["creationTimestamp"] = json!(util::now_rfc3339());
             if t.rtype.tracks_generation {
@@ -1067,7 +1148,6 @@ impl Store {
             }
         }
         if let Some(m) = o["metadata"].as_object_mut() {
-            m.remove("deletionTimestamp");
             m.remove("selfLink");
         }
         if dry_run {
@@ -1117,6 +1197,9 @@ impl Store {
             Err(r) => return r,
         };
         if let Err(r) = self.check_identity(t, &mut o, None) {
+            return r;
+        }
+        if let Some(r) = Self::undecodable(t, &o) {
             return r;
         }
         let name = match o.pointer("/metadata/name").and_then(Value::as_str) {
@@ -1176,6 +1259,9 @@ impl Store {
             Err(r) => return r,
         };
         if let Err(r) = self.check_identity(t, &mut o, Some(name)) {
+            return r;
+        }
+        if let Some(r) = Self::undecodable(t, &o) {
             return r;
         }
         let Some(old) = self.objects.get(&self.key(t, name)).cloned() else {
@@ -1307,6 +1393,19 @@ impl Store {
         if let Err(r) = self.check_identity(t, &mut o, Some(name)) {
             return r;
         }
+        if let Some(e) = Self::type_error(t, &o) {
+            // The patched object does not decode: the patch is what is invalid.
+            let error = FieldError::invalid("patch", &json!(o.to_string()), &e.json_message());
+            return status_error(
+                422,
+                "Invalid",
+                &format!(
+                    " \"\" is invalid: {}",
+                    validation::aggregate(std::slice::from_ref(&error))
+                ),
+                Some(json!({"causes": [error.cause()]})),
+            );
+        }
         self.write_over(req, t, old, o, dry_run)
     }
 
@@ -1346,6 +1445,26 @@ impl Store {
         }
         if let Err(r) = self.check_identity(t, &mut config, Some(name)) {
             return r;
+        }
+        if let Some(e) = Self::type_error(t, &config) {
+            // Server-side apply fails building its typed patch object, an error the
+            // server does not classify: 500 without a reason.
+            let ns = config
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return status_error(
+                500,
+                "",
+                &format!(
+                    "failed to create typed patch object ({ns}/{name}; {}/{}, Kind={}): {}",
+                    t.rtype.group,
+                    t.version,
+                    t.rtype.kind,
+                    e.smd_message()
+                ),
+                None,
+            );
         }
         if let Some(m) = config["metadata"].as_object_mut() {
             for f in [
@@ -1418,6 +1537,9 @@ impl Store {
         let Some(old) = self.objects.get(&key).cloned() else {
             return self.not_found(t, name);
         };
+        if t.rtype.kind == "Namespace" {
+            return self.terminate_namespace(t, &key, old, dry_run);
+        }
         if dry_run {
             return Response::ok(self.present(t, &old));
         }
@@ -1425,10 +1547,6 @@ impl Store {
         self.resource_version += 1;
         self.pending.remove(&key);
         match t.rtype.kind.as_str() {
-            "Namespace" => {
-                self.objects.retain(|(_, _, ns, _), _| ns != name);
-                self.recount_ips();
-            }
             "CustomResourceDefinition" => {
                 if let Ok(rtype) = types::from_crd(&old) {
                     self.objects
@@ -1448,6 +1566,35 @@ impl Store {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": t.rtype.group, "kind": t.rtype.plural, "uid": old["metadata"]["uid"]}
         }))
+    }
+}
+
+impl Store {
+    /// A Namespace's deletion: it turns `Terminating` (`deletionTimestamp` set) and is
+    /// answered 200 with the object, as the real API does; the namespace controller
+    /// empties and removes it later (`Options::namespace_finalize_delay`). Deleting it
+    /// again while it terminates answers the same way.
+    fn terminate_namespace(
+        &mut self,
+        t: &ReqTarget,
+        key: &Key,
+        old: Value,
+        dry_run: bool,
+    ) -> Response {
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Response::ok(self.present(t, &old));
+        }
+        let mut o = old;
+        o["metadata"]["deletionTimestamp"] = json!(util::now_rfc3339());
+        o["status"]["phase"] = json!("Terminating");
+        if dry_run {
+            return Response::ok(self.present(t, &o));
+        }
+        self.resource_version += 1;
+        o["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.objects.insert(key.clone(), o.clone());
+        self.schedule(key);
+        Response::ok(self.present(t, &o))
     }
 }
 

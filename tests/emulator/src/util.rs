@@ -227,25 +227,6 @@ pub fn matches(reqs: &[Requirement], labels: Option<&Value>) -> bool {
     })
 }
 
-/// A DNS-1123 subdomain (most object names).
-pub fn is_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
-}
-
-/// A DNS-1123 label (namespace and Service names).
-pub fn is_label(s: &str) -> bool {
-    s.len() <= 63 && !s.contains('.') && is_subdomain(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

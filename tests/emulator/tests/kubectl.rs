@@ -26,12 +26,18 @@ fn kubectl_path() -> Option<String> {
 }
 
 fn start() -> Option<Kubectl> {
+    start_with(|_| {})
+}
+
+/// As `start`, with the cluster's options changed by `configure` first.
+fn start_with(configure: impl Fn(&mut k8s_emulator::Options)) -> Option<Kubectl> {
     if kubectl_path().is_none() {
         eprintln!("SKIPPED: kubectl is not installed on this machine");
         return None;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let clusters = Clusters::start(1, dir.path()).expect("start emulator");
+    let clusters =
+        Clusters::start_with(1, dir.path(), |_, o| configure(o)).expect("start emulator");
     clusters.seed_coredns().expect("seed");
     Some(Kubectl {
         _dir: dir,
@@ -498,8 +504,7 @@ fn replace_with_a_stale_resource_version_conflicts() {
     assert_eq!(k.json(&["get", "cm", "demo"])["data"]["key"], "moved");
 }
 
-/// A Namespace manifest (`kubectl create` would send protobuf, which the emulator
-/// does not speak).
+/// A Namespace manifest.
 fn namespace(name: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
 }
@@ -850,4 +855,264 @@ spec:
             "{plural} is cluster-scoped: {line}"
         );
     }
+}
+
+#[test]
+fn a_deleted_namespace_shows_terminating_and_refuses_new_content() {
+    let Some(k) = start_with(|o| {
+        o.namespace_finalize_delay = Some(std::time::Duration::from_secs(3));
+    }) else {
+        return;
+    };
+    k.ok(&["apply", "-f", "-"], Some(&namespace("team")));
+    let in_team = CONFIGMAP.replace("namespace: default", "namespace: team");
+    k.ok(&["apply", "-f", "-"], Some(&in_team));
+
+    let out = k.ok(&["delete", "ns", "team", "--wait=false"], None);
+    assert!(out.contains("namespace \"team\" deleted"), "{out}");
+    let table = k.ok(&["get", "ns", "team"], None);
+    let row = table.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        table.starts_with("NAME") && table.contains("STATUS"),
+        "{table}"
+    );
+    assert_eq!(
+        row.split_whitespace().take(2).collect::<Vec<_>>(),
+        vec!["team", "Terminating"],
+        "{table}"
+    );
+    let ns = k.json(&["get", "ns", "team"]);
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+    // What is in it is still there for now; nothing new goes in.
+    assert_eq!(
+        k.json(&["get", "cm", "demo", "-n", "team"])["data"]["key"],
+        "one"
+    );
+    let late = k.run(
+        &["apply", "-f", "-"],
+        Some(&in_team.replace("name: demo", "name: late")),
+    );
+    assert!(!late.status.success());
+    let err = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        err.contains("Error from server (Forbidden)")
+            && err.contains("configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"),
+        "{err}"
+    );
+    // Deleting it again is fine, and waiting for it ends when it is gone.
+    k.ok(&["delete", "ns", "team", "--wait=false"], None);
+    k.ok(&["delete", "ns", "team", "--ignore-not-found"], None);
+    eventually("the namespace is gone", || {
+        (!k.run(&["get", "ns", "team"], None).status.success()).then_some(())
+    });
+    assert!(k
+        .emulator()
+        .object("", "ConfigMap", "team", "demo")
+        .is_none());
+}
+
+const APP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app
+  namespace: default
+data:
+  mode: blue
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app
+  namespace: default
+spec:
+  selector: {app: app}
+  ports:
+  - {name: http, port: 80}
+";
+
+#[test]
+fn create_replace_and_delete_from_files_use_json() {
+    let Some(k) = start() else { return };
+    k.emulator().clear_requests();
+    let out = k.ok(&["create", "-f", "-"], Some(APP));
+    assert!(
+        out.contains("configmap/app created") && out.contains("service/app created"),
+        "{out}"
+    );
+    // kubectl sends the objects of files as JSON (only its typed clients, as in
+    // `kubectl create namespace x`, send protobuf).
+    let posts: Vec<String> = k
+        .emulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.content_type)
+        .collect();
+    assert_eq!(posts, vec!["application/json", "application/json"]);
+    let table = k.ok(&["get", "cm,svc", "app"], None);
+    assert!(
+        table.contains("configmap/app") && table.contains("service/app"),
+        "{table}"
+    );
+    assert!(table.contains("80/TCP"), "{table}");
+    let again = k.run(&["create", "-f", "-"], Some(APP));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("AlreadyExists"));
+
+    let out = k.ok(&["replace", "-f", "-"], Some(&APP.replace("blue", "green")));
+    assert!(out.contains("configmap/app replaced"), "{out}");
+    assert_eq!(k.json(&["get", "cm", "app"])["data"]["mode"], "green");
+
+    let out = k.ok(&["delete", "-f", "-"], Some(APP));
+    assert!(
+        out.contains("configmap \"app\" deleted") && out.contains("service \"app\" deleted"),
+        "{out}"
+    );
+    assert!(!k.run(&["get", "svc", "app"], None).status.success());
+}
+
+#[test]
+fn bad_types_and_values_fail_as_a_real_server_words_them() {
+    let Some(k) = start() else { return };
+    let svc = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  ports:
+  - port: eighty
+";
+    let created = k.run(&["create", "-f", "-"], Some(svc));
+    assert!(!created.status.success());
+    let err = String::from_utf8_lossy(&created.stderr);
+    assert!(
+        err.contains("Error from server (BadRequest)")
+            && err.contains("Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32"),
+        "{err}"
+    );
+    let applied = k.run(
+        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+        Some(svc),
+    );
+    assert!(!applied.status.success());
+    let err = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        err.contains("failed to create typed patch object (default/web; /v1, Kind=Service): .spec.ports[0].port: expected numeric (int or float), got string"),
+        "{err}"
+    );
+
+    let deploy = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: -1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - {name: web, image: nginx:1}
+";
+    let invalid = k.run(&["apply", "-f", "-"], Some(deploy));
+    assert!(!invalid.status.success());
+    let err = String::from_utf8_lossy(&invalid.stderr);
+    assert!(
+        err.contains("The Deployment \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
+    let bad_name = k.run(&["apply", "-f", "-"], Some(&namespace("Team_A")));
+    assert!(!bad_name.status.success());
+    let err = String::from_utf8_lossy(&bad_name.stderr);
+    assert!(
+        err.contains("The Namespace \"Team_A\" is invalid: metadata.name: Invalid value: \"Team_A\": a lowercase RFC 1123 label"),
+        "{err}"
+    );
+}
+
+#[test]
+fn create_subcommands_send_protobuf_that_the_emulator_reads_for_core_kinds() {
+    let Some(k) = start() else { return };
+    k.emulator().clear_requests();
+    k.ok(&["create", "namespace", "team"], None);
+    k.ok(
+        &[
+            "create",
+            "configmap",
+            "conf",
+            "-n",
+            "team",
+            "--from-literal=mode=blue",
+        ],
+        None,
+    );
+    k.ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "-n",
+            "team",
+            "--from-literal=p=q",
+        ],
+        None,
+    );
+    k.ok(
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "-n",
+            "team",
+            "--tcp=80:8080",
+        ],
+        None,
+    );
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team"], None);
+    let posts: Vec<String> = k
+        .emulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.content_type)
+        .collect();
+    assert_eq!(posts.len(), 5);
+    assert!(
+        posts
+            .iter()
+            .all(|c| c == "application/vnd.kubernetes.protobuf"),
+        "{posts:?}"
+    );
+    assert_eq!(k.json(&["get", "ns", "team"])["status"]["phase"], "Active");
+    assert_eq!(
+        k.json(&["get", "cm", "conf", "-n", "team"])["data"]["mode"],
+        "blue"
+    );
+    assert_eq!(
+        k.json(&["get", "secret", "pw", "-n", "team"])["data"]["p"],
+        k8s_emulator::base64(b"q")
+    );
+    let svc = k.json(&["get", "svc", "web", "-n", "team"]);
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    assert!(svc["spec"]["clusterIP"]
+        .as_str()
+        .is_some_and(|ip| ip.starts_with("10.96.")));
+    let cm = k.json(&["get", "cm", "conf", "-n", "team", "--show-managed-fields"]);
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["manager"],
+        "kubectl-create"
+    );
+    // Other kinds' protobuf is refused, saying so.
+    let deploy = k.run(&["create", "deployment", "d", "--image=nginx"], None);
+    assert!(!deploy.status.success());
+    let err = String::from_utf8_lossy(&deploy.stderr);
+    assert!(err.contains("not apps/v1 Deployment"), "{err}");
 }

@@ -908,3 +908,446 @@ fn istio_security_and_sail_kinds_are_served_as_their_crds_say() {
     assert_eq!(entry["shortNames"], json!(["istiorev"]));
     assert_eq!(entry["categories"], json!(["istio-io"]));
 }
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+fn delete(e: &Emulator, path: &str) -> (u16, Value) {
+    let (s, _, b) = http(e, "DELETE", path, "application/json", "").expect("answer");
+    (s, b)
+}
+
+fn apply(e: &Emulator, path: &str, body: &Value) -> (u16, Value) {
+    send(e, "PATCH", path, "application/apply-patch+yaml", body)
+}
+
+#[test]
+fn a_deleted_namespace_terminates_then_takes_its_objects_with_it() {
+    let e = Emulator::start(Options::default()).expect("start");
+    assert_eq!(post(&e, "/api/v1/namespaces", namespace("team")).0, 201);
+    assert_eq!(
+        post(&e, "/api/v1/namespaces/team/configmaps", cm("kept")).0,
+        201
+    );
+
+    // DELETE answers 200 with the Namespace, now terminating.
+    let (s, ns) = delete(&e, "/api/v1/namespaces/team");
+    assert_eq!((s, ns["kind"].as_str()), (200, Some("Namespace")));
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let since = ns["metadata"]["deletionTimestamp"].clone();
+    assert!(since.is_string(), "{ns}");
+    let (s, got) = get(&e, "/api/v1/namespaces/team");
+    assert_eq!(
+        (s, got["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+
+    // Nothing new goes into it; what is there can still be written.
+    let (s, b) = post(&e, "/api/v1/namespaces/team/configmaps", cm("late"));
+    assert_eq!((s, b["reason"].as_str()), (403, Some("Forbidden")));
+    assert_eq!(
+        b["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace team because it is being terminated"
+    );
+    assert_eq!(b["details"]["causes"][0]["reason"], "NamespaceTerminating");
+    let (s, b) = apply(
+        &e,
+        "/apis/apps/v1/namespaces/team/deployments/web?fieldManager=t",
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+    );
+    assert_eq!(s, 403, "{b}");
+    assert!(b["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("deployments.apps \"web\" is forbidden")));
+    let (s, _) = send(
+        &e,
+        "PATCH",
+        "/api/v1/namespaces/team/configmaps/kept",
+        "application/merge-patch+json",
+        &json!({"data": {"k": "w"}}),
+    );
+    assert_eq!(s, 200);
+
+    // Deleting it again answers the same; it keeps its first deletionTimestamp.
+    let (s, again) = delete(&e, "/api/v1/namespaces/team");
+    assert_eq!(
+        (s, again["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    assert_eq!(again["metadata"]["deletionTimestamp"], since);
+    assert_eq!(get(&e, "/api/v1/namespaces/team/configmaps/kept").0, 200);
+
+    // The namespace controller then deletes its objects, and the namespace.
+    eventually("the namespace is gone", || {
+        (get(&e, "/api/v1/namespaces/team").0 == 404).then_some(())
+    });
+    assert_eq!(get(&e, "/api/v1/namespaces/team/configmaps/kept").0, 404);
+    assert!(e.object("", "ConfigMap", "team", "kept").is_none());
+    // A namespace of the same name can then be made again, empty.
+    assert_eq!(post(&e, "/api/v1/namespaces", namespace("team")).0, 201);
+    let (_, list) = get(&e, "/api/v1/namespaces/team/configmaps");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+
+    // An empty namespace terminates too, briefly.
+    assert_eq!(post(&e, "/api/v1/namespaces", namespace("empty")).0, 201);
+    let (s, ns) = delete(&e, "/api/v1/namespaces/empty");
+    assert_eq!(
+        (s, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    eventually("the empty namespace is gone", || {
+        (get(&e, "/api/v1/namespaces/empty").0 == 404).then_some(())
+    });
+    // dryRun=All shows the terminating namespace and changes nothing.
+    let (s, ns) = delete(&e, "/api/v1/namespaces/team?dryRun=All");
+    assert_eq!(
+        (s, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    let (_, live) = get(&e, "/api/v1/namespaces/team");
+    assert_eq!(live["status"]["phase"], "Active");
+    assert!(live["metadata"].get("deletionTimestamp").is_none());
+}
+
+#[test]
+fn namespaces_terminate_at_once_or_never_as_the_options_say() {
+    let now = Emulator::start(Options::immediate()).expect("start");
+    assert_eq!(post(&now, "/api/v1/namespaces", namespace("a")).0, 201);
+    assert_eq!(
+        post(&now, "/api/v1/namespaces/a/configmaps", cm("c")).0,
+        201
+    );
+    let (s, ns) = delete(&now, "/api/v1/namespaces/a");
+    assert_eq!(
+        (s, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    assert_eq!(get(&now, "/api/v1/namespaces/a").0, 404);
+    assert_eq!(get(&now, "/api/v1/namespaces/a/configmaps/c").0, 404);
+
+    let stuck = Emulator::start(Options {
+        namespace_finalize_delay: None,
+        ..Options::default()
+    })
+    .expect("start");
+    assert_eq!(post(&stuck, "/api/v1/namespaces", namespace("a")).0, 201);
+    assert_eq!(delete(&stuck, "/api/v1/namespaces/a").0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let (s, ns) = get(&stuck, "/api/v1/namespaces/a");
+    assert_eq!(
+        (s, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    // A client's write of a terminating namespace does not revive it.
+    let (s, ns) = send(
+        &stuck,
+        "PATCH",
+        "/api/v1/namespaces/a",
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"x": "y"}}}),
+    );
+    assert_eq!(
+        (s, ns["status"]["phase"].as_str()),
+        (200, Some("Terminating"))
+    );
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+}
+
+/// Sends a request and reads until the answer ends or `timeout` passes without a byte.
+fn raw(e: &Emulator, path: &str, timeout: Duration) -> (TcpStream, std::io::Result<Vec<u8>>) {
+    let addr = e.url().trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut raw = Vec::new();
+    let read = s.read_to_end(&mut raw).map(|_| raw);
+    (s, read)
+}
+
+fn timed_out(r: &std::io::Result<Vec<u8>>) -> bool {
+    matches!(r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+#[test]
+fn a_hang_fault_reads_the_request_and_never_answers() {
+    let e = Emulator::start(Options::default()).expect("start");
+    e.add_fault(Fault::new(FaultKind::Hang, FaultWhen::Next(1)).on_path("/configmaps"));
+    let started = Instant::now();
+    let (hung, answer) = raw(&e, "/api/v1/configmaps", Duration::from_millis(300));
+    assert!(timed_out(&answer), "{answer:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // The cluster still answers other requests, and the next one to that path.
+    assert_eq!(get(&e, "/api/v1/configmaps").0, 200);
+    let log = e.requests();
+    assert_eq!(
+        (log[0].path.as_str(), log[0].status),
+        ("/api/v1/configmaps", 0),
+        "logged without an answer"
+    );
+    // Dropping the emulator does not wait for the hung connection, which it closes.
+    let started = Instant::now();
+    drop(e);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let mut hung = hung;
+    hung.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    assert!(matches!(hung.read_to_end(&mut rest), Ok(0) | Err(_)));
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_silent_cluster_accepts_connections_and_answers_nothing() {
+    let e = Emulator::start_silent().expect("start");
+    let mut open = Vec::new();
+    for path in ["/version", "/api/v1/namespaces"] {
+        let (conn, answer) = raw(&e, path, Duration::from_millis(200));
+        assert!(timed_out(&answer), "{path}: {answer:?}");
+        open.push(conn);
+    }
+    assert_eq!(e.requests().len(), 2);
+    assert!(e.requests().iter().all(|r| r.status == 0));
+    let started = Instant::now();
+    drop(e);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+fn service(port: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"ports": [{"name": "http", "port": port}]}})
+}
+
+fn deployment(name: &str, replicas: Value, container_port: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "web", "image": "nginx:1",
+                                                          "ports": [{"containerPort": container_port}]}]}}}})
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+#[test]
+fn values_of_the_wrong_type_fail_decoding_as_on_a_real_server() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let bad_port = "Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32";
+    for query in ["", "?dryRun=All"] {
+        let (s, b) = post(&e, &format!("{SERVICES}{query}"), service(json!("eighty")));
+        assert_eq!((s, b["reason"].as_str()), (400, Some("BadRequest")), "{b}");
+        assert_eq!(b["message"], bad_port);
+    }
+    assert_eq!(get(&e, &format!("{SERVICES}/web")).0, 404);
+
+    let (s, b) = post(&e, DEPLOYMENTS, deployment("web", json!("two"), json!(80)));
+    assert_eq!(s, 400);
+    assert_eq!(b["message"], "Deployment in version \"v1\" cannot be handled as a Deployment: json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32");
+    let (s, b) = post(&e, DEPLOYMENTS, deployment("web", json!(2), json!("http")));
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().is_some_and(|m| m.ends_with(
+        "Go struct field ContainerPort.spec.template.spec.containers.ports.containerPort of type int32"
+    )));
+    let (s, b) = post(
+        &e,
+        "/api/v1/namespaces/default/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"n": 1}}),
+    );
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().is_some_and(|m| m
+        .ends_with("cannot unmarshal number into Go struct field ConfigMap.data of type string")));
+
+    // An update decodes the same way.
+    let (s, live) = post(&e, SERVICES, service(json!(80)));
+    assert_eq!(s, 201);
+    let mut changed = live.clone();
+    changed["spec"]["ports"][0]["port"] = json!("eighty");
+    let (s, b) = send(
+        &e,
+        "PUT",
+        &format!("{SERVICES}/web"),
+        "application/json",
+        &changed,
+    );
+    assert_eq!((s, b["message"].as_str()), (400, Some(bad_port)));
+
+    // A patch whose result does not decode is an invalid patch.
+    let (s, b) = send(
+        &e,
+        "PATCH",
+        &format!("{SERVICES}/web"),
+        "application/merge-patch+json",
+        &json!({"spec": {"publishNotReadyAddresses": "yes"}}),
+    );
+    assert_eq!((s, b["reason"].as_str()), (422, Some("Invalid")), "{b}");
+    assert_eq!(b["details"]["causes"][0]["field"], "patch");
+    assert!(b["message"].as_str().is_some_and(|m| m.ends_with(
+        "json: cannot unmarshal string into Go struct field ServiceSpec.spec.publishNotReadyAddresses of type bool"
+    )));
+
+    // Server-side apply fails building its typed patch object: 500 without a reason.
+    for query in ["", "&dryRun=All"] {
+        let (s, b) = apply(
+            &e,
+            &format!("{SERVICES}/web?fieldManager=t{query}"),
+            &service(json!("eighty")),
+        );
+        assert_eq!(s, 500, "{b}");
+        assert!(b.get("reason").is_none(), "{b}");
+        assert_eq!(
+            b["message"],
+            "failed to create typed patch object (default/web; /v1, Kind=Service): .spec.ports[0].port: expected numeric (int or float), got string"
+        );
+    }
+    let (s, b) = apply(
+        &e,
+        &format!("{DEPLOYMENTS}/web?fieldManager=t"),
+        &deployment("web", json!(1), json!(true)),
+    );
+    assert_eq!(s, 500);
+    assert!(b["message"].as_str().is_some_and(|m| m.contains(
+        "(default/web; apps/v1, Kind=Deployment): .spec.template.spec.containers[name=\"web\"].ports[0].containerPort: expected numeric"
+    )), "{b}");
+    let (_, live) = get(&e, &format!("{SERVICES}/web"));
+    assert_eq!(live["spec"]["ports"][0]["port"], 80);
+}
+
+#[test]
+fn invalid_values_are_422_with_a_cause_for_each() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let (s, b) = post(
+        &e,
+        SERVICES,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1web"}, "spec": {"ports": [{"port": 80}]}}),
+    );
+    assert_eq!(
+        (s, b["reason"].as_str(), b["code"].as_i64()),
+        (422, Some("Invalid"), Some(422))
+    );
+    assert_eq!(b["status"], "Failure");
+    assert_eq!(
+        b["message"],
+        "Service \"1web\" is invalid: metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+    );
+    assert_eq!(
+        b["details"],
+        json!({"name": "1web", "group": "", "kind": "Service", "causes": [{
+            "reason": "FieldValueInvalid", "field": "metadata.name",
+            "message": "Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+        }]})
+    );
+
+    // Names: 63 characters at most for a Namespace or Service, 253 for most kinds.
+    let long = "a".repeat(64);
+    let (s, b) = post(&e, "/api/v1/namespaces", namespace(&long));
+    assert_eq!(s, 422);
+    assert_eq!(
+        b["details"]["causes"][0]["message"],
+        format!("Invalid value: \"{long}\": must be no more than 63 characters")
+    );
+    assert_eq!(
+        post(&e, "/api/v1/namespaces/default/configmaps", cm(&long)).0,
+        201
+    );
+    let (s, b) = post(
+        &e,
+        "/api/v1/namespaces/default/configmaps",
+        cm(&"a".repeat(254)),
+    );
+    assert_eq!(s, 422);
+    assert!(b["message"]
+        .as_str()
+        .is_some_and(|m| m.ends_with("must be no more than 253 characters")));
+    // RBAC names are path segments.
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:aggregate-to-edit"}, "rules": []});
+    assert_eq!(
+        post(&e, "/apis/rbac.authorization.k8s.io/v1/clusterroles", role).0,
+        201
+    );
+
+    // Labels.
+    let mut labelled = cm("labelled");
+    labelled["metadata"]["labels"] = json!({"app": "has space", "bad key!": "v"});
+    let (s, b) = post(&e, "/api/v1/namespaces/default/configmaps", labelled);
+    assert_eq!(s, 422);
+    let causes = b["details"]["causes"].as_array().expect("causes");
+    assert_eq!(causes.len(), 2);
+    assert!(causes.iter().all(|c| c["field"] == "metadata.labels"));
+    assert!(b["message"].as_str().is_some_and(|m| m.starts_with("ConfigMap \"labelled\" is invalid: [metadata.labels: Invalid value: \"has space\": a valid label must be an empty string")), "{b}");
+
+    // Ranges and required fields, on every kind of write, dry run or not.
+    let (s, b) = post(&e, DEPLOYMENTS, deployment("web", json!(-1), json!(80)));
+    assert_eq!(s, 422);
+    assert_eq!(
+        b["message"],
+        "Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
+    let mut no_selector = deployment("web", json!(1), json!(70000));
+    no_selector["spec"]
+        .as_object_mut()
+        .map(|s| s.remove("selector"));
+    for query in ["", "&dryRun=All"] {
+        let (s, b) = apply(
+            &e,
+            &format!("{DEPLOYMENTS}/web?fieldManager=t{query}"),
+            &no_selector,
+        );
+        assert_eq!(s, 422, "{b}");
+        let causes: Vec<(&str, &str)> = b["details"]["causes"]
+            .as_array()
+            .expect("causes")
+            .iter()
+            .map(|c| {
+                (
+                    c["field"].as_str().unwrap_or(""),
+                    c["reason"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            causes,
+            vec![
+                (
+                    "spec.template.spec.containers[0].ports[0].containerPort",
+                    "FieldValueInvalid"
+                ),
+                ("spec.selector", "FieldValueRequired"),
+            ]
+        );
+        assert!(b["message"].as_str().is_some_and(|m| m.contains("[spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive, spec.selector: Required value]")), "{b}");
+    }
+    assert_eq!(get(&e, &format!("{DEPLOYMENTS}/web")).0, 404);
+    let (s, b) = post(&e, SERVICES, service(json!(0)));
+    assert_eq!(s, 422);
+    assert_eq!(b["details"]["causes"][0]["field"], "spec.ports[0].port");
+}
+
+#[test]
+fn a_dry_run_server_side_apply_returns_the_merged_object_and_stores_nothing() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let path = "/api/v1/namespaces/default/configmaps/c";
+    let (s, live) = apply(&e, &format!("{path}?fieldManager=a"), &cm("c"));
+    assert_eq!(s, 201);
+    let rv = live["metadata"]["resourceVersion"].clone();
+    let mut more = cm("c");
+    more["data"] = json!({"other": "x"});
+    let (s, merged) = apply(&e, &format!("{path}?fieldManager=b&dryRun=All"), &more);
+    assert_eq!(s, 200);
+    assert_eq!(merged["data"], json!({"k": "v", "other": "x"}));
+    let mut managers: Vec<&str> = merged["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    managers.sort();
+    assert_eq!(managers, vec!["a", "b"]);
+    assert_eq!(merged["metadata"]["uid"], live["metadata"]["uid"]);
+    let (_, after) = get(&e, path);
+    assert_eq!(after["data"], json!({"k": "v"}));
+    assert_eq!(after["metadata"]["resourceVersion"], rv);
+    assert_eq!(
+        after["metadata"]["managedFields"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

@@ -257,6 +257,9 @@ impl Store {
                 }
             }
             ("", "namespaces") => {
+                if o.pointer("/metadata/deletionTimestamp").is_some() {
+                    self.enqueue(key, options.namespace_finalize_delay);
+                }
                 // A namespace may be the one an Istio installs into, or mark a revision
                 // in use.
                 for plural in ["istios", "istiocnis"] {
@@ -338,6 +341,12 @@ impl Store {
             return;
         };
         let new = match (key.0.as_str(), key.1.as_str()) {
+            ("", "namespaces") => {
+                if o.pointer("/metadata/deletionTimestamp").is_some() {
+                    self.finalize_namespace(key, &o);
+                }
+                None
+            }
             ("", "services") => self.load_balancer(key, &o),
             ("", "secrets") => self.token(key, &o),
             (SAIL, "istios") => self.istio(&o),
@@ -352,6 +361,29 @@ impl Store {
                 self.retry_waiting_load_balancers();
             }
         }
+    }
+
+    /// The namespace controller, once a namespace has been terminating for
+    /// `namespace_finalize_delay`: deletes the objects in it, then the namespace.
+    fn finalize_namespace(&mut self, key: &Key, namespace: &Value) {
+        let name = key.3.clone();
+        let content: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, _, ns, _)| *ns == name)
+            .cloned()
+            .collect();
+        for k in content {
+            self.pending.remove(&k);
+            if let Some(old) = self.objects.remove(&k) {
+                self.resource_version += 1;
+                self.deleted(&k, &old);
+            }
+        }
+        self.recount_ips();
+        self.objects.remove(key);
+        self.resource_version += 1;
+        self.deleted(key, namespace);
     }
 
     /// Stores a controller's change to an object (nothing if it changed nothing).
