@@ -317,6 +317,49 @@ async fn wait_until_ready(
     }
 }
 
+/// Waits (up to `wait`) until a deleted object is gone, where a controller finishes the
+/// deletion (finalizers; a namespace stays Terminating until its content is deleted), so
+/// that what it depended on is deleted only after it.
+async fn wait_until_gone(
+    id: &ObjRef,
+    api_version: &str,
+    target: &dyn crate::target::Target,
+    wait: std::time::Duration,
+) -> Result<(), RunError> {
+    if !target.has_controllers() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let item = crate::target::ReadItem {
+        id: id.clone(),
+        api_version: api_version.to_string(),
+        desired: None,
+        whole: true,
+    };
+    loop {
+        let live = target
+            .read(std::slice::from_ref(&item))
+            .await
+            .map_err(fail)?;
+        let Some(object) = live.get(id) else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let phase = object
+                .pointer("/status/phase")
+                .and_then(serde_json::Value::as_str)
+                .map(|p| format!(" (still {p})"))
+                .unwrap_or_default();
+            return Err(fail(format!(
+                "gave up after {} waiting for {} to be deleted{phase}",
+                humantime::format_duration(wait),
+                id.address()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn run(
     job: &Job,
     targets: &Targets,
@@ -389,7 +432,14 @@ async fn run(
             save(store, |s| s.upsert(entry))
         }
         Action::Delete => {
+            let api_version = store
+                .lock()
+                .ok()
+                .and_then(|s| s.state.get(&id).map(|e| e.api_version.clone()));
             target.delete(&id).await.map_err(fail)?;
+            if let Some(api_version) = api_version {
+                wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;
+            }
             save(store, |s| {
                 s.remove(&c.address);
             })

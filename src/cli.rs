@@ -99,8 +99,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
-        /// How long to wait for values only a cluster knows ("known after apply", such as
-        /// the istiocoredns ClusterIP a control plane creates), e.g. 90s or 5m.
+        /// How long to wait for what only a cluster can tell: values known after apply (a
+        /// gateway's address, a token), a control plane to be Ready, a deleted object to be
+        /// gone; e.g. 90s or 5m.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
         wait_timeout: std::time::Duration,
         #[command(flatten)]
@@ -139,6 +140,10 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long)]
         auto_approve: bool,
+        /// How long to wait for each deleted object to be gone (a namespace stays
+        /// Terminating until its content is deleted), e.g. 90s or 5m.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        wait_timeout: std::time::Duration,
     },
     /// Print the dependency graph in DOT (an edge points at what an object depends on).
     Graph(FileArg),
@@ -234,13 +239,17 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             file,
             take_over,
         } => ops::import(&file.file, &addresses, take_over, &global),
-        Command::Destroy { file, auto_approve } => ops::apply(
+        Command::Destroy {
+            file,
+            auto_approve,
+            wait_timeout,
+        } => ops::apply(
             &ApplyOptions {
                 file: file.file,
                 plan_file: None,
                 auto_approve,
                 destroy: true,
-                wait: std::time::Duration::ZERO,
+                wait: wait_timeout,
                 take_over: Default::default(),
             },
             &global,

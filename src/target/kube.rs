@@ -224,7 +224,17 @@ impl KubeTarget {
             Err(e) if not_served(&e) => return Ok(None),
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
-        let Some((ar, caps)) = api_group.recommended_kind(kind) else {
+        // The preferred version first, then the others: a kind may be served only at a
+        // version that is not the group's preferred one (EnvoyFilter, v1alpha3 only).
+        let found = api_group.recommended_kind(kind).or_else(|| {
+            api_group.versions().find_map(|v| {
+                api_group
+                    .versioned_resources(v)
+                    .into_iter()
+                    .find(|(ar, _)| ar.kind == kind)
+            })
+        });
+        let Some((ar, caps)) = found else {
             return Ok(None);
         };
         let r = (ar, caps.scope == kube::discovery::Scope::Namespaced);
