@@ -95,12 +95,15 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         )));
     }
 
+    // The store's state always has a key (a new state gets one), so encrypted Secrets are
+    // marked even on the first apply.
+    let targets = loaded.targets(global, Some(&store.state))?;
     let store = Arc::new(Mutex::new(store));
     let report = runtime()?.block_on(crate::apply::apply(
         &fresh,
         &resolved,
         &loaded.graph,
-        &loaded.targets(global)?,
+        &targets,
         store,
         crate::apply::Limits {
             parallelism: global.parallelism,

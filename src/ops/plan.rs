@@ -64,7 +64,7 @@ pub(crate) fn make_plan(
     global: &Global,
     destroy: bool,
 ) -> Result<(Plan, Desired), Error> {
-    let targets = loaded.targets(global)?;
+    let targets = loaded.targets(global, state)?;
     let items = loaded.read_items(state);
     let probes = loaded.probe_items();
     let rt = runtime()?;
