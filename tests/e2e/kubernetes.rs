@@ -344,7 +344,8 @@ fn cloud_world() -> World {
     // The directory-target cloud of logical_clouds.rs, on Kubernetes targets instead.
     let file = super::logical_clouds::CLOUD
         .replace("dir = \"out/cluster1\"", "context = \"cluster1\"")
-        .replace("dir = \"out/cluster2\"", "context = \"cluster2\"");
+        .replace("dir = \"out/cluster2\"", "context = \"cluster2\"")
+        .replace("secrets = \"plaintext\"\n", "");
     w.p.write("dcm.toml", &file);
     super::harness::copy_test_certs(&w.p);
     w
@@ -540,6 +541,7 @@ fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
                 &format!("context = \"{c}\""),
             );
         }
+        p.remove_lines(toml, "secrets = ");
         // The control planes are installed by others here: these emulated clusters run
         // no Sail Operator.
         p.edit_all(toml, "install = \"sail\"", "# sail");
@@ -612,7 +614,7 @@ fn unpinned_example(toml: &str) -> Project {
     let mut out = String::new();
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
-        if ["gateway", "api_server", "token_file", "ca_file"].contains(&key) {
+        if ["gateway", "api_server", "token_file", "ca_file", "secrets"].contains(&key) {
             continue;
         }
         match line.strip_prefix("dir = \"") {
