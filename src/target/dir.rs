@@ -294,6 +294,22 @@ fn sops_encrypt(recipients: &[String], path: &Path, plaintext: &[u8]) -> Result<
     Ok(out.stdout)
 }
 
+/// Whether `sops` can be run, before an apply that needs it writes anything.
+pub fn check_sops() -> Result<(), String> {
+    let run = std::process::Command::new("sops")
+        .args(["--disable-version-check", "--version"])
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match run {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`sops --version` failed ({s})")),
+        Err(e) => Err(format!("cannot run `sops` ({e})")),
+    }
+}
+
 /// Checks what sops wrote before it replaces anything: sops' metadata is there and every
 /// `data`/`stringData` value is ciphertext.
 fn check_encrypted(out: &[u8]) -> Result<(), String> {
