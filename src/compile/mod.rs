@@ -326,7 +326,11 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
 /// (`secrets = "sops"` or `"plaintext"`): one error per cluster that would, at the cluster.
 fn check_secret_policies(model: &Model, objects: &[DesiredObject], diags: &mut Vec<Diagnostic>) {
     for (name, c) in &model.clusters {
-        let crate::model::TargetSpec::Dir { path, secrets: None } = &c.target else {
+        let crate::model::TargetSpec::Dir {
+            path,
+            secrets: None,
+        } = &c.target
+        else {
             continue;
         };
         let secrets: Vec<String> = objects

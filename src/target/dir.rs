@@ -287,8 +287,16 @@ fn sops_encrypt(recipients: &[String], path: &Path, plaintext: &[u8]) -> Result<
         .map_err(|e| format!("`sops` did not finish: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let why: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).take(5).collect();
-        return Err(format!("`sops encrypt` failed ({}): {}", out.status, why.join("; ")));
+        let why: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(5)
+            .collect();
+        return Err(format!(
+            "`sops encrypt` failed ({}): {}",
+            out.status,
+            why.join("; ")
+        ));
     }
     written.map_err(|e| format!("cannot give the object to `sops`: {e}"))?;
     Ok(out.stdout)

@@ -8,10 +8,7 @@ fn refused(p: &Project, wants: &[&str]) -> String {
     let before = p.snapshot();
     let run = p.dcm(&["apply", "--auto-approve"]).expect(1);
     // Warnings about the file (TWO_CLUSTERS writes its Secret in plaintext) may come first.
-    let from_error = run
-        .stderr
-        .find("error:")
-        .map_or("", |i| &run.stderr[i..]);
+    let from_error = run.stderr.find("error:").map_or("", |i| &run.stderr[i..]);
     assert!(
         run.stderr.starts_with("error:") || run.stderr.starts_with("warning:"),
         "{}",

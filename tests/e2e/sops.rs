@@ -119,7 +119,10 @@ fn the_ca_key_is_written_encrypted_decrypts_with_sops_and_re_plans_without_the_k
             }
             if f.contains("/secret/") {
                 secrets += 1;
-                assert!(text.contains("\nsops:\n"), "{rel} is not encrypted:\n{text}");
+                assert!(
+                    text.contains("\nsops:\n"),
+                    "{rel} is not encrypted:\n{text}"
+                );
             }
         }
     }
@@ -129,7 +132,10 @@ fn the_ca_key_is_written_encrypted_decrypts_with_sops_and_re_plans_without_the_k
         ("state", p.read("state/dcm.state.json")),
     ] {
         for needle in [&key_pem, &key_b64, &key_line] {
-            assert!(!text.contains(needle.as_str()), "the {what} holds the CA key");
+            assert!(
+                !text.contains(needle.as_str()),
+                "the {what} holds the CA key"
+            );
         }
     }
 
@@ -174,7 +180,9 @@ fn the_ca_key_is_written_encrypted_decrypts_with_sops_and_re_plans_without_the_k
 #[test]
 fn plaintext_secrets_become_encrypted_when_sops_is_chosen() {
     let (p, _) = sops_project();
-    let text = p.read(TOML).replace("secrets = \"sops\"", "secrets = \"plaintext\"");
+    let text = p
+        .read(TOML)
+        .replace("secrets = \"sops\"", "secrets = \"plaintext\"");
     let plain_toml: String = text
         .lines()
         .filter(|l| !l.starts_with("sops_age_recipients"))
@@ -186,7 +194,11 @@ fn plaintext_secrets_become_encrypted_when_sops_is_chosen() {
     assert!(!p.read(CACERTS).contains("sops:"));
     p.write(TOML, &sops_toml);
     let plan = dcm_without_key(&p, &["plan", "--detailed-exitcode", "-f", TOML]).expect(2);
-    assert!(plan.stdout.contains("dcm.io/sops: not encrypted"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("dcm.io/sops: not encrypted"),
+        "{}",
+        plan.stdout
+    );
     dcm_without_key(&p, &["apply", "--auto-approve", "-f", TOML]).expect(0);
     assert!(p.read(CACERTS).contains("\nsops:\n"));
     dcm_without_key(&p, &["plan", "--detailed-exitcode", "-f", TOML]).expect(0);
@@ -229,7 +241,11 @@ fn a_directory_target_refuses_secret_data_unless_the_cluster_says_how() {
             "sops_age_recipients",
             "secrets = \"plaintext\"",
         ] {
-            assert!(run.stderr.contains(want), "missing {want:?} in:\n{}", run.stderr);
+            assert!(
+                run.stderr.contains(want),
+                "missing {want:?} in:\n{}",
+                run.stderr
+            );
         }
         assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
     }
@@ -252,7 +268,9 @@ fn plaintext_is_allowed_with_a_warning_from_every_command() {
         );
         assert!(run.stderr.contains("dcm.toml:4:11"), "{}", run.stderr);
     }
-    assert!(p.read("out/cluster1/bookinfo/secret/db.yaml").contains("data:"));
+    assert!(p
+        .read("out/cluster1/bookinfo/secret/db.yaml")
+        .contains("data:"));
 }
 
 #[test]
@@ -282,7 +300,11 @@ fn sops_settings_are_checked_where_they_are_written() {
             &TWO_CLUSTERS.replace("secrets = \"plaintext\"\n", keys),
         );
         let run = p.dcm(&["validate"]).expect(1);
-        assert!(run.stderr.contains(want), "missing {want:?} in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(want),
+            "missing {want:?} in:\n{}",
+            run.stderr
+        );
         assert!(run.stderr.contains("dcm.toml:"), "{}", run.stderr);
     }
     p.write(
@@ -291,8 +313,9 @@ fn sops_settings_are_checked_where_they_are_written() {
     );
     let run = p.dcm(&["validate"]).expect(1);
     assert!(
-        run.stderr
-            .contains("cluster `cluster1` sets `secrets`, which only a directory target (`dir`) takes"),
+        run.stderr.contains(
+            "cluster `cluster1` sets `secrets`, which only a directory target (`dir`) takes"
+        ),
         "{}",
         run.stderr
     );
