@@ -195,6 +195,19 @@ pub fn redact(object: &Value) -> Value {
     out
 }
 
+/// Whether `object` is a core Secret that holds data (a non-empty `data` or `stringData`):
+/// what a directory target writes only as its cluster table says (`secrets`).
+pub fn has_secret_data(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str) == Some("Secret")
+        && object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && ["data", "stringData"].iter().any(|f| {
+            object
+                .get(*f)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+        })
+}
+
 /// Checks a name against the DNS-1123 label rule (namespaces, clusters): at most 63
 /// lower-case alphanumerics or '-', starting and ending with an alphanumeric.
 pub fn check_dns_label(name: &str) -> Result<(), String> {

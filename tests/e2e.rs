@@ -9,5 +9,6 @@ mod e2e {
     pub mod logical_clouds;
     pub mod reference_shapes;
     pub mod safety;
+    pub mod sops;
     pub mod terminal;
 }

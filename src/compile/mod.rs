@@ -324,6 +324,7 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
     }
     let mut objects: Vec<DesiredObject> = by_id.into_values().collect();
     mesh::allocate_addresses(&mut objects, allocations, &mut diags);
+    check_secret_policies(model, &objects, &mut diags);
     if !diags.is_empty() {
         return Err(Diagnostics(diags));
     }
@@ -331,6 +332,43 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
         objects,
         reverts: Vec::new(),
     })
+}
+
+/// A directory target writes Secret data only when its cluster table says how
+/// (`secrets = "sops"` or `"plaintext"`): one error per cluster that would, at the cluster.
+fn check_secret_policies(model: &Model, objects: &[DesiredObject], diags: &mut Vec<Diagnostic>) {
+    for (name, c) in &model.clusters {
+        let crate::model::TargetSpec::Dir {
+            path,
+            secrets: None,
+        } = &c.target
+        else {
+            continue;
+        };
+        let secrets: Vec<String> = objects
+            .iter()
+            .filter(|o| o.id.cluster == *name && crate::object::has_secret_data(&o.object))
+            .map(|o| format!("{}/{}", o.id.namespace, o.id.name))
+            .collect();
+        let Some(first) = secrets.first() else {
+            continue;
+        };
+        let which = if secrets.len() == 1 {
+            format!("Secret `{first}`")
+        } else {
+            format!("{} Secrets (`{first}`, ...)", secrets.len())
+        };
+        diags.push(
+            Diagnostic::new(format!(
+                "cluster `{name}` would write the data of {which} to directory `{}`, but its table does not say how Secrets are written there",
+                path.display()
+            ))
+            .at(c.location.clone())
+            .help(format!(
+                "add to [clusters.{name}] either `secrets = \"sops\"` with `sops_age_recipients = [\"age1...\"]` (encrypted with sops, e.g. for Flux), or `secrets = \"plaintext\"` (written unencrypted, for test-only data)"
+            )),
+        );
+    }
 }
 
 /// Gives the ServiceEntry addresses out again with `allocations`, after a refresh found

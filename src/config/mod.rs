@@ -67,6 +67,10 @@ pub struct RawCluster {
     pub name: Spanned<String>,
     pub dir: Option<Spanned<String>>,
     pub context: Option<Spanned<String>>,
+    /// How a directory target writes Secret data: `sops` or `plaintext`.
+    pub secrets: Option<Spanned<String>>,
+    /// The age recipients Secrets are encrypted to, with `secrets = "sops"`.
+    pub sops_age_recipients: Option<Spanned<Vec<Spanned<String>>>>,
     pub pod_cidr: Option<Spanned<String>>,
     pub service_cidr: Option<Spanned<String>>,
     pub cluster_domain: Option<Spanned<String>>,
@@ -246,6 +250,8 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 name,
                 dir: r.string(&mut t, "dir"),
                 context: r.string(&mut t, "context"),
+                secrets: r.string(&mut t, "secrets"),
+                sops_age_recipients: r.string_list(&mut t, "sops_age_recipients"),
                 pod_cidr: r.string(&mut t, "pod_cidr"),
                 service_cidr: r.string(&mut t, "service_cidr"),
                 cluster_domain: r.string(&mut t, "cluster_domain"),

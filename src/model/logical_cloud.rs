@@ -600,7 +600,8 @@ fn build_cloud(
     }
     for m in &members {
         if let Some(c) = clusters.get(m) {
-            if legacy && matches!(c.target, TargetSpec::Dir(_)) && !dns_forward.contains_key(m) {
+            if legacy && matches!(c.target, TargetSpec::Dir { .. }) && !dns_forward.contains_key(m)
+            {
                 cx.err(
                     &lc.name,
                     format!("logical cloud `{name}` needs `dns_forward.{m}`: cluster `{m}` is a directory target, so dcm cannot read the ClusterIP of its istiocoredns Service"),
@@ -665,7 +666,7 @@ fn check_api_access(
     };
     for m in members.iter().filter(|m| read_by_others(m)) {
         let Some(c) = clusters.get(m) else { continue };
-        let is_dir = matches!(c.target, TargetSpec::Dir(_));
+        let is_dir = matches!(c.target, TargetSpec::Dir { .. });
         if c.access.complete() || (!is_dir && profile == Profile::Current) {
             continue;
         }

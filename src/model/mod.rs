@@ -27,10 +27,24 @@ use std::path::PathBuf;
 /// Where a cluster's live objects are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSpec {
-    /// A GitOps directory (absolute or relative to the current directory).
-    Dir(PathBuf),
+    /// A GitOps directory (absolute or relative to the current directory), and how Secret
+    /// data is written there (None: the file did not say, so none may be written).
+    Dir {
+        path: PathBuf,
+        secrets: Option<DirSecrets>,
+    },
     /// A kubeconfig context.
     Context(String),
+}
+
+/// How a directory target writes the data of Secrets (`secrets` in the cluster table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirSecrets {
+    /// `secrets = "sops"`: a Secret's `data` and `stringData` are encrypted with sops to
+    /// these age recipients (`sops_age_recipients`); the rest of the file stays readable.
+    Sops { age_recipients: Vec<String> },
+    /// `secrets = "plaintext"`: written as Kubernetes holds them (base64), with a warning.
+    Plaintext,
 }
 
 /// How the cluster DNS learns about logical-cloud suffixes.
@@ -153,7 +167,7 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
     let mut diags = Vec::new();
     let src = raw.source.clone();
     let mut warnings = Vec::new();
-    let clusters = build_clusters(&raw, &mut diags);
+    let clusters = build_clusters(&raw, &mut diags, &mut warnings);
     let ca = raw
         .ca
         .as_ref()
@@ -220,7 +234,11 @@ fn location_key(d: &Diagnostic) -> (String, usize, usize) {
         .unwrap_or_default()
 }
 
-fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Cluster> {
+fn build_clusters(
+    raw: &RawConfig,
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, Cluster> {
     let src = &raw.source;
     let mut out = BTreeMap::new();
     for c in &raw.clusters {
@@ -233,7 +251,10 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
             );
         }
         let target = match (&c.dir, &c.context) {
-            (Some(dir), None) => Some(TargetSpec::Dir(resolve_relative(&raw.base_dir, &dir.value))),
+            (Some(dir), None) => Some(TargetSpec::Dir {
+                path: resolve_relative(&raw.base_dir, &dir.value),
+                secrets: build_dir_secrets(raw, c, diags, warnings),
+            }),
             (None, Some(ctx)) => Some(TargetSpec::Context(ctx.value.clone())),
             (Some(_), Some(ctx)) => {
                 diags.push(
@@ -255,6 +276,22 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
                 None
             }
         };
+        let secrets_span = (c.secrets.as_ref().map(|s| &s.span))
+            .or(c.sops_age_recipients.as_ref().map(|r| &r.span));
+        if let (Some(_), None, Some(span)) = (&c.context, &c.dir, secrets_span) {
+            let key = if c.secrets.is_some() {
+                "secrets"
+            } else {
+                "sops_age_recipients"
+            };
+            diags.push(
+                Diagnostic::new(format!(
+                    "cluster `{name}` sets `{key}`, which only a directory target (`dir`) takes"
+                ))
+                .at(at(span))
+                .help("a Kubernetes API server keeps Secrets itself; remove `secrets` (and `sops_age_recipients`)"),
+            );
+        }
         let mut cidr = |v: &Option<Spanned<String>>, key: &str| {
             let v = v.as_ref()?;
             match Cidr::parse(&v.value) {
@@ -335,6 +372,102 @@ fn build_clusters(raw: &RawConfig, diags: &mut Vec<Diagnostic>) -> BTreeMap<Stri
         }
     }
     out
+}
+
+/// Reads `secrets` and `sops_age_recipients` of a directory target. `plaintext` is
+/// allowed with a warning; `sops` needs at least one age recipient. Whether a cluster
+/// must say (it has Secrets with data) is checked once the objects are compiled.
+fn build_dir_secrets(
+    raw: &RawConfig,
+    c: &crate::config::RawCluster,
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Option<DirSecrets> {
+    let src = &raw.source;
+    let name = &c.name.value;
+    let recipients = c.sops_age_recipients.as_ref();
+    let mode = match &c.secrets {
+        None => {
+            if let Some(r) = recipients {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cluster `{name}` sets `sops_age_recipients` without `secrets = \"sops\"`"
+                    ))
+                    .at_span(src, r.span.clone())
+                    .help("add `secrets = \"sops\"` to encrypt Secrets to these recipients"),
+                );
+            }
+            return None;
+        }
+        Some(m) => m,
+    };
+    match mode.value.as_str() {
+        "plaintext" => {
+            if let Some(r) = recipients {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cluster `{name}` sets `sops_age_recipients`, but `secrets = \"plaintext\"` encrypts nothing"
+                    ))
+                    .at_span(src, r.span.clone())
+                    .help("set `secrets = \"sops\"`, or remove `sops_age_recipients`"),
+                );
+            }
+            warnings.push(
+                Diagnostic::warning(format!(
+                    "cluster `{name}` writes Secret data to its directory unencrypted (`secrets = \"plaintext\"`): anyone who can read the directory or its history can read it"
+                ))
+                .at_span(src, mode.span.clone())
+                .help("use `secrets = \"sops\"` with `sops_age_recipients` to encrypt it"),
+            );
+            Some(DirSecrets::Plaintext)
+        }
+        "sops" => {
+            let mut age_recipients: Vec<String> = Vec::new();
+            let before = diags.len();
+            for r in recipients.map(|l| &l.value[..]).unwrap_or_default() {
+                if let Err(why) = check_age_recipient(&r.value) {
+                    diags.push(
+                        Diagnostic::new(format!("invalid age recipient `{}`: {why}", r.value))
+                            .at_span(src, r.span.clone())
+                            .help("an age recipient is the public key `age-keygen` prints: `age1` followed by 58 lower-case letters and digits"),
+                    );
+                } else if !age_recipients.contains(&r.value) {
+                    age_recipients.push(r.value.clone());
+                }
+            }
+            if age_recipients.is_empty() && diags.len() == before {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "cluster `{name}` sets `secrets = \"sops\"` but no `sops_age_recipients`"
+                    ))
+                    .at_span(src, mode.span.clone())
+                    .help("add `sops_age_recipients = [\"age1...\"]`: the public keys (from `age-keygen`) of whoever decrypts, e.g. Flux's"),
+                );
+            }
+            Some(DirSecrets::Sops { age_recipients })
+        }
+        other => {
+            diags.push(
+                Diagnostic::new(format!(
+                    "invalid `secrets` `{other}`: must be \"sops\" or \"plaintext\""
+                ))
+                .at_span(src, mode.span.clone()),
+            );
+            None
+        }
+    }
+}
+
+/// An age X25519 recipient: `age1` and bech32 characters (62 in all).
+fn check_age_recipient(r: &str) -> Result<(), String> {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let Some(rest) = r.strip_prefix("age1") else {
+        return Err("it must start with `age1`".into());
+    };
+    if rest.len() != 58 || !rest.chars().all(|ch| BECH32.contains(ch)) {
+        return Err("it must be `age1` followed by 58 bech32 characters".into());
+    }
+    Ok(())
 }
 
 /// Reads `api_server`, `token_file` and `ca_file`: the API server must be an https URL,

@@ -56,7 +56,10 @@ fn resources_read_multi_document_files_relative_to_the_file() {
     assert_eq!(names, ["a", "b"]);
     assert_eq!(
         m.clusters["c1"].target,
-        TargetSpec::Dir(dir.path().join("out/c1"))
+        TargetSpec::Dir {
+            path: dir.path().join("out/c1"),
+            secrets: None
+        }
     );
 }
 

@@ -97,18 +97,22 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         }
         return Ok(Exit::Ok);
     }
+    check_sops_if_needed(&fresh, &loaded)?;
     if ask && !confirm(verb)? {
         return Err(Error::Usage(format!(
             "{verb} cancelled; nothing was changed"
         )));
     }
 
+    // The store's state always has a key (a new state gets one), so encrypted Secrets are
+    // marked even on the first apply.
+    let targets = loaded.targets(global, Some(&store.state))?;
     let store = Arc::new(Mutex::new(store));
     let report = runtime()?.block_on(crate::apply::apply(
         &fresh,
         &resolved,
         &loaded.graph,
-        &loaded.targets(global)?,
+        &targets,
         store,
         crate::apply::Limits {
             parallelism: global.parallelism,
@@ -152,6 +156,39 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         "\n  = help: the state records what was done; fix the cause and run the same command again",
     );
     Err(Error::ApplyFailed(msg))
+}
+
+/// When the plan writes a Secret to a directory that encrypts with sops, checks that
+/// `sops` runs before anything is written.
+fn check_sops_if_needed(plan: &crate::plan::Plan, loaded: &super::Loaded) -> Result<(), Error> {
+    use crate::model::{DirSecrets, TargetSpec};
+    let clusters: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Update))
+        .filter_map(|c| c.id())
+        .filter(|id| id.is_secret())
+        .filter(|id| {
+            loaded.model.clusters.get(&id.cluster).is_some_and(|c| {
+                matches!(
+                    c.target,
+                    TargetSpec::Dir {
+                        secrets: Some(DirSecrets::Sops { .. }),
+                        ..
+                    }
+                )
+            })
+        })
+        .map(|id| id.cluster)
+        .collect();
+    let Some(cluster) = clusters.first() else {
+        return Ok(());
+    };
+    crate::target::dir::check_sops().map_err(|why| {
+        Error::Usage(format!(
+            "cluster `{cluster}` encrypts Secrets with sops (`secrets = \"sops\"`), but {why}; nothing was changed\n  = help: install sops (https://github.com/getsops/sops), or choose `secrets = \"plaintext\"` for test-only data"
+        ))
+    })
 }
 
 /// Asks on the terminal; only `yes` approves.

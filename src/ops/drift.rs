@@ -44,7 +44,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         );
         return Ok(Exit::Ok);
     };
-    let targets = loaded.targets(global)?;
+    let targets = loaded.targets(global, Some(&state))?;
     // What the file still wants is read first, so its request (with the desired object) wins.
     let wanted: std::collections::BTreeSet<_> = state.objects.iter().map(|e| e.id()).collect();
     let items = loaded

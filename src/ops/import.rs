@@ -55,7 +55,7 @@ pub fn import(
         }
         wanted.push(d);
     }
-    let targets = loaded.targets(global)?;
+    let targets = loaded.targets(global, Some(&store.state))?;
     let items: Vec<ReadItem> = wanted
         .iter()
         .map(|d| ReadItem {

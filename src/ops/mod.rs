@@ -106,10 +106,18 @@ pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, 
 }
 
 impl Loaded {
-    pub fn targets(&self, global: &Global) -> Result<Targets, Error> {
+    /// The targets of the file's clusters; `state` supplies the key that marks Secrets a
+    /// directory target encrypts (none without a state).
+    pub fn targets(
+        &self,
+        global: &Global,
+        state: Option<&crate::state::State>,
+    ) -> Result<Targets, Error> {
+        let key = state.and_then(|s| s.secrets_hmac_key.bytes());
         Ok(Targets::for_model(
             &self.model,
             global.kubeconfig.as_deref(),
+            key.as_deref(),
         )?)
     }
 

@@ -68,7 +68,7 @@ pub(crate) fn make_plan(
     destroy: bool,
     take_over: &std::collections::BTreeSet<String>,
 ) -> Result<(Plan, Desired), Error> {
-    let targets = loaded.targets(global)?;
+    let targets = loaded.targets(global, state)?;
     let items = loaded.read_items(state);
     let probes = loaded.probe_items();
     let rt = runtime()?;

@@ -78,8 +78,44 @@ pub struct State {
     pub version: u32,
     pub lineage: String,
     pub serial: u64,
+    /// Keys the hashes a directory target stores next to Secrets it encrypts with sops
+    /// (`dcm.io/plaintext-hmac`), so that they say nothing to whoever reads the directory.
+    #[serde(default, skip_serializing_if = "SecretsKey::is_empty")]
+    pub secrets_hmac_key: SecretsKey,
     /// Sorted by address.
     pub objects: Vec<StateEntry>,
+}
+
+/// A random 256-bit key, in hex; never shown (Debug hides it).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretsKey(String);
+
+impl SecretsKey {
+    /// A fresh key; empty when the system has no entropy source (then nothing encrypted
+    /// can be recognised again, and every plan rewrites encrypted Secrets).
+    pub fn generate() -> SecretsKey {
+        let mut b = [0u8; 32];
+        match getrandom::fill(&mut b) {
+            Ok(()) => SecretsKey(hex::encode(b)),
+            Err(_) => SecretsKey::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The key's bytes, when it is a valid key.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        hex::decode(&self.0).ok().filter(|b| b.len() >= 16)
+    }
+}
+
+impl std::fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsKey(..)")
+    }
 }
 
 impl State {
@@ -88,6 +124,7 @@ impl State {
             version: STATE_VERSION,
             lineage: new_lineage(),
             serial: 0,
+            secrets_hmac_key: SecretsKey::generate(),
             objects: Vec::new(),
         }
     }
@@ -248,10 +285,16 @@ impl StateStore {
     pub fn open(path: &Path, operation: &str) -> Result<StateStore, StateError> {
         let lock = lock::Lock::acquire(path, operation)?;
         let found = read(path)?;
+        let existed = found.is_some();
+        let mut state = found.unwrap_or_default();
+        if state.secrets_hmac_key.bytes().is_none() {
+            // A state from before the key existed (or a mangled key): saved with the next write.
+            state.secrets_hmac_key = SecretsKey::generate();
+        }
         Ok(StateStore {
             path: path.to_path_buf(),
-            existed: found.is_some(),
-            state: found.unwrap_or_default(),
+            existed,
+            state,
             backed_up: false,
             _lock: lock,
         })

@@ -4,22 +4,59 @@
 //! Writes are atomic (temp file, fsync, rename, fsync of the directory), so a killed run
 //! leaves either the old file or the new one. Files dcm did not write are read like any
 //! live object; deciding what may be deleted is the plan's job, not this module's.
+//!
+//! With sops ([`SopsSettings`]), a Secret that holds data is written encrypted: the real
+//! `sops` binary encrypts its `data`/`stringData` values to the age recipients (metadata
+//! stays readable), so Flux or `sops -d` can read it. Plans never decrypt: dcm marks the
+//! file with `dcm.io/plaintext-hmac`, an HMAC-SHA256 (keyed by the state's
+//! `secrets_hmac_key`, which is not in the directory) of the hash of the plaintext
+//! object. Reading it back, the file stands for exactly the object the plan wants when
+//! that mark matches it and the file is encrypted to the same recipients; otherwise it
+//! reads as what it is (ciphertext), which differs, so apply writes it again.
 
 use super::{ReadItem, Target, TargetError};
-use crate::object::ObjRef;
+use crate::object::{has_secret_data, object_sha256, ObjRef};
 use async_trait::async_trait;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The annotation that says which plaintext an encrypted Secret holds, without saying
+/// anything about it to whoever lacks the key.
+pub const PLAINTEXT_HMAC_ANNOTATION: &str = "dcm.io/plaintext-hmac";
+
+/// The annotation a Secret read back unencrypted carries while sops is asked for, so the
+/// plan shows it must be written again (never written to a file).
+pub const NOT_ENCRYPTED_ANNOTATION: &str = "dcm.io/sops";
+
+/// How a directory target encrypts Secrets (`secrets = "sops"`).
+#[derive(Clone)]
+pub struct SopsSettings {
+    /// The age recipients (public keys) each Secret is encrypted to.
+    pub age_recipients: Vec<String>,
+    /// The state's `secrets_hmac_key`. None without a state: then no encrypted file is
+    /// recognised as up to date, and none can be written.
+    pub hmac_key: Option<Vec<u8>>,
+}
+
 pub struct DirTarget {
     root: PathBuf,
+    sops: Option<SopsSettings>,
 }
 
 impl DirTarget {
     pub fn new(root: PathBuf) -> Self {
-        DirTarget { root }
+        DirTarget { root, sops: None }
+    }
+
+    /// A directory target that encrypts Secrets with sops.
+    pub fn with_sops(root: PathBuf, sops: SopsSettings) -> Self {
+        DirTarget {
+            root,
+            sops: Some(sops),
+        }
     }
 
     /// The file that holds object `id`.
@@ -40,7 +77,88 @@ impl DirTarget {
             .join(format!("{}.yaml", id.name))
     }
 
-    fn read_one(&self, id: &ObjRef) -> Result<Option<Value>, TargetError> {
+    fn read_one(&self, item: &ReadItem) -> Result<Option<Value>, TargetError> {
+        let Some(value) = self.read_file(&item.id)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.as_live(value, item.desired.as_ref())))
+    }
+
+    /// What a file stands for. A file that sops encrypted loses its sops metadata and
+    /// dcm's mark; when the mark says it holds exactly `desired` (and it is encrypted to
+    /// the recipients asked for), it is `desired`. With sops asked for, a Secret with
+    /// data that is not encrypted is marked so that it differs from what is wanted.
+    fn as_live(&self, mut value: Value, desired: Option<&Value>) -> Value {
+        let meta = match value.as_object_mut() {
+            Some(m) if m.get("sops").is_some_and(is_sops_metadata) => m.remove("sops"),
+            _ => None,
+        };
+        let mark = take_annotation(&mut value, PLAINTEXT_HMAC_ANNOTATION);
+        match (&self.sops, meta) {
+            (Some(s), Some(meta)) => {
+                if let (Some(key), Some(d), Some(mark)) = (&s.hmac_key, desired, mark) {
+                    let wanted: BTreeSet<&str> =
+                        s.age_recipients.iter().map(String::as_str).collect();
+                    if age_recipients(&meta) == wanted
+                        && has_secret_data(d)
+                        && constant_time_eq(mark.as_bytes(), plaintext_hmac(key, d).as_bytes())
+                    {
+                        // The file's ownership marks are plain metadata: they stay.
+                        let mut same = d.clone();
+                        if let Some(lineage) = crate::ownership::Marks::of(&value).lineage {
+                            let address = value
+                                .pointer("/metadata/annotations/dcm.io~1address")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            crate::ownership::stamp(&mut same, &lineage, address);
+                        }
+                        return same;
+                    }
+                }
+                value
+            }
+            (Some(_), None) if has_secret_data(&value) => {
+                set_annotation(&mut value, NOT_ENCRYPTED_ANNOTATION, "not encrypted");
+                value
+            }
+            _ => value,
+        }
+    }
+
+    /// What dcm writes for `object` at `path`: YAML, Secrets with data encrypted when
+    /// sops is asked for.
+    fn render(&self, path: &Path, object: &Value) -> Result<Vec<u8>, TargetError> {
+        let invalid = |message: String| TargetError::InvalidLive {
+            path: path.display().to_string(),
+            message,
+        };
+        let sops = match &self.sops {
+            Some(s) if has_secret_data(object) => s,
+            _ => {
+                let yaml = serde_yaml_ng::to_string(object).map_err(|e| invalid(e.to_string()))?;
+                return Ok(yaml.into_bytes());
+            }
+        };
+        let sops_err = |message: String| TargetError::Sops {
+            path: path.display().to_string(),
+            message,
+        };
+        let key = sops.hmac_key.as_deref().ok_or_else(|| {
+            sops_err("the state has no `secrets_hmac_key` to mark the file with".into())
+        })?;
+        let mut marked = object.clone();
+        set_annotation(
+            &mut marked,
+            PLAINTEXT_HMAC_ANNOTATION,
+            &plaintext_hmac(key, object),
+        );
+        let yaml = serde_yaml_ng::to_string(&marked).map_err(|e| invalid(e.to_string()))?;
+        let out = sops_encrypt(&sops.age_recipients, path, yaml.as_bytes()).map_err(sops_err)?;
+        check_encrypted(&out).map_err(sops_err)?;
+        Ok(out)
+    }
+
+    fn read_file(&self, id: &ObjRef) -> Result<Option<Value>, TargetError> {
         let path = self.path_of(id);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -70,6 +188,171 @@ impl DirTarget {
         }
         Ok(Some(value))
     }
+}
+
+/// Whether a top-level `sops` field is sops' metadata (not a field of the object).
+fn is_sops_metadata(v: &Value) -> bool {
+    v.get("mac").is_some() && v.get("version").is_some()
+}
+
+/// The age recipients sops' metadata says the file is encrypted to.
+fn age_recipients(meta: &Value) -> BTreeSet<&str> {
+    meta.get("age")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.get("recipient").and_then(Value::as_str))
+        .collect()
+}
+
+fn take_annotation(object: &mut Value, key: &str) -> Option<String> {
+    let meta = object.get_mut("metadata")?.as_object_mut()?;
+    let ann = meta.get_mut("annotations")?.as_object_mut()?;
+    let v = ann.remove(key)?;
+    if ann.is_empty() {
+        meta.remove("annotations");
+    }
+    v.as_str().map(str::to_string)
+}
+
+fn set_annotation(object: &mut Value, key: &str, value: &str) {
+    let Some(obj) = object.as_object_mut() else {
+        return;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(ann) = ann.as_object_mut() {
+        ann.insert(key.to_string(), Value::String(value.to_string()));
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(k.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(k.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The mark of an encrypted Secret: the HMAC of the sha256 dcm records for the plaintext
+/// object (the object as the plan and the state see it, without the mark).
+fn plaintext_hmac(key: &[u8], object: &Value) -> String {
+    // Of the object as the file wants it: without dcm's ownership marks, which apply adds.
+    let mut unmarked = object.clone();
+    crate::ownership::strip(&mut unmarked);
+    let message = format!(
+        "{PLAINTEXT_HMAC_ANNOTATION} v1\0{}",
+        object_sha256(&unmarked)
+    );
+    format!("v1:{}", hex::encode(hmac_sha256(key, message.as_bytes())))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs `sops encrypt` on `plaintext` (YAML, on stdin: it never touches the disk).
+/// Only `data` and `stringData` values are encrypted. `.sops.yaml` files are ignored:
+/// everything sops needs is given here.
+fn sops_encrypt(recipients: &[String], path: &Path, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    let mut child = std::process::Command::new("sops")
+        .args(["--config", "/dev/null", "encrypt", "--age"])
+        .arg(recipients.join(","))
+        .args([
+            "--encrypted-regex",
+            "^(data|stringData)$",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            "--filename-override",
+        ])
+        .arg(path)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run `sops` ({e}); install sops (https://github.com/getsops/sops), or choose `secrets = \"plaintext\"`")
+        })?;
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(plaintext),
+        None => Err(std::io::Error::other("no stdin")),
+    };
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("`sops` did not finish: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(5)
+            .collect();
+        return Err(format!(
+            "`sops encrypt` failed ({}): {}",
+            out.status,
+            why.join("; ")
+        ));
+    }
+    written.map_err(|e| format!("cannot give the object to `sops`: {e}"))?;
+    Ok(out.stdout)
+}
+
+/// Whether `sops` can be run, before an apply that needs it writes anything.
+pub fn check_sops() -> Result<(), String> {
+    let run = std::process::Command::new("sops")
+        .args(["--disable-version-check", "--version"])
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match run {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("`sops --version` failed ({s})")),
+        Err(e) => Err(format!("cannot run `sops` ({e})")),
+    }
+}
+
+/// Checks what sops wrote before it replaces anything: sops' metadata is there and every
+/// `data`/`stringData` value is ciphertext.
+fn check_encrypted(out: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(out).map_err(|_| "`sops` wrote something that is not text")?;
+    let v: Value = serde_yaml_ng::from_str(text)
+        .map_err(|_| "`sops` wrote something that is not YAML".to_string())?;
+    if !v.get("sops").is_some_and(is_sops_metadata) {
+        return Err("`sops` wrote a file without its metadata".into());
+    }
+    for f in ["data", "stringData"] {
+        if let Some(map) = v.get(f).and_then(Value::as_object) {
+            if map
+                .values()
+                .any(|x| !x.as_str().is_some_and(|s| s.starts_with("ENC[")))
+            {
+                return Err(format!("`sops` left a value of `{f}` unencrypted"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> TargetError {
@@ -119,7 +402,7 @@ impl Target for DirTarget {
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
         let mut out = BTreeMap::new();
         for item in items {
-            if let Some(v) = self.read_one(&item.id)? {
+            if let Some(v) = self.read_one(item)? {
                 out.insert(item.id.clone(), v);
             }
         }
@@ -128,11 +411,8 @@ impl Target for DirTarget {
 
     async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError> {
         let path = self.path_of(id);
-        let yaml = serde_yaml_ng::to_string(object).map_err(|e| TargetError::InvalidLive {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        write_atomically(&path, yaml.as_bytes()).map_err(|e| io_err(&path, e))?;
+        let bytes = self.render(&path, object)?;
+        write_atomically(&path, &bytes).map_err(|e| io_err(&path, e))?;
         Ok(None)
     }
 
@@ -311,6 +591,94 @@ mod tests {
         let none = tempfile::tempdir().unwrap().path().join("gone");
         let empty = DirTarget::new(none).list_kind("v1", "ConfigMap").await;
         assert!(empty.unwrap().is_empty());
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let long_key = [0xaau8; 131];
+        assert_eq!(
+            hex::encode(hmac_sha256(
+                &long_key,
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    fn sops_target(key: Option<&[u8]>) -> DirTarget {
+        DirTarget::with_sops(
+            PathBuf::from("D"),
+            SopsSettings {
+                age_recipients: vec!["age1a".into(), "age1b".into()],
+                hmac_key: key.map(<[u8]>::to_vec),
+            },
+        )
+    }
+
+    /// A file as sops leaves it: ciphertext values, the mark, sops' metadata.
+    fn encrypted_file(mark: &str, recipients: &[&str]) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "s", "namespace": "ns",
+                            "annotations": {PLAINTEXT_HMAC_ANNOTATION: mark}},
+               "data": {"k": "ENC[AES256_GCM,data:xyz,type:str]"},
+               "sops": {"age": recipients.iter().map(|r| json!({"recipient": r, "enc": "..."})).collect::<Vec<_>>(),
+                        "mac": "ENC[...]", "version": "3.11.0"}})
+    }
+
+    #[test]
+    fn an_encrypted_file_stands_for_the_object_its_mark_names() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret",
+                             "metadata": {"name": "s", "namespace": "ns"},
+                             "data": {"k": "c2VjcmV0"}});
+        let t = sops_target(Some(b"0123456789abcdef0123456789abcdef"));
+        let mark = plaintext_hmac(b"0123456789abcdef0123456789abcdef", &desired);
+        assert!(mark.starts_with("v1:") && !mark.contains(&object_sha256(&desired)));
+        let file = encrypted_file(&mark, &["age1b", "age1a"]);
+        assert_eq!(t.as_live(file.clone(), Some(&desired)), desired);
+
+        // Anything else reads as the ciphertext, without sops' metadata or the mark.
+        let ciphertext = json!({"apiVersion": "v1", "kind": "Secret",
+                                "metadata": {"name": "s", "namespace": "ns"},
+                                "data": {"k": "ENC[AES256_GCM,data:xyz,type:str]"}});
+        let mut other = desired.clone();
+        other["data"]["k"] = json!("b3RoZXI=");
+        assert_eq!(t.as_live(file.clone(), Some(&other)), ciphertext);
+        assert_eq!(t.as_live(file.clone(), None), ciphertext);
+        let other_key = sops_target(Some(b"another key, another hash value!"));
+        assert_eq!(other_key.as_live(file.clone(), Some(&desired)), ciphertext);
+        assert_eq!(
+            sops_target(None).as_live(file.clone(), Some(&desired)),
+            ciphertext
+        );
+        let fewer = encrypted_file(&mark, &["age1a"]);
+        assert_eq!(t.as_live(fewer, Some(&desired)), ciphertext);
+        // Without sops (plaintext chosen now), an encrypted file differs from any plaintext.
+        assert_eq!(
+            DirTarget::new(PathBuf::from("D")).as_live(file, Some(&desired)),
+            ciphertext
+        );
+        // A plaintext Secret where sops is asked for is marked, so it differs too.
+        let plain = t.as_live(desired.clone(), Some(&desired));
+        assert_ne!(plain, desired);
+        assert_eq!(
+            plain["metadata"]["annotations"][NOT_ENCRYPTED_ANNOTATION],
+            "not encrypted"
+        );
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}});
+        assert_eq!(t.as_live(cm.clone(), Some(&cm)), cm);
+    }
+
+    #[test]
+    fn only_ciphertext_passes_the_check_of_what_sops_wrote() {
+        let ok = "kind: Secret\ndata:\n  k: ENC[AES256_GCM,data:x,type:str]\nsops:\n  mac: ENC[x]\n  version: 3.11.0\n";
+        assert!(check_encrypted(ok.as_bytes()).is_ok());
+        let plain = "kind: Secret\ndata:\n  k: c2VjcmV0\nsops:\n  mac: ENC[x]\n  version: 3.11.0\n";
+        assert!(check_encrypted(plain.as_bytes()).is_err());
+        assert!(check_encrypted(b"kind: Secret\ndata: {}\n").is_err());
     }
 
     #[tokio::test]

@@ -8,10 +8,10 @@
 pub mod dir;
 pub mod kube;
 
-pub use dir::DirTarget;
+pub use dir::{DirTarget, SopsSettings};
 pub use kube::KubeTarget;
 
-use crate::model::{Model, TargetSpec};
+use crate::model::{DirSecrets, Model, TargetSpec};
 use crate::object::ObjRef;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -28,6 +28,8 @@ pub enum TargetError {
     },
     #[error("{path}: not a valid live object: {message}")]
     InvalidLive { path: String, message: String },
+    #[error("{path}: cannot encrypt the Secret with sops: {message}")]
+    Sops { path: String, message: String },
     #[error("cluster `{cluster}` cannot be reached: {message}")]
     Unreachable { cluster: String, message: String },
 }
@@ -93,16 +95,28 @@ pub enum TargetSetupError {
 impl Targets {
     /// Makes the target of each cluster of the model. The kubeconfig (`kubeconfig`, else
     /// ~/.kube/config) is read only when a cluster names a context, and every context is
-    /// checked before anything is contacted.
+    /// checked before anything is contacted. `secrets_hmac_key` (the state's) marks and
+    /// recognises the Secrets a directory target encrypts with sops.
     pub fn for_model(
         model: &Model,
         kubeconfig: Option<&std::path::Path>,
+        secrets_hmac_key: Option<&[u8]>,
     ) -> Result<Targets, TargetSetupError> {
         let mut by_cluster: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
         let mut config: Option<Option<(::kube::config::Kubeconfig, String)>> = None;
         for (name, c) in &model.clusters {
             let t: Arc<dyn Target> = match &c.target {
-                TargetSpec::Dir(path) => Arc::new(DirTarget::new(path.clone())),
+                TargetSpec::Dir {
+                    path,
+                    secrets: Some(DirSecrets::Sops { age_recipients }),
+                } => Arc::new(DirTarget::with_sops(
+                    path.clone(),
+                    SopsSettings {
+                        age_recipients: age_recipients.clone(),
+                        hmac_key: secrets_hmac_key.map(<[u8]>::to_vec),
+                    },
+                )),
+                TargetSpec::Dir { path, .. } => Arc::new(DirTarget::new(path.clone())),
                 TargetSpec::Context(ctx) => {
                     if config.is_none() {
                         let paths = kube::kubeconfig_paths(kubeconfig);

@@ -38,6 +38,7 @@ impl Run {
 pub const TWO_CLUSTERS: &str = r#"
 [clusters.cluster1]
 dir = "out/cluster1"
+secrets = "plaintext"
 
 [clusters.cluster2]
 dir = "out/cluster2"
@@ -115,6 +116,14 @@ impl Project {
     pub fn edit_all(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
         self.write(rel, &text.replace(from, to));
+    }
+
+    /// Removes every line that starts with `prefix` (e.g. a key a cluster table no longer
+    /// takes once it is a context).
+    pub fn remove_lines(&self, rel: &str, prefix: &str) {
+        let text = self.read(rel);
+        let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(prefix)).collect();
+        self.write(rel, &(kept.join("\n") + "\n"));
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -344,7 +344,8 @@ fn cloud_world() -> World {
     // The directory-target cloud of logical_clouds.rs, on Kubernetes targets instead.
     let file = super::logical_clouds::CLOUD
         .replace("dir = \"out/cluster1\"", "context = \"cluster1\"")
-        .replace("dir = \"out/cluster2\"", "context = \"cluster2\"");
+        .replace("dir = \"out/cluster2\"", "context = \"cluster2\"")
+        .replace("secrets = \"plaintext\"\n", "");
     // Every cluster has a `default` namespace, which the cloud labels for injection: the
     // file imports it (dcm never takes over what it did not create unasked).
     let imports = "import = [\"cluster1/core/Namespace/_cluster/default\", \"cluster2/core/Namespace/_cluster/default\"]\n";
@@ -543,6 +544,7 @@ fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
                 &format!("context = \"{c}\""),
             );
         }
+        p.remove_lines(toml, "secrets = ");
         // The control planes are installed by others here: these emulated clusters run
         // no Sail Operator.
         p.edit_all(toml, "install = \"sail\"", "# sail");
@@ -615,7 +617,7 @@ fn unpinned_example(toml: &str) -> Project {
     let mut out = String::new();
     for line in text.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
-        if ["gateway", "api_server", "token_file", "ca_file"].contains(&key) {
+        if ["gateway", "api_server", "token_file", "ca_file", "secrets"].contains(&key) {
             continue;
         }
         match line.strip_prefix("dir = \"") {

@@ -16,12 +16,14 @@ cert_chain = "certs/cert-chain.pem"
 
 [clusters.cluster1]
 dir = "out/cluster1"
+secrets = "plaintext"
 pod_cidr = "10.1.0.0/16"
 service_cidr = "10.96.0.0/16"
 gateway = "192.0.2.10:15443"
 
 [clusters.cluster2]
 dir = "out/cluster2"
+secrets = "plaintext"
 pod_cidr = "10.2.0.0/16"
 service_cidr = "10.97.0.0/16"
 gateway = "192.0.2.20:15443"
