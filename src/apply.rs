@@ -58,6 +58,8 @@ pub struct Limits {
     pub parallelism: usize,
     /// How long to wait for values only a cluster knows.
     pub wait: std::time::Duration,
+    /// Take fields other field managers own (`--force-conflicts`).
+    pub force_conflicts: bool,
 }
 
 /// Runs `plan`. `desired` and `graph` are those the plan was built from.
@@ -70,7 +72,11 @@ pub async fn apply(
     limits: Limits,
     mut progress: impl FnMut(Progress<'_>),
 ) -> ApplyReport {
-    let Limits { parallelism, wait } = limits;
+    let Limits {
+        parallelism,
+        wait,
+        force_conflicts,
+    } = limits;
     let n = plan.changes.len();
     let index: BTreeMap<&str, usize> = plan
         .changes
@@ -142,7 +148,7 @@ pub async fn apply(
             let targets = targets.clone();
             let store = store.clone();
             tasks.spawn(async move {
-                let r = run(&job, &targets, &store, wait).await;
+                let r = run(&job, &targets, &store, wait, force_conflicts).await;
                 (i, r)
             });
         }
@@ -306,7 +312,7 @@ async fn wait_until_ready(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            let crate::compile::Readiness::Condition(kind) = rule;
+            let kind = rule.describe();
             return Err(fail(format!(
                 "gave up after {} waiting for {} to be {kind}",
                 humantime::format_duration(wait),
@@ -365,6 +371,7 @@ async fn run(
     targets: &Targets,
     store: &Mutex<StateStore>,
     wait: std::time::Duration,
+    force_conflicts: bool,
 ) -> Result<(), RunError> {
     let c = &job.change;
     let id = c
@@ -416,7 +423,10 @@ async fn run(
                     };
                     save(store, |s| s.upsert(pending))?;
                 }
-                let uid = target.apply(oid, &object).await.map_err(fail)?;
+                // An edit of another's object (CoreDNS's Corefile) rewrites a field its
+                // owner manages: that is what the user asked for by configuring it.
+                let force = force_conflicts || d.edit.is_some();
+                let uid = target.apply(oid, &object, force).await.map_err(fail)?;
                 if uid.is_some() {
                     entry.uid = uid;
                 }
@@ -476,7 +486,12 @@ mod tests {
         async fn read(&self, _: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
             Ok(BTreeMap::new())
         }
-        async fn apply(&self, id: &ObjRef, _: &Value) -> Result<Option<String>, TargetError> {
+        async fn apply(
+            &self,
+            id: &ObjRef,
+            _: &Value,
+            _: bool,
+        ) -> Result<Option<String>, TargetError> {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -544,6 +559,7 @@ mod tests {
             Limits {
                 parallelism,
                 wait: std::time::Duration::ZERO,
+                force_conflicts: false,
             },
             |_| {},
         )

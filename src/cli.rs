@@ -106,6 +106,10 @@ pub enum Command {
         wait_timeout: std::time::Duration,
         #[command(flatten)]
         take_over: TakeOverArg,
+        /// Take fields that other field managers own (as `kubectl apply --server-side
+        /// --force-conflicts`); without it, apply refuses a change that would.
+        #[arg(long)]
+        force_conflicts: bool,
     },
     /// Start managing an object that already exists (as `terraform import` does): record
     /// it in the state without changing it. The next plan shows what the file would change.
@@ -223,6 +227,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             auto_approve,
             wait_timeout,
             take_over,
+            force_conflicts,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
@@ -231,6 +236,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 destroy: false,
                 wait: wait_timeout,
                 take_over: take_over.take_over.into_iter().collect(),
+                force_conflicts,
             },
             &global,
         ),
@@ -251,6 +257,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 destroy: true,
                 wait: wait_timeout,
                 take_over: Default::default(),
+                force_conflicts: false,
             },
             &global,
         ),

@@ -452,3 +452,41 @@ mod tests {
         assert_eq!(object_sha256(&a), object_sha256(&b));
     }
 }
+
+/// Removes the field at an RFC 6901 JSON pointer (`/spec/replicas`, `~1` for `/`, `~0`
+/// for `~`; an array index as a number); a pointer to nothing changes nothing.
+pub fn remove_pointer(object: &mut Value, pointer: &str) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match object.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.remove(&key);
+        }
+        Some(Value::Array(items)) => {
+            if let Ok(i) = key.parse::<usize>() {
+                if i < items.len() {
+                    items.remove(i);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod pointer_tests {
+    use super::remove_pointer;
+    use serde_json::json;
+
+    #[test]
+    fn a_pointer_removes_exactly_its_field() {
+        let mut o = json!({"spec": {"replicas": 1, "a/b": 2, "list": [1, 2, 3]}});
+        remove_pointer(&mut o, "/spec/replicas");
+        remove_pointer(&mut o, "/spec/a~1b");
+        remove_pointer(&mut o, "/spec/list/1");
+        remove_pointer(&mut o, "/spec/missing/deeper");
+        assert_eq!(o, json!({"spec": {"list": [1, 3]}}));
+    }
+}

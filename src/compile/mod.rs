@@ -48,8 +48,11 @@ pub struct DesiredObject {
 /// When a written object counts as ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
-    /// `status.conditions` has this type with status `"True"` (Sail's `Ready`).
+    /// `status.conditions` has this type with status `"True"` (Sail's `Ready`, a CRD's
+    /// `Established`).
     Condition(&'static str),
+    /// `status.phase` is this (a Namespace's `Active`).
+    Phase(&'static str),
 }
 
 impl Readiness {
@@ -65,6 +68,28 @@ impl Readiness {
                             && c.get("status").and_then(Value::as_str) == Some("True")
                     })
                 }),
+            Readiness::Phase(phase) => {
+                live.pointer("/status/phase").and_then(Value::as_str) == Some(phase)
+            }
+        }
+    }
+
+    /// What a reader is told the object must be.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Readiness::Condition(kind) | Readiness::Phase(kind) => kind,
+        }
+    }
+
+    /// The rule a kind has on its own (kapp's wait rules): a CRD is waited on until
+    /// Established, before its objects are written; a Namespace until Active.
+    pub fn of_kind(group: &str, kind: &str) -> Option<Readiness> {
+        match (group, kind) {
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                Some(Readiness::Condition("Established"))
+            }
+            ("", "Namespace") => Some(Readiness::Phase("Active")),
+            _ => None,
         }
     }
 }
@@ -323,6 +348,19 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
         }
     }
     let mut objects: Vec<DesiredObject> = by_id.into_values().collect();
+    for rule in &model.ignore_differences {
+        for o in objects
+            .iter_mut()
+            .filter(|o| o.edit.is_none() && rule.matches(&o.id))
+        {
+            for pointer in &rule.json_pointers {
+                crate::object::remove_pointer(&mut o.object, pointer);
+            }
+        }
+    }
+    for o in objects.iter_mut().filter(|o| o.ready_when.is_none()) {
+        o.ready_when = Readiness::of_kind(&o.id.group, &o.id.kind);
+    }
     mesh::allocate_addresses(&mut objects, allocations, &mut diags);
     check_secret_policies(model, &objects, &mut diags);
     if !diags.is_empty() {

@@ -41,6 +41,7 @@ pub struct RawConfig {
     /// `import = [...]`: addresses of existing objects dcm may take on (Terraform's
     /// import blocks).
     pub import: Vec<Spanned<String>>,
+    pub ignore_differences: Vec<RawIgnoreDifferences>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +180,18 @@ pub struct RawResource {
     pub file: Option<Spanned<String>>,
     pub manifest: Option<Spanned<Value>>,
     pub depends_on: Vec<Spanned<String>>,
+}
+
+/// `[[ignore_differences]]`: fields of matching objects that dcm leaves to whoever else
+/// manages them (as Argo CD's ignoreDifferences).
+#[derive(Debug, Clone)]
+pub struct RawIgnoreDifferences {
+    pub span: Option<Range<usize>>,
+    pub group: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    pub json_pointers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Why a file could not be loaded.
@@ -359,6 +372,18 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         });
         r.finish(t);
     }
+    let mut ignore_differences = Vec::new();
+    for mut t in r.table_array(&mut root, "ignore_differences") {
+        ignore_differences.push(RawIgnoreDifferences {
+            span: t.span.clone(),
+            group: r.string(&mut t, "group"),
+            kind: r.string(&mut t, "kind"),
+            name: r.string(&mut t, "name"),
+            namespace: r.string(&mut t, "namespace"),
+            json_pointers: r.string_list(&mut t, "json_pointers"),
+        });
+        r.finish(t);
+    }
     r.finish(root);
 
     let diags = r.into_diagnostics();
@@ -374,6 +399,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         logical_clouds,
         resources,
         import,
+        ignore_differences,
     })
 }
 

@@ -143,6 +143,27 @@ pub struct Resource {
     pub depends_on: Vec<Dependency>,
 }
 
+/// Fields dcm leaves to others in the objects a rule matches (`[[ignore_differences]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoreDifferences {
+    /// None: any group.
+    pub group: Option<String>,
+    pub kind: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// RFC 6901 JSON pointers into the object (`/spec/replicas`).
+    pub json_pointers: Vec<String>,
+}
+
+impl IgnoreDifferences {
+    pub fn matches(&self, id: &crate::object::ObjRef) -> bool {
+        self.kind == id.kind
+            && self.group.as_ref().is_none_or(|g| *g == id.group)
+            && self.name.as_ref().is_none_or(|n| *n == id.name)
+            && self.namespace.as_ref().is_none_or(|n| *n == id.namespace)
+    }
+}
+
 /// The whole validated file.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -160,6 +181,70 @@ pub struct Model {
     /// `import = [...]`: existing objects dcm may take on, by address, with where each is
     /// named (the compiler checks that the file declares them).
     pub imports: Vec<(String, Location)>,
+    pub ignore_differences: Vec<IgnoreDifferences>,
+}
+
+/// `[[ignore_differences]]`: a kind and at least one JSON pointer (`/a/b`, `~0`/`~1`
+/// escapes) each; `metadata/name`, `metadata/namespace`, `apiVersion` and `kind` stay
+/// dcm's (they say which object it is).
+fn build_ignore_differences(
+    raw: &RawConfig,
+    src: &crate::diag::SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<IgnoreDifferences> {
+    let mut out = Vec::new();
+    for r in &raw.ignore_differences {
+        let Some(kind) = &r.kind else {
+            diags.push(
+                Diagnostic::new("`[[ignore_differences]]` needs `kind`".to_string())
+                    .at_span(src, r.span.clone()),
+            );
+            continue;
+        };
+        let pointers = r
+            .json_pointers
+            .as_ref()
+            .map(|l| l.value.clone())
+            .unwrap_or_default();
+        if pointers.is_empty() {
+            diags.push(
+                Diagnostic::new(
+                    "`[[ignore_differences]]` needs `json_pointers`, e.g. [\"/spec/replicas\"]"
+                        .to_string(),
+                )
+                .at_span(src, r.span.clone()),
+            );
+            continue;
+        }
+        for p in &pointers {
+            let identity = [
+                "",
+                "/apiVersion",
+                "/kind",
+                "/metadata",
+                "/metadata/name",
+                "/metadata/namespace",
+            ];
+            if !p.value.starts_with('/') || identity.contains(&p.value.as_str()) {
+                diags.push(
+                    Diagnostic::new(format!(
+                        "`{}` is not a JSON pointer to a field dcm can leave to others",
+                        p.value
+                    ))
+                    .at_span(src, p.span.clone())
+                    .help("a JSON pointer starts with `/`, as `/spec/replicas`; an object's identity (apiVersion, kind, name, namespace) stays dcm's"),
+                );
+            }
+        }
+        out.push(IgnoreDifferences {
+            group: r.group.as_ref().map(|g| g.value.clone()),
+            kind: kind.value.clone(),
+            name: r.name.as_ref().map(|n| n.value.clone()),
+            namespace: r.namespace.as_ref().map(|n| n.value.clone()),
+            json_pointers: pointers.into_iter().map(|p| p.value).collect(),
+        });
+    }
+    out
 }
 
 /// Checks the raw file and builds the model, or returns every problem found.
@@ -197,6 +282,8 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
         }
     }
 
+    let ignore_differences = build_ignore_differences(&raw, &src, &mut diags);
+
     if diags.is_empty() {
         Ok(Model {
             clusters,
@@ -215,6 +302,7 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
                 .collect(),
             istio,
             warnings,
+            ignore_differences,
             imports: raw
                 .import
                 .iter()

@@ -22,6 +22,8 @@ pub struct ApplyOptions {
     pub wait: std::time::Duration,
     /// `--take-over`: addresses dcm may take from their owner.
     pub take_over: std::collections::BTreeSet<String>,
+    /// `--force-conflicts`: take fields other field managers own.
+    pub force_conflicts: bool,
 }
 
 fn past_tense(a: Action) -> &'static str {
@@ -80,6 +82,26 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         print!("{}", crate::plan::render::text(&fresh, global.style));
         return Err(Error::Refused(super::plan::refused_list(&fresh)));
     }
+    let conflicted: Vec<&crate::plan::Change> = fresh
+        .changes
+        .iter()
+        .filter(|c| c.conflicts.is_some())
+        .collect();
+    if !conflicted.is_empty() && !opts.force_conflicts {
+        let mut msg = format!(
+            "{} change(s) would take fields that other field managers own; nothing was changed:",
+            conflicted.len()
+        );
+        for c in &conflicted {
+            msg.push_str(&format!(
+                "\n  - {}: {}",
+                c.address,
+                c.conflicts.as_deref().unwrap_or_default()
+            ));
+        }
+        msg.push_str("\n  = help: take them with --force-conflicts (as kubectl apply --server-side does), or leave them to their owner with [[ignore_differences]]");
+        return Err(Error::Refused(msg));
+    }
 
     if let (Some(saved), Some(path)) = (&saved, &opts.plan_file) {
         if let Some(why) = saved.staleness(&fresh) {
@@ -117,6 +139,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         crate::apply::Limits {
             parallelism: global.parallelism,
             wait: opts.wait,
+            force_conflicts: opts.force_conflicts,
         },
         |p: Progress<'_>| match p.result {
             Ok(()) => println!("{}: {}", p.address, past_tense(p.action)),

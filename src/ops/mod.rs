@@ -67,6 +67,9 @@ pub enum Error {
     /// The plan holds objects this state does not own (listed, with what to do).
     #[error("{0}")]
     Refused(String),
+    /// A cluster's API server refused planned objects (a dry run): each with its message.
+    #[error("{0}")]
+    ServerRejected(String),
     #[error("{0}")]
     Io(String),
 }

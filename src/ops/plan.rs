@@ -111,6 +111,15 @@ pub(crate) fn make_plan(
             take_over: Some(take_over),
         },
     });
+    let mut plan = plan;
+    confirm_with_server(
+        &mut plan,
+        &desired,
+        &live,
+        &targets,
+        &rt,
+        state.map(|s| s.lineage.as_str()),
+    )?;
     Ok((plan, desired))
 }
 
@@ -165,6 +174,99 @@ fn avoid_live_addresses(
         return Ok(());
     }
     crate::compile::reallocate_addresses(desired, &allocations).map_err(Error::Invalid)
+}
+
+/// Sends every planned create and update whose prerequisites already exist once to its
+/// cluster as a dry run (server-side apply, `dryRun=All`), marked as apply will mark it:
+/// - an object the server rejects (invalid, forbidden, unserved kind) fails the plan with
+///   the server's message and the object's address;
+/// - fields another field manager owns are recorded as the change's conflicts;
+/// - an update the server says changes nothing is dropped.
+///
+/// Objects that wait on others in this plan (their namespace, their CRD) or on values
+/// known after apply are checked by apply itself.
+fn confirm_with_server(
+    plan: &mut Plan,
+    desired: &Desired,
+    live: &crate::refresh::Live,
+    targets: &crate::target::Targets,
+    rt: &tokio::runtime::Runtime,
+    lineage: Option<&str>,
+) -> Result<(), Error> {
+    use crate::target::DryRun;
+    // The lineage of a state not made yet: any valid label value does for a dry run.
+    let lineage = lineage.unwrap_or("00000000-0000-0000-0000-000000000000");
+    let mut rejected = Vec::new();
+    let mut unchanged = Vec::new();
+    for c in plan.changes.iter_mut() {
+        // An edit being taken back (`forget_after`) writes its revert, checked by apply.
+        if !matches!(c.action, plan::Action::Create | plan::Action::Update)
+            || !c.after.is_empty()
+            || c.forget_after
+        {
+            continue;
+        }
+        let Some(id) = c.id() else { continue };
+        let Some(d) = desired.get(&id) else { continue };
+        if !d.known_after_apply.is_empty() {
+            continue;
+        }
+        let mut object = d.object.clone();
+        if d.edit.is_none() {
+            crate::ownership::stamp(&mut object, lineage, &c.address);
+        }
+        let target = targets.get(&id.cluster)?.clone();
+        // An edit of another's object takes the field it edits, as apply does.
+        let answer = rt
+            .block_on(target.dry_run(&id, &object, d.edit.is_some()))
+            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        match answer {
+            DryRun::NotChecked => {}
+            DryRun::Rejected(message) => {
+                rejected.push(format!("{}: the server rejects it: {message}", c.address))
+            }
+            DryRun::NotServed => rejected.push(format!(
+                "{}: cluster `{}` does not serve kind {} in {} (is its CustomResourceDefinition installed?)",
+                c.address, id.cluster, id.kind, d.api_version
+            )),
+            DryRun::Conflicts(message) => {
+                c.notes.push(format!(
+                    "another field manager owns fields this change sets: {message}; apply refuses it without --force-conflicts (or leave the field to them with [[ignore_differences]])"
+                ));
+                c.conflicts = Some(message);
+            }
+            DryRun::Accepted(server) => {
+                let Some(now) = live.get(&id) else { continue };
+                let view = |v: &serde_json::Value| {
+                    crate::target::normalize_live(crate::target::kube::dcm_view(
+                        v,
+                        Some(&object),
+                    ))
+                };
+                let same_marks = crate::ownership::Marks::of(&server).lineage
+                    == crate::ownership::Marks::of(now).lineage;
+                if c.action == plan::Action::Update
+                    && d.edit.is_none()
+                    && same_marks
+                    && view(&server) == crate::target::normalize_live(now.clone())
+                {
+                    unchanged.push(c.address.clone());
+                }
+            }
+        }
+    }
+    if !rejected.is_empty() {
+        return Err(Error::ServerRejected(format!(
+            "the cluster refuses {} planned object(s); nothing was changed:\n  - {}",
+            rejected.len(),
+            rejected.join("\n  - ")
+        )));
+    }
+    if !unchanged.is_empty() {
+        plan.changes.retain(|c| !unchanged.contains(&c.address));
+        plan.summary.change -= unchanged.len();
+    }
+    Ok(())
 }
 
 /// The objects a plan refuses, each with why and what to do, for the error that stops

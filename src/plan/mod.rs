@@ -65,6 +65,10 @@ pub struct Change {
     /// The change as a reviewer sees it (secrets redacted). For display only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<DiffLine>,
+    /// The server's word on fields other field managers own that this change would take
+    /// (from a dry run); apply refuses it without `--force-conflicts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<String>,
 }
 
 impl Change {
@@ -300,6 +304,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     notes: vec![why, fix],
                     after: Vec::new(),
                     diff: unified(&l, &d.object),
+                    conflicts: None,
                 },
             );
             continue;
@@ -379,6 +384,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 notes,
                 after: Vec::new(),
                 diff,
+                conflicts: None,
             },
         );
     }
@@ -513,6 +519,7 @@ fn plan_desired(
         notes,
         after: Vec::new(),
         diff,
+        conflicts: None,
     })
 }
 

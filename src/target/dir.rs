@@ -409,7 +409,12 @@ impl Target for DirTarget {
         Ok(out)
     }
 
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError> {
+    async fn apply(
+        &self,
+        id: &ObjRef,
+        object: &Value,
+        _force: bool,
+    ) -> Result<Option<String>, TargetError> {
         let path = self.path_of(id);
         let bytes = self.render(&path, object)?;
         write_atomically(&path, &bytes).map_err(|e| io_err(&path, e))?;
@@ -534,7 +539,7 @@ mod tests {
         let t = DirTarget::new(dir.path().to_path_buf());
         let cm = id("", "ConfigMap", "default", "x");
         let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"default"},"data":{"on":"yes","n":"1.0","multi":"a\nb\n"}});
-        t.apply(&cm, &obj).await.unwrap();
+        t.apply(&cm, &obj, false).await.unwrap();
         let live = t.read(&[item(&cm)]).await.unwrap();
         assert_eq!(
             live[&cm], obj,
@@ -574,13 +579,17 @@ mod tests {
         };
         for (ns, name) in [("b", "two"), ("a", "one")] {
             let obj = se(ns, name);
-            t.apply(&id("networking.istio.io", "ServiceEntry", ns, name), &obj)
-                .await
-                .unwrap();
+            t.apply(
+                &id("networking.istio.io", "ServiceEntry", ns, name),
+                &obj,
+                false,
+            )
+            .await
+            .unwrap();
         }
         let cm =
             json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"one","namespace":"a"}});
-        t.apply(&id("", "ConfigMap", "a", "one"), &cm)
+        t.apply(&id("", "ConfigMap", "a", "one"), &cm, false)
             .await
             .unwrap();
         let listed = t

@@ -11,7 +11,7 @@
 //! - Requests that fail for a passing reason (429, 5xx, a dropped connection) are retried
 //!   with backoff; every operation is idempotent, so a retry is safe.
 
-use super::{ReadItem, Target, TargetError};
+use super::{DryRun, ReadItem, Target, TargetError};
 use crate::object::ObjRef;
 use crate::ownership::Marks;
 use async_trait::async_trait;
@@ -339,7 +339,12 @@ impl Target for KubeTarget {
         self.list_all(&api).await
     }
 
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError> {
+    async fn apply(
+        &self,
+        id: &ObjRef,
+        object: &Value,
+        force: bool,
+    ) -> Result<Option<String>, TargetError> {
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -353,7 +358,8 @@ impl Target for KubeTarget {
         let client = self.client().await?;
         let api = self.api(client, &ar, namespaced, &id.namespace);
         let body = for_apply(object);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = force;
         retry(|| {
             let api = api.clone();
             let body = body.clone();
@@ -383,6 +389,47 @@ impl Target for KubeTarget {
 
     fn has_controllers(&self) -> bool {
         true
+    }
+
+    async fn dry_run(
+        &self,
+        id: &ObjRef,
+        object: &Value,
+        force: bool,
+    ) -> Result<DryRun, TargetError> {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some((ar, namespaced)) = self.resource(api_version, &id.kind).await? else {
+            return Ok(DryRun::NotServed);
+        };
+        let client = self.client().await?;
+        let api = self.api(client, &ar, namespaced, &id.namespace);
+        let body = for_apply(object);
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.dry_run = true;
+        params.force = force;
+        let result = retry(|| {
+            let api = api.clone();
+            let body = body.clone();
+            let params = params.clone();
+            let name = id.name.clone();
+            async move { api.patch(&name, &params, &Patch::Apply(&body)).await }
+        })
+        .await;
+        match result {
+            Ok(o) => Ok(DryRun::Accepted(
+                serde_json::to_value(&o).map_err(|e| self.unreachable(e))?,
+            )),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(DryRun::Conflicts(s.message.clone())),
+            Err(e) if rejected(&e) => Ok(DryRun::Rejected(describe(&e))),
+            Err(e) => Err(self.unreachable(format!(
+                "checking {} with the server: {}",
+                id.address(),
+                describe(&e)
+            ))),
+        }
     }
 
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
@@ -444,7 +491,25 @@ fn describe(e: &kube::Error) -> String {
     }
 }
 
+/// Whether the server refused the object itself (not a passing failure): invalid (400,
+/// 422), forbidden (403), missing namespace (404), or a server-side apply that cannot be
+/// typed (500 "failed to create typed patch object", as a real API server answers a
+/// value of the wrong type).
+fn rejected(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 400 | 403 | 404 | 422) || typed_patch_failure(e),
+        _ => false,
+    }
+}
+
+fn typed_patch_failure(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed to create typed patch object"))
+}
+
 fn transient(e: &kube::Error) -> bool {
+    if typed_patch_failure(e) {
+        return false;
+    }
     match e {
         kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,

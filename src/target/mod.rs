@@ -47,6 +47,23 @@ pub struct ReadItem {
     pub whole: bool,
 }
 
+/// What a server says about a write before it is made (a server-side apply with
+/// `dryRun=All`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DryRun {
+    /// The target cannot tell (a directory accepts anything).
+    NotChecked,
+    /// The object as the server would store it.
+    Accepted(Value),
+    /// The server refuses the object (invalid, forbidden, or in a namespace that does
+    /// not exist): its message.
+    Rejected(String),
+    /// Fields other field managers own that the write would change: the server's message.
+    Conflicts(String),
+    /// The cluster does not serve the kind (yet: its CRD may come in the same apply).
+    NotServed,
+}
+
 /// One cluster's live objects.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -54,10 +71,28 @@ pub trait Target: Send + Sync {
     /// do not exist are absent from the result.
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError>;
     /// Creates or replaces one object so that it is exactly `object`. Returns the UID
-    /// the cluster gave it, where there is one (a directory has none).
-    async fn apply(&self, id: &ObjRef, object: &Value) -> Result<Option<String>, TargetError>;
+    /// the cluster gave it, where there is one (a directory has none). With `force`, the
+    /// write takes fields other field managers own; without it, it fails on them.
+    async fn apply(
+        &self,
+        id: &ObjRef,
+        object: &Value,
+        force: bool,
+    ) -> Result<Option<String>, TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
+    /// Sends `object` as `apply` would (with `force` as there), without writing it, and
+    /// says what the server makes of it.
+    async fn dry_run(
+        &self,
+        id: &ObjRef,
+        object: &Value,
+        force: bool,
+    ) -> Result<DryRun, TargetError> {
+        let _ = (id, object, force);
+        Ok(DryRun::NotChecked)
+    }
+
     /// Every object of `kind` (in `group`, at `api_version`) in every namespace, whoever
     /// made it; none when the kind is not served. For checks against the whole cluster
     /// (addresses other ServiceEntries already use), never for Secrets.

@@ -166,7 +166,7 @@ fn applies_to_clusters_over_http_and_a_second_plan_shows_no_changes() {
 }
 
 #[test]
-fn changes_by_another_manager_are_drift_and_apply_takes_them_back() {
+fn changes_by_another_manager_are_drift_and_conflicts_that_apply_takes_back_only_when_forced() {
     let w = World::new();
     w.dcm(&["apply", "--auto-approve"]).expect(0);
     let c1 = w.cluster("cluster1");
@@ -179,11 +179,23 @@ fn changes_by_another_manager_are_drift_and_apply_takes_them_back() {
     assert!(drift.stdout.contains("settings"), "{}", drift.stdout);
     let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
     assert!(
-        diff_line(&plan.stdout, '+', "greeting: hello"),
+        diff_line(&plan.stdout, '+', "greeting: hello")
+            && plan.stdout.contains("conflict with \"kubectl-edit\"")
+            && plan.stdout.contains("--force-conflicts"),
         "{}",
         plan.stdout
     );
-    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    // As `kubectl apply --server-side`: the other manager's field is not taken unasked.
+    let refused = w.dcm(&["apply", "--auto-approve"]).expect(1);
+    assert!(
+        refused.stderr.contains("kubectl-edit") && refused.stderr.contains("nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    let cm = c1.object("", "ConfigMap", "shop", "settings").unwrap();
+    assert_eq!(cm["data"]["greeting"], "hacked");
+    w.dcm(&["apply", "--auto-approve", "--force-conflicts"])
+        .expect(0);
     let cm = c1
         .object("", "ConfigMap", "shop", "settings")
         .expect("configmap");
@@ -906,4 +918,187 @@ fn a_remote_finds_its_primary_at_the_address_the_primary_s_load_balancer_was_giv
             .is_some_and(|t| !t.is_empty() && !t.contains("known after apply")));
     }
     dcm(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+#[test]
+fn the_server_checks_every_planned_write_and_its_refusal_fails_the_plan_with_its_words() {
+    let w = World::new();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    let before = c1.resource_version();
+
+    // A value of the wrong type: the real API server's server-side apply refuses it.
+    w.p.write("app.yaml", &APP.replace("    port: 80", "    port: eighty"));
+    let plan = w.dcm(&["plan"]).expect(1);
+    assert!(
+        plan.stderr
+            .contains("cluster1/core/Service/shop/web: the server rejects it")
+            && plan.stderr.contains("expected numeric")
+            && !plan.stderr.contains("cannot be reached"),
+        "{}",
+        plan.stderr
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(1);
+    assert_eq!(c1.resource_version(), before, "nothing was written");
+
+    // A kind the cluster does not serve (no CRD for it in the cluster or the file).
+    w.p.write(
+        "app.yaml",
+        &format!(
+            "{APP}---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: shop\nspec: {{}}\n"
+        ),
+    );
+    let plan = w.dcm(&["plan"]).expect(1);
+    assert!(
+        plan.stderr.contains("cluster1/example.com/Widget/shop/w")
+            && plan
+                .stderr
+                .contains("does not serve kind Widget in example.com/v1"),
+        "{}",
+        plan.stderr
+    );
+    assert_eq!(c1.resource_version(), before, "nothing was written");
+}
+
+#[test]
+fn a_crd_and_its_objects_apply_together_once_the_crd_is_established() {
+    let p = Project::new();
+    p.write(
+        "dcm.toml",
+        r#"
+[clusters.cluster1]
+context = "cluster1"
+
+[[resources]]
+name = "widgets"
+clusters = ["cluster1"]
+file = "widgets.yaml"
+"#,
+    );
+    p.write(
+        "widgets.yaml",
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w
+  namespace: default
+spec:
+  size: 3
+",
+    );
+    // The API server takes a moment to serve a new kind.
+    let clusters = Clusters::start_with(1, p.dir.path(), |_, o| {
+        o.crd_established_delay = Some(std::time::Duration::from_millis(1500));
+    })
+    .expect("start emulated clusters");
+    let kubeconfig = clusters.kubeconfig.display().to_string();
+    let plan = p.dcm(&["--kubeconfig", &kubeconfig, "plan"]).expect(0);
+    assert!(plan.stdout.contains("Plan: 2 to add"), "{}", plan.stdout);
+    p.dcm(&["--kubeconfig", &kubeconfig, "apply", "--auto-approve"])
+        .expect(0);
+    let e = clusters.get("cluster1").unwrap();
+    let w = e
+        .object("example.com", "Widget", "default", "w")
+        .expect("the widget");
+    assert_eq!(w["spec"]["size"], 3);
+    p.dcm(&["--kubeconfig", &kubeconfig, "plan", "--detailed-exitcode"])
+        .expect(0);
+}
+
+/// Sets replicas as a HorizontalPodAutoscaler does (an update by its own field manager).
+fn autoscale(e: &k8s_emulator::Emulator, replicas: u32) {
+    let resp = e.handle(&Request {
+        method: "PATCH".into(),
+        path: "/apis/apps/v1/namespaces/shop/deployments/web".into(),
+        content_type: "application/merge-patch+json".into(),
+        user_agent: "horizontal-pod-autoscaler/v1.31.0".into(),
+        body: json!({"spec": {"replicas": replicas}})
+            .to_string()
+            .into_bytes(),
+        ..Default::default()
+    });
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+#[test]
+fn replicas_an_autoscaler_owns_are_a_conflict_until_an_ignore_rule_leaves_them_to_it() {
+    let w = World::new();
+    w.p.write(
+        "app.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+",
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    autoscale(c1, 5);
+    let plan = w.dcm(&["plan", "--detailed-exitcode"]).expect(2);
+    assert!(
+        plan.stdout
+            .contains("conflict with \"horizontal-pod-autoscaler\""),
+        "{}",
+        plan.stdout
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(1);
+
+    // Leave replicas to the autoscaler, as Argo CD's ignoreDifferences does.
+    let toml = w.p.read("dcm.toml");
+    w.p.write(
+        "dcm.toml",
+        &format!(
+            "{toml}\n[[ignore_differences]]\nkind = \"Deployment\"\nname = \"web\"\njson_pointers = [\"/spec/replicas\"]\n"
+        ),
+    );
+    // Nothing changes in the cluster; the state records what dcm now wants.
+    let plan = w.dcm(&["plan"]).expect(0);
+    assert!(
+        !plan.stdout.contains("replicas")
+            && plan
+                .stdout
+                .contains("Plan: 0 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    w.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    autoscale(c1, 7);
+    w.dcm(&["drift"]).expect(0);
+    // dcm's other fields are still its own: a new image is applied, replicas stay.
+    w.p.edit("app.yaml", "nginx:1.27", "nginx:1.28");
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let d = c1.object("apps", "Deployment", "shop", "web").unwrap();
+    assert_eq!(d["spec"]["replicas"], 7);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
 }
