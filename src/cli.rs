@@ -185,6 +185,15 @@ pub enum StateCommand {
         #[arg(value_name = "ADDRESS", required = true)]
         addresses: Vec<String>,
     },
+    /// Rebuild a lost state from the labels dcm puts on what it creates
+    /// (`dcm.io/lineage`), for the objects the file declares. Never replaces a state.
+    Recover {
+        #[command(flatten)]
+        file: FileArg,
+        /// The lineage to recover, when objects of several dcm states are live.
+        #[arg(long, value_name = "LINEAGE")]
+        lineage: Option<String>,
+    },
 }
 
 /// Runs the parsed command line.
@@ -273,6 +282,9 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::State(StateCommand::List) => ops::state_list(&global),
         Command::State(StateCommand::Show { address }) => ops::state_show(&address, &global),
         Command::State(StateCommand::Rm { addresses }) => ops::state_rm(&addresses, &global),
+        Command::State(StateCommand::Recover { file, lineage }) => {
+            ops::recover(&file.file, lineage.as_deref(), &global)
+        }
         Command::ForceUnlock { id } => ops::force_unlock(&id, &global),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut std::io::stdout());

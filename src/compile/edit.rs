@@ -68,6 +68,23 @@ pub fn corefile_region(corefile: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `object` holds any of dcm's part (a region in its Corefile, a marked key).
+pub fn has_part(edit_kind: &Edit, object: &Value) -> bool {
+    match edit_kind {
+        Edit::Corefile(_) => object
+            .pointer("/data/Corefile")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !corefile_region(c).is_empty()),
+        Edit::DataKeys(_) => object
+            .get("data")
+            .and_then(Value::as_object)
+            .is_some_and(|m| {
+                m.values()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with(KEY_MARK)))
+            }),
+    }
+}
+
 /// What a hash of dcm's part of `object` is (for the state and for drift).
 pub fn contribution_sha(edit_kind: &Edit, object: &Value) -> String {
     match edit_kind {

@@ -1,4 +1,5 @@
-//! `dcm import`: start managing objects that already exist, as `terraform import` does.
+//! `dcm import` and `dcm state recover`: state entries made from what is live, for
+//! objects that already exist (imported) or that a lost state once held (recovered).
 
 use super::{load, runtime, Error, Exit, Global};
 use crate::ownership::Marks;
@@ -114,4 +115,133 @@ pub fn import(
         if wanted.len() == 1 { "" } else { "s" }
     );
     Ok(Exit::Ok)
+}
+
+/// `dcm state recover [-f FILE] [--lineage L]`: rebuilds a lost state from the marks dcm
+/// puts on what it creates.
+///
+/// 1. refuse when a state exists (recover never overwrites one);
+/// 2. read every object the file declares; the ones that carry dcm's marks name their
+///    lineage (one must stand out, or be chosen with `lineage`);
+/// 3. record those of that lineage as created, with their UIDs, ServiceEntry addresses as
+///    they are live, and the hash of what is live (so the next plan shows any difference
+///    from the file); edits dcm made (a Corefile region) are recorded as edits.
+///
+/// Objects of that lineage that the file no longer declares are not found: they are
+/// listed by kind only when the file names the kind (`kubectl get -l dcm.io/lineage=L`
+/// finds the rest).
+pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Exit, Error> {
+    let mut store = StateStore::open(&global.state, "state recover")?;
+    if store.existed() {
+        return Err(Error::Usage(format!(
+            "a state exists at {}; recover rebuilds a lost state and never replaces one (move it aside first)",
+            global.state.display()
+        )));
+    }
+    let loaded = load(file, None)?;
+    let targets = loaded.targets(global, Some(&store.state))?;
+    let items: Vec<ReadItem> = loaded
+        .desired
+        .objects
+        .iter()
+        .map(|d| ReadItem {
+            id: d.id.clone(),
+            api_version: d.api_version.clone(),
+            desired: d.edit.is_none().then(|| d.object.clone()),
+            whole: d.edit.is_some(),
+        })
+        .collect();
+    let live = runtime()?.block_on(crate::refresh::read_live(
+        &targets,
+        items,
+        global.parallelism,
+    ))?;
+    let mut found: std::collections::BTreeMap<String, usize> = Default::default();
+    for d in loaded.desired.objects.iter().filter(|d| d.edit.is_none()) {
+        if let Some(l) = live.get(&d.id).and_then(|l| Marks::of(l).lineage) {
+            *found.entry(l).or_default() += 1;
+        }
+    }
+    let chosen = match (lineage, found.len()) {
+        (Some(l), _) => l.to_string(),
+        (None, 1) => found.keys().next().cloned().unwrap_or_default(),
+        (None, 0) => {
+            return Err(Error::Usage(format!(
+                "no object that {} declares carries dcm's labels; there is nothing to recover (nothing was written)",
+                file.display()
+            )))
+        }
+        (None, _) => {
+            let list: Vec<String> = found
+                .iter()
+                .map(|(l, n)| format!("{l} ({n} objects)"))
+                .collect();
+            return Err(Error::Usage(format!(
+                "objects of several dcm states are live: {}; choose one with --lineage (nothing was written)",
+                list.join(", ")
+            )));
+        }
+    };
+    store.state.lineage = chosen.clone();
+    let mut recovered = 0;
+    for (i, d) in loaded.desired.objects.iter().enumerate() {
+        let Some(l) = live.get(&d.id) else { continue };
+        let marks = Marks::of(l);
+        let normalized = normalize_live(l.clone());
+        let (origin, sha256) = match &d.edit {
+            // dcm's part of an object it edits is recovered when the object holds it.
+            Some(e) if crate::compile::edit::has_part(e, &normalized) => (
+                Origin::Edited,
+                crate::compile::edit::contribution_sha(e, &normalized),
+            ),
+            Some(_) => continue,
+            None if marks.lineage.as_deref() == Some(chosen.as_str()) => {
+                (Origin::Created, crate::object::object_sha256(&normalized))
+            }
+            None => continue,
+        };
+        let mut allocated = d.allocated.clone();
+        if let Some(address) = normalized
+            .pointer("/spec/addresses/0")
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| allocated.contains_key("address"))
+        {
+            allocated.insert("address".into(), address.to_string());
+        }
+        store.state.upsert(StateEntry {
+            address: d.id.address(),
+            cluster: d.id.cluster.clone(),
+            api_version: d.api_version.clone(),
+            kind: d.id.kind.clone(),
+            namespace: d.id.namespace.clone(),
+            name: d.id.name.clone(),
+            sha256,
+            origin,
+            pending: false,
+            // For delete order, as apply records it.
+            depends_on: loaded.graph.deps[i]
+                .iter()
+                .map(|&j| loaded.desired.objects[j].id.address())
+                .collect(),
+            allocated,
+            uid: marks.uid,
+        });
+        println!("{}: recovered ({})", d.id.address(), origin_word(origin));
+        recovered += 1;
+    }
+    store.persist()?;
+    println!(
+        "\nRecovered {recovered} object{} of lineage {chosen} into {}; `dcm plan` shows what the file would change.",
+        if recovered == 1 { "" } else { "s" },
+        global.state.display()
+    );
+    Ok(Exit::Ok)
+}
+
+fn origin_word(o: Origin) -> &'static str {
+    match o {
+        Origin::Created => "created by dcm",
+        Origin::Adopted => "imported",
+        Origin::Edited => "edited by dcm",
+    }
 }
