@@ -7,6 +7,7 @@ mod e2e {
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod logical_clouds;
+    pub mod network;
     pub mod reference_shapes;
     pub mod safety;
     pub mod sops;

@@ -29,6 +29,8 @@ pub struct Global {
     pub kubeconfig: Option<PathBuf>,
     pub parallelism: usize,
     pub style: Style,
+    /// Time limits and the retry budget for requests to API servers.
+    pub net: crate::target::NetSettings,
 }
 
 /// How a command ended when it did not fail.
@@ -118,6 +120,7 @@ impl Loaded {
             &self.model,
             global.kubeconfig.as_deref(),
             key.as_deref(),
+            global.net,
         )?)
     }
 
