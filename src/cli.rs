@@ -293,7 +293,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::State(StateCommand::Rm { addresses }) => ops::state_rm(&addresses, &global),
         Command::ForceUnlock { id } => ops::force_unlock(&id, &global),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut std::io::stdout());
+            // Made whole first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut script);
+            crate::out!("{}", String::from_utf8_lossy(&script));
             Ok(Exit::Ok)
         }
     }

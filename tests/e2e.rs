@@ -10,6 +10,7 @@ mod e2e {
     pub mod network;
     pub mod reference_shapes;
     pub mod safety;
+    pub mod signals;
     pub mod sops;
     pub mod terminal;
 }

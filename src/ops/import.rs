@@ -104,11 +104,11 @@ pub fn import(
         });
     }
     for e in entries {
-        println!("{}: imported", e.address);
+        crate::outln!("{}: imported", e.address);
         store.state.upsert(e);
     }
     store.persist()?;
-    println!(
+    crate::outln!(
         "\nImport complete: {} object{} now managed; `dcm plan` shows what the file would change.",
         wanted.len(),
         if wanted.len() == 1 { "" } else { "s" }
