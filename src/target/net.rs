@@ -456,4 +456,58 @@ mod tests {
         assert_eq!(e.tries, 1);
         assert!(describe(&e).starts_with("timeout: no answer within 2s"));
     }
+
+    /// A connection error as the client hands it over: a boxed error around an io::Error
+    /// around the cause.
+    fn connect_error(cause: impl Into<Box<dyn StdError + Send + Sync>>) -> kube::Error {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, cause);
+        kube::Error::Service(Box::new(Wrapper(io)))
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart() {
+        use rustls::{CertificateError as C, Error as E};
+        let cases = [
+            (
+                E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                Transport::TlsNotTls,
+            ),
+            (
+                E::InvalidCertificate(C::UnknownIssuer),
+                Transport::TlsUnknownAuthority,
+            ),
+            (
+                E::InvalidCertificate(C::NotValidForName),
+                Transport::TlsWrongName,
+            ),
+            (E::InvalidCertificate(C::Expired), Transport::TlsExpired),
+        ];
+        for (cause, want) in cases {
+            let e = connect_error(cause);
+            assert_eq!(transport(&e), want);
+            assert!(!transient(&e));
+            assert!(describe_kube(&e).starts_with("TLS handshake failed: "));
+        }
+        let refused = kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(transport(&refused), Transport::Refused);
+        assert!(!transient(&refused));
+        let reset = connect_error("connection reset by peer");
+        assert!(matches!(transport(&reset), Transport::Other(_)));
+        assert!(transient(&reset));
+        assert!(describe_kube(&reset).contains("connection reset by peer"));
+    }
 }
