@@ -451,7 +451,7 @@ mod tests {
             request_timeout: Duration::from_secs(2),
             ..NetSettings::default()
         };
-        let r: Result<(), _> = retry(&net, || std::future::pending()).await;
+        let r: Result<(), _> = retry(&net, std::future::pending).await;
         let e = r.unwrap_err();
         assert_eq!(e.tries, 1);
         assert!(describe(&e).starts_with("timeout: no answer within 2s"));
