@@ -4,10 +4,12 @@
 //! among ready changes the smaller address starts first. When a change fails, everything
 //! that waits on it (transitively) is skipped, independent work still finishes, and the
 //! report says what was done and what was not. The state is written after every object,
-//! so a run killed at any moment can be re-run and converges.
+//! so a run killed at any moment can be re-run and converges. An [`Interrupt`] stops new
+//! work the same way, and lets the work in flight finish.
 
 use crate::compile::Desired;
 use crate::graph::Graph;
+use crate::interrupt::Interrupt;
 use crate::object::ObjRef;
 use crate::plan::{Action, Change, Plan};
 use crate::state::{StateEntry, StateStore};
@@ -23,11 +25,16 @@ pub struct ApplyReport {
     pub failed: Vec<(String, String)>,
     /// Not attempted because something they wait on failed.
     pub skipped: Vec<String>,
+    /// Not started because the run was interrupted.
+    pub not_started: Vec<String>,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
 }
 
 impl ApplyReport {
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty()
+        // An interruption that came when nothing was left to start took nothing away.
+        self.failed.is_empty() && self.skipped.is_empty() && self.not_started.is_empty()
     }
 
     pub fn count(&self, action: Action) -> usize {
@@ -62,7 +69,9 @@ pub struct Limits {
     pub force_conflicts: bool,
 }
 
-/// Runs `plan`. `desired` and `graph` are those the plan was built from.
+/// Runs `plan`. `desired` and `graph` are those the plan was built from. Once
+/// `interrupt` is raised, nothing new starts; what is in flight finishes.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     plan: &Plan,
     desired: &Desired,
@@ -70,6 +79,7 @@ pub async fn apply(
     targets: &Targets,
     store: Arc<Mutex<StateStore>>,
     limits: Limits,
+    interrupt: &Interrupt,
     mut progress: impl FnMut(Progress<'_>),
 ) -> ApplyReport {
     let Limits {
@@ -140,7 +150,7 @@ pub async fn apply(
     let mut tasks = tokio::task::JoinSet::new();
     let mut stop = false;
     loop {
-        while !stop && tasks.len() < parallelism.max(1) {
+        while !stop && !interrupt.raised() && tasks.len() < parallelism.max(1) {
             let Some(Reverse((_, i))) = ready.pop() else {
                 break;
             };
@@ -194,14 +204,50 @@ pub async fn apply(
             }
         }
     }
+    report.interrupted = interrupt.raised();
     for (i, f) in finished.iter().enumerate() {
-        if !f {
-            report.skipped.push(plan.changes[i].address.clone());
+        if *f {
+            continue;
+        }
+        let address = plan.changes[i].address.clone();
+        // Ready, or waiting only on changes that were done or not started: the
+        // interruption, not a failure, is why it did not run.
+        if report.interrupted && !waits_on_a_failure(i, plan, &index, &report) {
+            report.not_started.push(address);
+        } else {
+            report.skipped.push(address);
         }
     }
     report.done.sort();
     report.failed.sort();
     report
+}
+
+/// Whether change `i` waits (transitively) on a change that failed.
+fn waits_on_a_failure(
+    i: usize,
+    plan: &Plan,
+    index: &BTreeMap<&str, usize>,
+    report: &ApplyReport,
+) -> bool {
+    let failed: std::collections::BTreeSet<&str> =
+        report.failed.iter().map(|(a, _)| a.as_str()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![i];
+    while let Some(j) = todo.pop() {
+        if !seen.insert(j) {
+            continue;
+        }
+        for a in &plan.changes[j].after {
+            if failed.contains(a.as_str()) {
+                return true;
+            }
+            if let Some(&k) = index.get(a.as_str()) {
+                todo.push(k);
+            }
+        }
+    }
+    false
 }
 
 struct RunError {
@@ -479,6 +525,8 @@ mod tests {
         peak: AtomicUsize,
         fail: Vec<String>,
         written: Mutex<Vec<String>>,
+        /// Raised by the first write (a Ctrl-C while it is in flight).
+        interrupt: Option<Interrupt>,
     }
 
     #[async_trait]
@@ -492,6 +540,9 @@ mod tests {
             _: &Value,
             _: bool,
         ) -> Result<Option<String>, TargetError> {
+            if let Some(i) = &self.interrupt {
+                i.raise();
+            }
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -545,8 +596,9 @@ mod tests {
             ownership: Default::default(),
         });
         let mut targets = Targets::default();
-        targets.insert("c", fake);
+        targets.insert("c", fake.clone());
         let dir = tempfile::tempdir().unwrap();
+        let interrupt = fake.interrupt.clone().unwrap_or_default();
         let store = Arc::new(Mutex::new(
             StateStore::open(&dir.path().join("s.json"), "test").unwrap(),
         ));
@@ -561,6 +613,7 @@ mod tests {
                 wait: std::time::Duration::ZERO,
                 force_conflicts: false,
             },
+            &interrupt,
             |_| {},
         )
         .await;
@@ -602,5 +655,22 @@ mod tests {
         // The failed create left a pending entry: the next plan will look before it leaps.
         let e = store.state.get_address("c/core/ConfigMap/app/cm0").unwrap();
         assert!(e.pending);
+    }
+
+    #[tokio::test]
+    async fn an_interruption_starts_nothing_new_and_lets_the_work_in_flight_finish() {
+        // The namespace goes first, alone; its write raises the interruption.
+        let fake = Arc::new(Fake {
+            interrupt: Some(Interrupt::default()),
+            ..Fake::default()
+        });
+        let (report, store, _d) = run_with(fake.clone(), 3, 4).await;
+        assert!(report.interrupted && !report.ok());
+        assert_eq!(report.done.len(), 1, "{report:?}");
+        assert_eq!(*fake.written.lock().unwrap(), ["app"]);
+        assert_eq!(report.not_started.len(), 4, "{report:?}");
+        assert!(report.skipped.is_empty() && report.failed.is_empty());
+        assert_eq!(store.state.objects.len(), 1);
+        assert!(!store.state.objects[0].pending);
     }
 }

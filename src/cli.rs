@@ -31,6 +31,17 @@ pub struct Cli {
     /// How many objects or clusters to work on at once.
     #[arg(long, global = true, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
+    /// How long connecting to a cluster's API server may take, e.g. 5s.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", env = "DCM_CONNECT_TIMEOUT", value_parser = positive_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// How long one request to an API server may take (connecting included); a cluster
+    /// that does not answer in time fails, naming it, and is not retried.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", env = "DCM_REQUEST_TIMEOUT", value_parser = positive_duration)]
+    pub request_timeout: std::time::Duration,
+    /// How long to keep retrying requests that fail for a passing reason (429, 5xx, a
+    /// dropped connection), with backoff, before giving up; 0s never retries.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", env = "DCM_RETRY_BUDGET", value_parser = humantime::parse_duration)]
+    pub retry_budget: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -196,6 +207,15 @@ pub enum StateCommand {
     },
 }
 
+/// A duration above zero (a time limit of zero would fail every request).
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
     let global = Global {
@@ -203,6 +223,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         kubeconfig: cli.kubeconfig,
         parallelism: cli.parallelism as usize,
         style: Style::for_stdout(cli.no_color),
+        net: crate::target::NetSettings {
+            connect_timeout: cli.connect_timeout,
+            request_timeout: cli.request_timeout,
+            retry_budget: cli.retry_budget,
+        },
     };
     match cli.command {
         Command::Validate(f) => ops::validate(&f.file),
@@ -287,7 +312,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         }
         Command::ForceUnlock { id } => ops::force_unlock(&id, &global),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut std::io::stdout());
+            // Made whole first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "dcm", &mut script);
+            crate::out!("{}", String::from_utf8_lossy(&script));
             Ok(Exit::Ok)
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod diag;
 pub mod diff;
 pub mod graph;
+pub mod interrupt;
 pub mod model;
 pub mod object;
 pub mod ops;

@@ -1,5 +1,5 @@
 //! The `dcm` binary: parse the command line, run one operation, turn the outcome into an
-//! exit code (0 ok, 2 changes or drift where promised, 1 error).
+//! exit code (0 ok, 2 changes or drift where promised, 1 error, 130 interrupted).
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let cli = match dcm::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // Help and version on a closed standard output end quietly too.
             let _ = e.print();
             // Help and version are not errors; usage errors exit 1, not clap's 2, which
             // means "changes" here.
@@ -18,16 +19,24 @@ fn main() -> ExitCode {
             };
         }
     };
-    match dcm::cli::run(cli) {
+    let code = match dcm::cli::run(cli) {
         Ok(dcm::ops::Exit::Ok) => ExitCode::SUCCESS,
         Ok(dcm::ops::Exit::Changes) => ExitCode::from(2),
         Err(e) => {
             if e.is_prerendered() {
-                eprintln!("{e}");
+                dcm::errln!("{e}");
             } else {
-                eprintln!("error: {e}");
+                dcm::errln!("error: {e}");
             }
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
+    };
+    // A reader that went away (`dcm plan | head -1`) is not an error; anything else that
+    // kept the output from being written is.
+    dcm::output::flush_out();
+    if let Some(why) = dcm::output::stdout_failure() {
+        dcm::errln!("error: cannot write to standard output: {why}");
+        return ExitCode::from(1);
     }
+    code
 }

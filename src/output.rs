@@ -45,3 +45,88 @@ impl Style {
         self.paint("2", s)
     }
 }
+
+// Standard output and standard error. A closed pipe (`dcm plan | head -1`) is not an
+// error: output stops quietly and the run goes on to its end (what it writes to a cluster
+// or the state is never cut short by a reader going away). Any other failure to write to
+// standard output is reported once, at the end (`stdout_failure`).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+static STDOUT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes to standard output (see `out!` and `outln!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        stdout_failed(e);
+    }
+}
+
+/// Flushes standard output, with the same care as `write_out`.
+pub fn flush_out() {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().flush() {
+        stdout_failed(e);
+    }
+}
+
+fn stdout_failed(e: std::io::Error) {
+    STDOUT_CLOSED.store(true, Ordering::SeqCst);
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        if let Ok(mut f) = STDOUT_FAILURE.lock() {
+            f.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Why standard output could not be written, when that was not a reader going away.
+pub fn stdout_failure() -> Option<String> {
+    STDOUT_FAILURE.lock().ok().and_then(|f| f.clone())
+}
+
+/// Writes to standard error; a closed or failing standard error is ignored (there is
+/// nowhere left to say so).
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// Writes one line to standard error.
+pub fn error_line(line: &str) {
+    write_err(format_args!("{line}\n"));
+}
+
+/// `print!` that stops quietly when standard output is closed.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that stops quietly when standard output is closed.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

@@ -7,9 +7,11 @@ mod e2e {
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod logical_clouds;
+    pub mod network;
     pub mod ownership;
     pub mod reference_shapes;
     pub mod safety;
+    pub mod signals;
     pub mod sops;
     pub mod terminal;
 }

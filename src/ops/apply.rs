@@ -45,7 +45,8 @@ fn past_tense(a: Action) -> &'static str {
 /// 4. with a saved plan: refuse if the fresh plan differs from it in any decision;
 ///    otherwise show the plan and ask, unless `--auto-approve`;
 /// 5. apply in dependency order, writing the state after every object;
-/// 6. report what was done, failed and skipped.
+/// 6. report what was done, failed and skipped; on SIGINT or SIGTERM, start nothing new,
+///    let the changes in flight finish, and report what was and was not done (exit 130).
 pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let verb = if opts.destroy { "destroy" } else { "apply" };
     let saved = opts
@@ -79,7 +80,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         &opts.take_over,
     )?;
     if fresh.summary.refused > 0 {
-        print!("{}", crate::plan::render::text(&fresh, global.style));
+        crate::out!("{}", crate::plan::render::text(&fresh, global.style));
         return Err(Error::Refused(super::plan::refused_list(&fresh)));
     }
     let conflicted: Vec<&crate::plan::Change> = fresh
@@ -111,11 +112,11 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             });
         }
     } else {
-        print!("{}", render::text(&fresh, global.style));
+        crate::out!("{}", render::text(&fresh, global.style));
     }
     if !fresh.has_changes() {
         if saved.is_some() {
-            println!("No changes.");
+            crate::outln!("No changes.");
         }
         return Ok(Exit::Ok);
     }
@@ -130,22 +131,31 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     // marked even on the first apply.
     let targets = loaded.targets(global, Some(&store.state))?;
     let store = Arc::new(Mutex::new(store));
-    let report = runtime()?.block_on(crate::apply::apply(
-        &fresh,
-        &resolved,
-        &loaded.graph,
-        &targets,
-        store,
-        crate::apply::Limits {
-            parallelism: global.parallelism,
-            wait: opts.wait,
-            force_conflicts: opts.force_conflicts,
-        },
-        |p: Progress<'_>| match p.result {
-            Ok(()) => println!("{}: {}", p.address, past_tense(p.action)),
-            Err(e) => eprintln!("error: {}: {e}", p.address),
-        },
-    ));
+    // SIGINT and SIGTERM from here on stop new work, and the report says what was done.
+    let interrupt = crate::interrupt::Interrupt::default();
+    let report = runtime()?.block_on(async {
+        let watcher = tokio::spawn(crate::interrupt::watch(interrupt.clone()));
+        let report = crate::apply::apply(
+            &fresh,
+            &resolved,
+            &loaded.graph,
+            &targets,
+            store,
+            crate::apply::Limits {
+                parallelism: global.parallelism,
+                wait: opts.wait,
+                force_conflicts: opts.force_conflicts,
+            },
+            &interrupt,
+            |p: Progress<'_>| match p.result {
+                Ok(()) => crate::outln!("{}: {}", p.address, past_tense(p.action)),
+                Err(e) => crate::errln!("error: {}: {e}", p.address),
+            },
+        )
+        .await;
+        watcher.abort();
+        report
+    });
     let counts = format!(
         "{} added, {} changed, {} destroyed",
         report.count(Action::Create),
@@ -154,13 +164,21 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     );
     if report.ok() {
         let title = if opts.destroy { "Destroy" } else { "Apply" };
-        println!(
+        crate::outln!(
             "\n{}",
             global
                 .style
                 .bold(&format!("{title} complete! Resources: {counts}."))
         );
         return Ok(Exit::Ok);
+    }
+    if report.interrupted {
+        return Err(Error::Interrupted(interrupted_report(
+            verb,
+            &report,
+            fresh.changes.len(),
+            &counts,
+        )));
     }
     let mut msg = format!(
         "{verb} failed: {} of {} changes done ({counts}), {} failed, {} skipped",
@@ -179,6 +197,36 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         "\n  = help: the state records what was done; fix the cause and run the same command again",
     );
     Err(Error::ApplyFailed(msg))
+}
+
+/// What an interrupted run did and did not do.
+fn interrupted_report(
+    verb: &str,
+    report: &crate::apply::ApplyReport,
+    total: usize,
+    counts: &str,
+) -> String {
+    let not_done = report.not_started.len() + report.skipped.len() + report.failed.len();
+    let mut msg = format!(
+        "{verb} interrupted: {} of {total} changes done ({counts}), {not_done} not done ({} not started, {} failed, {} skipped)",
+        report.done.len(),
+        report.not_started.len(),
+        report.failed.len(),
+        report.skipped.len()
+    );
+    for (a, e) in &report.failed {
+        msg.push_str(&format!("\n  failed:      {a}: {e}"));
+    }
+    for a in &report.not_started {
+        msg.push_str(&format!("\n  not started: {a}"));
+    }
+    for a in &report.skipped {
+        msg.push_str(&format!("\n  skipped:     {a} (waits on a failed change)"));
+    }
+    msg.push_str(&format!(
+        "\n  = help: the state records what was done; run `dcm {verb}` again to finish"
+    ));
+    msg
 }
 
 /// When the plan writes a Secret to a directory that encrypts with sops, checks that
@@ -216,7 +264,7 @@ fn check_sops_if_needed(plan: &crate::plan::Plan, loaded: &super::Loaded) -> Res
 
 /// Asks on the terminal; only `yes` approves.
 fn confirm(verb: &str) -> Result<bool, Error> {
-    print!("\nDo you want to {verb} these changes? Only 'yes' will be accepted: ");
+    crate::out!("\nDo you want to {verb} these changes? Only 'yes' will be accepted: ");
     std::io::stdout()
         .flush()
         .map_err(|e| Error::Io(e.to_string()))?;

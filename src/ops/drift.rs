@@ -38,7 +38,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
     let Some(state) = state else {
-        println!(
+        crate::outln!(
             "No state at {}: nothing has been applied yet, so nothing can drift.",
             global.state.display()
         );
@@ -95,15 +95,15 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             "checked": state.objects.len(),
             "objects": drifted,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if drifted.is_empty() {
-        println!(
+        crate::outln!(
             "No drift: all {} objects match what was last applied.",
             state.objects.len()
         );
     } else {
         let style = global.style;
-        println!(
+        crate::outln!(
             "Drift in {} of {} objects:",
             drifted.len(),
             state.objects.len()
@@ -114,16 +114,16 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
                 "unknown" => "is in an unknown state (an apply was interrupted); run apply",
                 _ => "changed outside dcm",
             };
-            println!(
+            crate::outln!(
                 "\n  {} {}",
                 style.yellow("!"),
                 style.bold(&format!("{} {what}", d.address))
             );
             for l in &d.diff {
-                println!("      {}", crate::plan::render::paint_diff_line(l, style));
+                crate::outln!("      {}", crate::plan::render::paint_diff_line(l, style));
             }
         }
-        println!("\nRun `dcm plan` to see what apply would do to restore them.");
+        crate::outln!("\nRun `dcm plan` to see what apply would do to restore them.");
     }
     Ok(if drifted.is_empty() {
         Exit::Ok

@@ -105,11 +105,11 @@ pub fn import(
         });
     }
     for e in entries {
-        println!("{}: imported", e.address);
+        crate::outln!("{}: imported", e.address);
         store.state.upsert(e);
     }
     store.persist()?;
-    println!(
+    crate::outln!(
         "\nImport complete: {} object{} now managed; `dcm plan` shows what the file would change.",
         wanted.len(),
         if wanted.len() == 1 { "" } else { "s" }
@@ -226,11 +226,11 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
             allocated,
             uid: marks.uid,
         });
-        println!("{}: recovered ({})", d.id.address(), origin_word(origin));
+        crate::outln!("{}: recovered ({})", d.id.address(), origin_word(origin));
         recovered += 1;
     }
     store.persist()?;
-    println!(
+    crate::outln!(
         "\nRecovered {recovered} object{} of lineage {chosen} into {}; `dcm plan` shows what the file would change.",
         if recovered == 1 { "" } else { "s" },
         global.state.display()

@@ -29,6 +29,8 @@ pub struct Global {
     pub kubeconfig: Option<PathBuf>,
     pub parallelism: usize,
     pub style: Style,
+    /// Time limits and the retry budget for requests to API servers.
+    pub net: crate::target::NetSettings,
 }
 
 /// How a command ended when it did not fail.
@@ -64,6 +66,9 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     ApplyFailed(String),
+    /// SIGINT or SIGTERM stopped an apply or destroy (exit 130).
+    #[error("{0}")]
+    Interrupted(String),
     /// The plan holds objects this state does not own (listed, with what to do).
     #[error("{0}")]
     Refused(String),
@@ -75,6 +80,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The exit code: 130 for an interrupted run, 1 for every other error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted(_) => crate::interrupt::EXIT_CODE,
+            _ => 1,
+        }
+    }
+
     /// Whether the message is already a full rendering (with its own `error:` lines).
     pub fn is_prerendered(&self) -> bool {
         matches!(self, Error::Invalid(_))
@@ -96,7 +109,7 @@ pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, 
     let model = crate::model::build(raw).map_err(Error::Invalid)?;
     // Warnings never stop a command; every command that reads the file shows them.
     for w in &model.warnings {
-        eprintln!("{w}");
+        crate::errln!("{w}");
     }
     let allocations = crate::compile::Allocations::from_state(state);
     let desired = crate::compile::compile(&model, &allocations).map_err(Error::Invalid)?;
@@ -121,6 +134,7 @@ impl Loaded {
             &self.model,
             global.kubeconfig.as_deref(),
             key.as_deref(),
+            global.net,
         )?)
     }
 

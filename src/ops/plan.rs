@@ -27,7 +27,7 @@ pub struct PlanOptions {
 /// `dcm validate`: parses and checks the file; contacts nothing.
 pub fn validate(file: &Path) -> Result<Exit, Error> {
     let loaded = load(file, None)?;
-    println!(
+    crate::outln!(
         "The file is valid: {} cluster{}, {} object{}.",
         loaded.model.clusters.len(),
         if loaded.model.clusters.len() == 1 {
@@ -48,7 +48,7 @@ pub fn validate(file: &Path) -> Result<Exit, Error> {
 /// `dcm graph`: the dependency graph in DOT.
 pub fn graph(file: &Path) -> Result<Exit, Error> {
     let loaded = load(file, None)?;
-    print!("{}", crate::graph::to_dot(&loaded.desired, &loaded.graph));
+    crate::out!("{}", crate::graph::to_dot(&loaded.desired, &loaded.graph));
     Ok(Exit::Ok)
 }
 
@@ -307,14 +307,14 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         &opts.take_over,
     )?;
     match opts.format {
-        PlanFormat::Text => print!("{}", render::text(&p, global.style)),
-        PlanFormat::Json => print!("{}", render::json(&p)),
-        PlanFormat::Markdown => print!("{}", render::markdown(&p)),
+        PlanFormat::Text => crate::out!("{}", render::text(&p, global.style)),
+        PlanFormat::Json => crate::out!("{}", render::json(&p)),
+        PlanFormat::Markdown => crate::out!("{}", render::markdown(&p)),
     }
     if let Some(out) = &opts.out {
         plan::save(&p, out)?;
         if opts.format == PlanFormat::Text {
-            println!(
+            crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: dcm apply {}",
                 out.display(),
                 out.display()

@@ -9,14 +9,14 @@ use std::path::Path;
 pub fn show(plan: Option<&Path>, global: &Global) -> Result<Exit, Error> {
     if let Some(path) = plan {
         let p = crate::plan::load(path)?;
-        print!("{}", render::text(&p, global.style));
+        crate::out!("{}", render::text(&p, global.style));
         return Ok(Exit::Ok);
     }
     let Some(state) = crate::state::read(&global.state)? else {
-        println!("No state at {}.", global.state.display());
+        crate::outln!("No state at {}.", global.state.display());
         return Ok(Exit::Ok);
     };
-    println!(
+    crate::outln!(
         "State {} (lineage {}, serial {}): {} object{}",
         global.state.display(),
         state.lineage,
@@ -26,7 +26,7 @@ pub fn show(plan: Option<&Path>, global: &Global) -> Result<Exit, Error> {
     );
     for e in &state.objects {
         let pending = if e.pending { ", write interrupted" } else { "" };
-        println!(
+        crate::outln!(
             "  {} ({:?}{pending}, sha256:{})",
             e.address,
             e.origin,
@@ -45,7 +45,7 @@ fn read_state(global: &Global) -> Result<crate::state::State, Error> {
 pub fn state_list(global: &Global) -> Result<Exit, Error> {
     if let Some(state) = crate::state::read(&global.state)? {
         for e in &state.objects {
-            println!("{}", e.address);
+            crate::outln!("{}", e.address);
         }
     }
     Ok(Exit::Ok)
@@ -57,7 +57,7 @@ pub fn state_show(address: &str, global: &Global) -> Result<Exit, Error> {
     let e = state
         .get_address(address)
         .ok_or_else(|| not_in_state(address, &state))?;
-    println!("{}", serde_json::to_string_pretty(e).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(e).unwrap_or_default());
     Ok(Exit::Ok)
 }
 
@@ -84,7 +84,7 @@ pub fn state_rm(addresses: &[String], global: &Global) -> Result<Exit, Error> {
     }
     store.persist()?;
     for a in addresses {
-        println!("Removed {a} from the state (the object was left in its cluster).");
+        crate::outln!("Removed {a} from the state (the object was left in its cluster).");
     }
     Ok(Exit::Ok)
 }
@@ -92,7 +92,7 @@ pub fn state_rm(addresses: &[String], global: &Global) -> Result<Exit, Error> {
 /// `dcm force-unlock ID`.
 pub fn force_unlock(id: &str, global: &Global) -> Result<Exit, Error> {
     let info = crate::state::lock::force_unlock(&global.state, id)?;
-    println!(
+    crate::outln!(
         "Unlocked the state (was held by {} pid {} on {} for {}). If that run is still going, it may still write the state.",
         info.who, info.pid, info.host, info.operation
     );

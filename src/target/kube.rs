@@ -9,8 +9,10 @@
 //!   not differences. An object dcm has not applied yet is compared on the fields the file
 //!   sets, since applying sets exactly those.
 //! - Requests that fail for a passing reason (429, 5xx, a dropped connection) are retried
-//!   with backoff; every operation is idempotent, so a retry is safe.
+//!   with backoff within a budget, and every request has a time limit (`net.rs`); every
+//!   operation is idempotent, so a retry is safe.
 
+use super::net::{describe, retry, NetSettings, RetryError};
 use super::{DryRun, ReadItem, Target, TargetError};
 use crate::object::ObjRef;
 use crate::ownership::Marks;
@@ -27,7 +29,6 @@ use tokio::sync::{Mutex, OnceCell};
 /// dcm's field manager name on every cluster.
 pub const FIELD_MANAGER: &str = "dcm";
 
-const ATTEMPTS: u32 = 6;
 const PAGE: u32 = 500;
 
 /// Why a kubeconfig cannot be used.
@@ -119,6 +120,8 @@ pub struct KubeTarget {
     cluster: String,
     context: String,
     kubeconfig: Kubeconfig,
+    /// Time limits and the retry budget.
+    net: NetSettings,
     client: OnceCell<kube::Client>,
     /// Resolved kinds by apiVersion and kind; a kind the cluster does not serve is looked
     /// up again next time (a CRD applied meanwhile may have made it served).
@@ -133,16 +136,28 @@ impl KubeTarget {
             cluster: cluster.to_string(),
             context: context.to_string(),
             kubeconfig,
+            net: NetSettings::default(),
             client: OnceCell::new(),
             resources: Mutex::new(BTreeMap::new()),
             preferred: Mutex::new(BTreeMap::new()),
         }
     }
 
+    /// The same target with other time limits and retry budget.
+    pub fn with_net(mut self, net: NetSettings) -> KubeTarget {
+        self.net = net;
+        self
+    }
+
+    /// An error that names the cluster and (at the end) its API server.
     fn unreachable(&self, message: impl std::fmt::Display) -> TargetError {
+        let message = match self.api_server() {
+            Some(url) => format!("{message} (API server {url})"),
+            None => message.to_string(),
+        };
         TargetError::Unreachable {
             cluster: self.cluster.clone(),
-            message: message.to_string(),
+            message,
         }
     }
 
@@ -159,8 +174,13 @@ impl KubeTarget {
                         .map_err(|e| {
                             self.unreachable(format!("kubeconfig context `{}`: {e}", self.context))
                         })?;
-                config.connect_timeout = Some(Duration::from_secs(10));
-                config.read_timeout = Some(Duration::from_secs(60));
+                config.connect_timeout = Some(self.net.connect_timeout);
+                // Each request is bounded as a whole by `retry`; these only catch a
+                // connection that stalls, a little later.
+                config.read_timeout = Some(self.net.request_timeout + Duration::from_secs(1));
+                config.reset_reader_on_write = true;
+                // dcm retries on its own, within its budget (`net::retry`).
+                config.default_retry = false;
                 kube::Client::try_from(config).map_err(|e| self.unreachable(e))
             })
             .await
@@ -183,7 +203,7 @@ impl KubeTarget {
         };
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let client = self.client().await?.clone();
-        let found = retry(|| {
+        let found = retry(&self.net, || {
             let client = client.clone();
             let gvk = gvk.clone();
             async move { kube::discovery::pinned_kind(&client, &gvk).await }
@@ -213,7 +233,7 @@ impl KubeTarget {
             return Ok(Some(r.clone()));
         }
         let client = self.client().await?.clone();
-        let found = retry(|| {
+        let found = retry(&self.net, || {
             let client = client.clone();
             let group = key.0.clone();
             async move { kube::discovery::group(&client, &group).await }
@@ -264,7 +284,7 @@ impl KubeTarget {
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
-            let page = retry(|| {
+            let page = retry(&self.net, || {
                 let api = api.clone();
                 let lp = lp.clone();
                 async move { api.list(&lp).await }
@@ -360,7 +380,7 @@ impl Target for KubeTarget {
         let body = for_apply(object);
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = force;
-        retry(|| {
+        retry(&self.net, || {
             let api = api.clone();
             let body = body.clone();
             let params = params.clone();
@@ -410,7 +430,7 @@ impl Target for KubeTarget {
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.dry_run = true;
         params.force = force;
-        let result = retry(|| {
+        let result = retry(&self.net, || {
             let api = api.clone();
             let body = body.clone();
             let params = params.clone();
@@ -422,7 +442,10 @@ impl Target for KubeTarget {
             Ok(o) => Ok(DryRun::Accepted(
                 serde_json::to_value(&o).map_err(|e| self.unreachable(e))?,
             )),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(DryRun::Conflicts(s.message.clone())),
+            Err(e) if status_code(&e) == Some(409) => Ok(DryRun::Conflicts(match e.kube() {
+                Some(kube::Error::Api(s)) => s.message.clone(),
+                _ => describe(&e),
+            })),
             Err(e) if rejected(&e) => Ok(DryRun::Rejected(describe(&e))),
             Err(e) => Err(self.unreachable(format!(
                 "checking {} with the server: {}",
@@ -438,7 +461,7 @@ impl Target for KubeTarget {
             return Ok(()); // the kind is gone, and its objects with it
         };
         let api = self.api(&client, &ar, namespaced, &id.namespace);
-        let result = retry(|| {
+        let result = retry(&self.net, || {
             let api = api.clone();
             let name = id.name.clone();
             async move { api.delete(&name, &DeleteParams::background()).await }
@@ -472,71 +495,21 @@ fn for_apply(object: &Value) -> Value {
     o
 }
 
-fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
+fn status_code(e: &RetryError) -> Option<u16> {
+    e.status_code()
 }
 
-fn not_served(e: &kube::Error) -> bool {
-    status_code(e) == Some(404) || matches!(e, kube::Error::Discovery(_))
-}
-
-/// A short message for an error: the server's own message for API errors.
-fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => other.to_string(),
-    }
+fn not_served(e: &RetryError) -> bool {
+    status_code(e) == Some(404) || matches!(e.kube(), Some(kube::Error::Discovery(_)))
 }
 
 /// Whether the server refused the object itself (not a passing failure): invalid (400,
 /// 422), forbidden (403), missing namespace (404), or a server-side apply that cannot be
 /// typed (500 "failed to create typed patch object", as a real API server answers a
 /// value of the wrong type).
-fn rejected(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 400 | 403 | 404 | 422) || typed_patch_failure(e),
-        _ => false,
-    }
-}
-
-fn typed_patch_failure(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 500 && s.message.contains("failed to create typed patch object"))
-}
-
-fn transient(e: &kube::Error) -> bool {
-    if typed_patch_failure(e) {
-        return false;
-    }
-    match e {
-        kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// Runs `op` until it succeeds, fails for good, or has failed `ATTEMPTS` times for a
-/// passing reason (waiting 0.2 s, 0.4 s, 0.8 s ... between tries).
-async fn retry<T, F, Fut>(mut op: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if transient(&e) && attempt < ATTEMPTS => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+fn rejected(e: &RetryError) -> bool {
+    matches!(status_code(e), Some(400 | 403 | 404 | 422))
+        || e.kube().is_some_and(super::net::typed_patch_failure)
 }
 
 /// dcm's view of a live object: the fields its field manager applied (with the values

@@ -7,9 +7,11 @@
 
 pub mod dir;
 pub mod kube;
+pub mod net;
 
 pub use dir::{DirTarget, SopsSettings};
 pub use kube::KubeTarget;
+pub use net::NetSettings;
 
 use crate::model::{DirSecrets, Model, TargetSpec};
 use crate::object::ObjRef;
@@ -131,11 +133,13 @@ impl Targets {
     /// Makes the target of each cluster of the model. The kubeconfig (`kubeconfig`, else
     /// ~/.kube/config) is read only when a cluster names a context, and every context is
     /// checked before anything is contacted. `secrets_hmac_key` (the state's) marks and
-    /// recognises the Secrets a directory target encrypts with sops.
+    /// recognises the Secrets a directory target encrypts with sops; `net` bounds the
+    /// requests to API servers.
     pub fn for_model(
         model: &Model,
         kubeconfig: Option<&std::path::Path>,
         secrets_hmac_key: Option<&[u8]>,
+        net: NetSettings,
     ) -> Result<Targets, TargetSetupError> {
         let mut by_cluster: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
         let mut config: Option<Option<(::kube::config::Kubeconfig, String)>> = None;
@@ -165,7 +169,7 @@ impl Targets {
                         .into());
                     };
                     kube::check_context(k, shown, name, ctx)?;
-                    Arc::new(KubeTarget::new(name, ctx, k.clone()))
+                    Arc::new(KubeTarget::new(name, ctx, k.clone()).with_net(net))
                 }
             };
             by_cluster.insert(name.clone(), t);
