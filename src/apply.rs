@@ -306,6 +306,7 @@ async fn fill_in_known_after_apply(
                     api_version: api_version.clone(),
                     desired: None,
                     whole: true,
+                    owned: true,
                 };
                 let live = target.read(&[item]).await.map_err(fail)?;
                 live.get(id).and_then(|o| value.extract(o))
@@ -348,6 +349,7 @@ async fn wait_until_ready(
         api_version: d.api_version.clone(),
         desired: None,
         whole: true,
+        owned: true,
     };
     loop {
         let live = target
@@ -387,6 +389,7 @@ async fn wait_until_gone(
         api_version: api_version.to_string(),
         desired: None,
         whole: true,
+        owned: true,
     };
     loop {
         let live = target

@@ -64,6 +64,8 @@ pub fn import(
             api_version: d.api_version.clone(),
             desired: Some(d.object.clone()),
             whole: false,
+            // Asked for by name: the user hands it to dcm.
+            owned: true,
         })
         .collect();
     let live = runtime()?.block_on(crate::refresh::read_live(
@@ -149,6 +151,7 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
             api_version: d.api_version.clone(),
             desired: d.edit.is_none().then(|| d.object.clone()),
             whole: d.edit.is_some(),
+            owned: true,
         })
         .collect();
     let live = runtime()?.block_on(crate::refresh::read_live(

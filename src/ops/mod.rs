@@ -150,6 +150,7 @@ impl Loaded {
                 api_version: o.api_version.clone(),
                 desired: o.edit.is_none().then(|| o.object.clone()),
                 whole: o.edit.is_some(),
+                owned: state.is_some_and(|s| s.get(&o.id).is_some()),
             })
             .collect();
         if let Some(s) = state {
@@ -158,6 +159,7 @@ impl Loaded {
                 api_version: e.api_version.clone(),
                 desired: None,
                 whole: e.origin == crate::state::Origin::Edited,
+                owned: true,
             }));
         }
         items
@@ -179,6 +181,7 @@ impl Loaded {
                 api_version: api_version.to_string(),
                 desired: None,
                 whole: true,
+                owned: true,
             })
             .collect();
         items.sort_by(|a, b| a.id.cmp(&b.id));

@@ -498,6 +498,7 @@ mod tests {
             api_version: "v1".into(),
             desired: None,
             whole: false,
+            owned: true,
         }
     }
 

@@ -276,11 +276,19 @@ impl KubeTarget {
         }
     }
 
-    async fn list_all(&self, api: &Api<DynamicObject>) -> Result<Vec<Value>, TargetError> {
+    /// Every object `api` lists (with `selector`, only those it matches), page by page.
+    async fn list_all(
+        &self,
+        api: &Api<DynamicObject>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, TargetError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut lp = ListParams::default().limit(PAGE);
+            if let Some(s) = selector {
+                lp = lp.labels(s);
+            }
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
@@ -300,12 +308,67 @@ impl KubeTarget {
             }
         }
     }
+
+    /// The metadata of every object `api` lists, by name (a PartialObjectMetadataList:
+    /// no object's content, so no Secret's data, crosses the wire).
+    async fn list_metadata(
+        &self,
+        api: &Api<DynamicObject>,
+    ) -> Result<BTreeMap<String, Value>, TargetError> {
+        let mut out = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = retry(&self.net, || {
+                let api = api.clone();
+                let lp = lp.clone();
+                async move { api.list_metadata(&lp).await }
+            })
+            .await
+            .map_err(|e| self.unreachable(describe(&e)))?;
+            for item in page.items {
+                let meta = serde_json::to_value(&item.metadata).map_err(|e| self.unreachable(e))?;
+                if let Some(name) = item.metadata.name {
+                    out.insert(name, meta);
+                }
+            }
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// One object, whole; None when it does not exist.
+    async fn get(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &ObjRef,
+    ) -> Result<Option<Value>, TargetError> {
+        let found = retry(&self.net, || {
+            let api = api.clone();
+            let name = id.name.clone();
+            async move { api.get_opt(&name).await }
+        })
+        .await
+        .map_err(|e| self.unreachable(describe(&e)))?;
+        found
+            .map(|o| serde_json::to_value(&o).map_err(|e| self.unreachable(e)))
+            .transpose()
+    }
 }
 
 #[async_trait]
 impl Target for KubeTarget {
+    /// Per (apiVersion, kind, namespace): one LIST of the objects carrying dcm's
+    /// `managed-by` label. Wanted objects not among them cost one metadata-only LIST
+    /// (names, labels, UIDs: never Secret data), and a GET each only for those dcm owns
+    /// or edits, or that are not Secrets (a refusal shows what the file would change).
+    /// So other applications' Secrets are never read.
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
-        // One LIST per (apiVersion, kind, namespace).
         let mut groups: BTreeMap<(String, String, String), Vec<&ReadItem>> = BTreeMap::new();
         for item in items {
             groups
@@ -317,6 +380,11 @@ impl Target for KubeTarget {
                 .or_default()
                 .push(item);
         }
+        let managed = format!(
+            "{}={}",
+            crate::ownership::MANAGED_BY_LABEL,
+            crate::ownership::MANAGED_BY
+        );
         let mut out = BTreeMap::new();
         for ((api_version, kind, ns), wanted) in groups {
             let Some((ar, namespaced)) = self.resource(&api_version, &kind).await? else {
@@ -324,14 +392,35 @@ impl Target for KubeTarget {
             };
             let client = self.client().await?;
             let api = self.api(client, &ar, namespaced, &ns);
-            let listed = self.list_all(&api).await?;
-            let by_name: BTreeMap<&str, &Value> = listed
-                .iter()
-                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?, o)))
+            let listed = self.list_all(&api, Some(&managed)).await?;
+            let mut by_name: BTreeMap<String, Value> = listed
+                .into_iter()
+                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?.to_string(), o)))
                 .collect();
+            let missing: Vec<&&ReadItem> = wanted
+                .iter()
+                .filter(|i| !by_name.contains_key(&i.id.name))
+                .collect();
+            if !missing.is_empty() {
+                let metadata = self.list_metadata(&api).await?;
+                let secret = ar.group.is_empty() && kind == "Secret";
+                for item in missing {
+                    let Some(meta) = metadata.get(&item.id.name) else {
+                        continue;
+                    };
+                    let object = if item.whole || item.owned || !secret {
+                        self.get(&api, &item.id).await?
+                    } else {
+                        Some(serde_json::json!({ "metadata": meta }))
+                    };
+                    if let Some(o) = object {
+                        by_name.insert(item.id.name.clone(), o);
+                    }
+                }
+            }
             for item in wanted {
-                if let Some(live) = by_name.get(item.id.name.as_str()) {
-                    let mut live = (*live).clone();
+                if let Some(live) = by_name.get(&item.id.name) {
+                    let mut live = live.clone();
                     if live.get("apiVersion").is_none() {
                         live["apiVersion"] = Value::String(api_version.clone());
                     }
@@ -356,7 +445,7 @@ impl Target for KubeTarget {
         };
         let client = self.client().await?;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        self.list_all(&api).await
+        self.list_all(&api, None).await
     }
 
     async fn apply(

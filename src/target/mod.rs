@@ -47,6 +47,10 @@ pub struct ReadItem {
     pub desired: Option<Value>,
     /// Read the whole object, not only dcm's fields (objects dcm only edits).
     pub whole: bool,
+    /// The state holds it (dcm created or imported it, or waits on it): read it even
+    /// before it carries dcm's marks. Another application's Secret that merely has a
+    /// name the file wants is read by its metadata only.
+    pub owned: bool,
 }
 
 /// What a server says about a write before it is made (a server-side apply with

@@ -311,3 +311,52 @@ fn a_lost_state_is_recovered_from_the_marks_and_destroy_works_again() {
     assert!(t.settings().is_none());
     assert!(t.cluster().object("", "Namespace", "", "shop").is_none());
 }
+
+#[test]
+fn other_applications_secrets_are_never_read() {
+    let t = Team::new(&format!(
+        "{SHOP}\n[[resources]]\nname = \"db\"\nclusters = [\"cluster1\"]\nmanifest = {{ apiVersion = \"v1\", kind = \"Secret\", metadata = {{ name = \"db\", namespace = \"shop\" }}, stringData = {{ password = \"ours\" }} }}\ndepends_on = [\"resources.namespace\"]\n"
+    ));
+    t.dcm("a.json", &["apply", "--auto-approve"]).expect(0);
+    let e = t.cluster();
+    // Another application's Secret beside dcm's, and one that takes a name the file
+    // wants next.
+    for name in ["other-app-db", "cache"] {
+        request(
+            e,
+            "POST",
+            "/api/v1/namespaces/shop/secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                   "stringData": {"password": "THEIR-SECRET-VALUE"}}),
+        );
+    }
+    t.p.write(
+        "dcm.toml",
+        &format!(
+            "{}\n[[resources]]\nname = \"cache\"\nclusters = [\"cluster1\"]\nmanifest = {{ apiVersion = \"v1\", kind = \"Secret\", metadata = {{ name = \"cache\", namespace = \"shop\" }}, stringData = {{ password = \"ours-too\" }} }}\n",
+            t.p.read("dcm.toml")
+        ),
+    );
+    e.clear_requests();
+    let plan = t.dcm("a.json", &["plan"]).expect(1);
+    assert!(
+        plan.stdout
+            .contains("! cluster1/core/Secret/shop/cache exists and is not dcm's to change"),
+        "{}",
+        plan.stdout
+    );
+    let secret_reads: Vec<_> = e
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/secrets"))
+        .collect();
+    assert!(!secret_reads.is_empty());
+    for r in &secret_reads {
+        let labelled = r.query.contains("labelSelector=app.kubernetes.io");
+        let metadata_only = r.accept.contains("as=PartialObjectMetadata");
+        assert!(
+            labelled || metadata_only,
+            "a read of Secrets that could return another application's data: {r:?}"
+        );
+    }
+}

@@ -238,6 +238,9 @@ pub struct RequestRecord {
     pub query: String,
     pub status: u16,
     pub content_type: String,
+    /// What the client asked the answer to be (`as=PartialObjectMetadataList`: names and
+    /// labels only).
+    pub accept: String,
 }
 
 struct Shared {
@@ -438,6 +441,7 @@ async fn handle_http(
         query: raw_query.clone(),
         status,
         content_type: content_type.clone(),
+        accept: accept.clone(),
     };
     if shared.silent || fault == Some(FaultKind::Hang) {
         lock(&shared.log).push(record(0));
@@ -489,7 +493,7 @@ async fn handle_http(
                 path: path.clone(),
                 query,
                 content_type: content_type.clone(),
-                accept,
+                accept: accept.clone(),
                 user_agent,
                 body,
             };

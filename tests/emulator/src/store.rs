@@ -601,6 +601,14 @@ impl Store {
                 include_object(req),
             ));
         }
+        if wants_metadata_only(req) {
+            return Response::ok(json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+                "items": items.iter().map(partial_object_metadata).collect::<Vec<_>>(),
+            }));
+        }
         Response::ok(json!({
             "kind": format!("{}List", t.rtype.kind),
             "apiVersion": t.rtype.api_version(&t.version),
@@ -611,6 +619,9 @@ impl Store {
 
     fn get_one(&self, req: &Request, t: &ReqTarget, name: &str) -> Response {
         match self.objects.get(&self.key(t, name)) {
+            Some(o) if wants_metadata_only(req) => {
+                Response::ok(partial_object_metadata(&self.present(t, o)))
+            }
             Some(o) => {
                 let o = self.present(t, o);
                 if wants_table(req) {
@@ -1644,6 +1655,20 @@ fn not_found_path(path: &str) -> Response {
 
 fn wants_table(req: &Request) -> bool {
     req.accept.contains("as=Table")
+}
+
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`: only
+/// the objects' metadata, as clients ask for when they must not read content (Secrets).
+fn wants_metadata_only(req: &Request) -> bool {
+    req.accept.contains("as=PartialObjectMetadata")
+}
+
+fn partial_object_metadata(o: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 fn include_object(req: &Request) -> bool {
