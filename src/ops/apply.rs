@@ -68,7 +68,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let store = StateStore::open(&global.state, verb)?;
     let state = store.existed().then_some(&store.state);
     let loaded = load(&file, state)?;
-    let (fresh, resolved) = make_plan(
+    let (fresh, resolved, identities) = make_plan(
         &loaded,
         state,
         &file,
@@ -130,6 +130,9 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     // The store's state always has a key (a new state gets one), so encrypted Secrets are
     // marked even on the first apply.
     let targets = loaded.targets(global, Some(&store.state))?;
+    // Which cluster each context reached, saved with the first object written.
+    let mut store = store;
+    store.state.clusters.extend(identities);
     let store = Arc::new(Mutex::new(store));
     // SIGINT and SIGTERM from here on stop new work, and the report says what was done.
     let interrupt = crate::interrupt::Interrupt::default();

@@ -67,11 +67,12 @@ pub(crate) fn make_plan(
     global: &Global,
     destroy: bool,
     take_over: &std::collections::BTreeSet<String>,
-) -> Result<(Plan, Desired), Error> {
+) -> Result<(Plan, Desired, Identities), Error> {
     let targets = loaded.targets(global, state)?;
     let items = loaded.read_items(state);
     let probes = loaded.probe_items();
     let rt = runtime()?;
+    let identities = check_identities(state, &targets, &rt)?;
     let live = rt.block_on(crate::refresh::read_live(
         &targets,
         items,
@@ -120,7 +121,42 @@ pub(crate) fn make_plan(
         &rt,
         state.map(|s| s.lineage.as_str()),
     )?;
-    Ok((plan, desired))
+    Ok((plan, desired, identities))
+}
+
+/// Each cluster's identity as it is now, by cluster name.
+pub(crate) type Identities = std::collections::BTreeMap<String, crate::state::ClusterIdentity>;
+
+/// Reads which cluster each context reaches now, and refuses when one is not the cluster
+/// the state last wrote to (same name, another kube-system UID): objects there are not
+/// the ones the state records.
+fn check_identities(
+    state: Option<&State>,
+    targets: &crate::target::Targets,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Identities, Error> {
+    let now = rt
+        .block_on(targets.identities())
+        .map_err(|es| crate::refresh::RefreshError(es.iter().map(|e| e.to_string()).collect()))?;
+    let mut moved = Vec::new();
+    for (name, was) in state.map(|s| &s.clusters).into_iter().flatten() {
+        if let Some(is) = now.get(name) {
+            if is.kube_system_uid != was.kube_system_uid {
+                moved.push(format!(
+                    "cluster `{name}` is now {} (kube-system UID {}), not the cluster the state records: {} (kube-system UID {})",
+                    is.server, is.kube_system_uid, was.server, was.kube_system_uid
+                ));
+            }
+        }
+    }
+    if moved.is_empty() {
+        Ok(now)
+    } else {
+        Err(Error::Refused(format!(
+            "{}; nothing was changed\n  = help: point the context back at that cluster, or, if the cluster was rebuilt, forget its objects with `dcm state rm` first",
+            moved.join("\n")
+        )))
+    }
 }
 
 /// Gives out again the new ServiceEntry addresses that a live ServiceEntry outside the
@@ -298,7 +334,7 @@ pub(crate) fn refused_list(p: &Plan) -> String {
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
-    let (p, _) = make_plan(
+    let (p, _, _) = make_plan(
         &loaded,
         state.as_ref(),
         &opts.file,

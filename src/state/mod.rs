@@ -82,8 +82,20 @@ pub struct State {
     /// (`dcm.io/plaintext-hmac`), so that they say nothing to whoever reads the directory.
     #[serde(default, skip_serializing_if = "SecretsKey::is_empty")]
     pub secrets_hmac_key: SecretsKey,
+    /// Which cluster each of the file's clusters was when dcm last wrote to it, so a
+    /// context that now points at another cluster is refused before any write.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, ClusterIdentity>,
     /// Sorted by address.
     pub objects: Vec<StateEntry>,
+}
+
+/// What tells one Kubernetes cluster from another: its API server, and the UID of its
+/// `kube-system` namespace (fixed for the cluster's life, whatever its address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    pub server: String,
+    pub kube_system_uid: String,
 }
 
 /// A random 256-bit key, in hex; never shown (Debug hides it).
@@ -125,6 +137,7 @@ impl State {
             lineage: new_lineage(),
             serial: 0,
             secrets_hmac_key: SecretsKey::generate(),
+            clusters: BTreeMap::new(),
             objects: Vec::new(),
         }
     }

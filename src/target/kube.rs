@@ -439,6 +439,26 @@ impl Target for KubeTarget {
         Ok(out)
     }
 
+    async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
+        let Some(server) = self.api_server() else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let found = retry(&self.net, || {
+            let api = namespaces.clone();
+            async move { api.get_opt("kube-system").await }
+        })
+        .await
+        .map_err(|e| self.unreachable(describe(&e)))?;
+        Ok(found.and_then(|ns| ns.metadata.uid).map(|kube_system_uid| {
+            crate::state::ClusterIdentity {
+                server,
+                kube_system_uid,
+            }
+        }))
+    }
+
     async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {
         let Some((ar, _)) = self.resource(api_version, kind).await? else {
             return Ok(Vec::new());

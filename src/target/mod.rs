@@ -111,6 +111,10 @@ pub trait Target: Send + Sync {
     fn api_server(&self) -> Option<String> {
         None
     }
+    /// Which cluster this is (its server and kube-system UID), where the target can tell.
+    async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
+        Ok(None)
+    }
     /// Whether a controller acts on what is written here (a live cluster fills in
     /// statuses, addresses and tokens; a directory never does, so nothing is waited for).
     fn has_controllers(&self) -> bool {
@@ -184,6 +188,39 @@ impl Targets {
     /// Replaces or adds the target of one cluster (tests put fakes in this way).
     pub fn insert(&mut self, cluster: &str, target: Arc<dyn Target>) {
         self.by_cluster.insert(cluster.to_string(), target);
+    }
+
+    /// Every cluster's identity, where its target can tell: one request per cluster, all
+    /// at once; every cluster that cannot tell is reported.
+    pub async fn identities(
+        &self,
+    ) -> Result<BTreeMap<String, crate::state::ClusterIdentity>, Vec<TargetError>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, t) in &self.by_cluster {
+            let (name, t) = (name.clone(), t.clone());
+            tasks.spawn(async move { (name, t.identity().await) });
+        }
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, Ok(Some(id)))) => {
+                    out.insert(name, id);
+                }
+                Ok((_, Ok(None))) => {}
+                Ok((_, Err(e))) => errors.push(e),
+                Err(e) => errors.push(TargetError::Unreachable {
+                    cluster: "?".into(),
+                    message: format!("the task reading the cluster's identity failed: {e}"),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            errors.sort_by_key(|e| e.to_string());
+            Err(errors)
+        }
     }
 
     /// The API server URL of `cluster`, when its target knows it.

@@ -360,3 +360,43 @@ fn other_applications_secrets_are_never_read() {
         );
     }
 }
+
+#[test]
+fn a_context_that_now_reaches_another_cluster_is_refused_before_any_write() {
+    let t = Team::new(SHOP);
+    t.dcm("a.json", &["apply", "--auto-approve"]).expect(0);
+    let state: Value = serde_json::from_str(&t.p.read("a.json")).unwrap();
+    let recorded = state["clusters"]["cluster1"]["kube_system_uid"]
+        .as_str()
+        .expect("the cluster's identity is recorded")
+        .to_string();
+    // The same context name, another cluster (a rebuilt one, or a kubeconfig mix-up).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = Clusters::start(1, elsewhere.path()).expect("start another cluster");
+    let kubeconfig = other.kubeconfig.display().to_string();
+    let plan =
+        t.p.dcm(&["--kubeconfig", &kubeconfig, "--state", "a.json", "plan"]);
+    let plan = plan.expect(1);
+    assert!(
+        plan.stderr.contains("cluster `cluster1` is now")
+            && plan.stderr.contains(&recorded)
+            && plan.stderr.contains("nothing was changed"),
+        "{}",
+        plan.stderr
+    );
+    let e = other.get("cluster1").unwrap();
+    let before = e.resource_version();
+    t.p.dcm(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "--state",
+        "a.json",
+        "apply",
+        "--auto-approve",
+    ])
+    .expect(1);
+    assert_eq!(e.resource_version(), before, "nothing was written there");
+    assert!(e.object("", "Namespace", "", "shop").is_none());
+    // The cluster it was stays fine.
+    t.dcm("a.json", &["plan", "--detailed-exitcode"]).expect(0);
+}
