@@ -238,14 +238,10 @@ impl DesiredObject {
             }
         }
         replace(&mut self.object, placeholder, value);
-        match &mut self.edit {
-            Some(Edit::Corefile(blocks)) => *blocks = blocks.replace(placeholder, value),
-            Some(Edit::DataKeys(keys)) => {
-                for v in keys.values_mut() {
-                    *v = v.replace(placeholder, value);
-                }
+        if let Some(e) = &mut self.edit {
+            for v in e.values_mut() {
+                *v = v.replace(placeholder, value);
             }
-            None => {}
         }
         self.known_after_apply
             .retain(|k| k.placeholder != placeholder);
@@ -439,9 +435,19 @@ pub fn resolve_edits(
         live.get(id)
             .map(|v| crate::target::normalize_live(v.clone()))
     };
+    // The parts each edited object's state entry wrote (None: no entry yet).
+    let owned = |id: &ObjRef, e: &Edit, live: Option<&Value>| {
+        let entry = state?.get(id)?;
+        Some(edit::recorded_parts(&entry.allocated).unwrap_or_else(|| {
+            // An entry from before parts were recorded wrote whatever dcm's marks show.
+            live.map(|l| edit::parts_in(e, l)).unwrap_or_default()
+        }))
+    };
     for o in desired.objects.iter_mut() {
         let Some(e) = &o.edit else { continue };
-        match edit::resolve(e, &o.object, current(&o.id).as_ref()) {
+        let live = current(&o.id);
+        let mine = owned(&o.id, e, live.as_ref());
+        match edit::resolve(e, &o.object, live.as_ref(), mine.as_ref()) {
             Ok(v) => o.object = v,
             Err(msg) => diags.push(
                 Diagnostic::new(format!(
@@ -459,11 +465,9 @@ pub fn resolve_edits(
             continue;
         }
         let Some(live) = current(&id) else { continue };
-        let empty = match entry.allocated.get("edit").map(String::as_str) {
-            Some("data-keys") => Edit::DataKeys(BTreeMap::new()),
-            _ => Edit::Corefile(String::new()),
-        };
-        let object = edit::resolve(&empty, &live, Some(&live)).unwrap_or(live);
+        let empty = Edit::of_mode(entry.allocated.get("edit").map(String::as_str));
+        let mine = owned(&id, &empty, Some(&live));
+        let object = edit::resolve(&empty, &live, Some(&live), mine.as_ref()).unwrap_or(live);
         desired.reverts.push(DesiredObject {
             id,
             api_version: entry.api_version.clone(),

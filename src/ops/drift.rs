@@ -63,11 +63,10 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         // For an object dcm only edits, only dcm's part can drift.
         let live_sha = current.as_ref().map(|l| match e.origin {
             Origin::Edited => {
-                let kind = match e.allocated.get("edit").map(String::as_str) {
-                    Some("data-keys") => Edit::DataKeys(Default::default()),
-                    _ => Edit::Corefile(String::new()),
-                };
-                contribution_sha(&kind, l)
+                let kind = Edit::of_mode(e.allocated.get("edit").map(String::as_str));
+                let parts = crate::compile::edit::recorded_parts(&e.allocated)
+                    .unwrap_or_else(|| crate::compile::edit::parts_in(&kind, l));
+                contribution_sha(&kind, l, &parts)
             }
             _ => object_sha256(l),
         });

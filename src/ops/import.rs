@@ -191,19 +191,33 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
         let Some(l) = live.get(&d.id) else { continue };
         let marks = Marks::of(l);
         let normalized = normalize_live(l.clone());
+        let mut recovered_parts = None;
         let (origin, sha256) = match &d.edit {
-            // dcm's part of an object it edits is recovered when the object holds it.
-            Some(e) if crate::compile::edit::has_part(e, &normalized) => (
-                Origin::Edited,
-                crate::compile::edit::contribution_sha(e, &normalized),
-            ),
-            Some(_) => continue,
+            // dcm's parts of an object it edits are recovered when the object holds them.
+            Some(e) => {
+                let parts: std::collections::BTreeSet<String> = e
+                    .parts()
+                    .intersection(&crate::compile::edit::parts_in(e, &normalized))
+                    .cloned()
+                    .collect();
+                if parts.is_empty() {
+                    continue;
+                }
+                recovered_parts = Some(crate::compile::edit::parts_value(&parts));
+                (
+                    Origin::Edited,
+                    crate::compile::edit::contribution_sha(e, &normalized, &parts),
+                )
+            }
             None if marks.lineage.as_deref() == Some(chosen.as_str()) => {
                 (Origin::Created, crate::object::object_sha256(&normalized))
             }
             None => continue,
         };
         let mut allocated = d.allocated.clone();
+        if let Some(p) = recovered_parts.take() {
+            allocated.insert("parts".into(), p);
+        }
         if let Some(address) = normalized
             .pointer("/spec/addresses/0")
             .and_then(serde_json::Value::as_str)

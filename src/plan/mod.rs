@@ -419,7 +419,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
 /// object it only edits.
 pub fn recorded_sha(d: &crate::compile::DesiredObject) -> String {
     match &d.edit {
-        Some(e) => crate::compile::edit::contribution_sha(e, &d.object),
+        Some(e) => crate::compile::edit::contribution_sha(e, &d.object, &e.parts()),
         None => object_sha256(&d.object),
     }
 }
@@ -451,7 +451,7 @@ fn plan_desired(
                 (None, None) => Origin::Adopted,
             };
             let live_part = match edit {
-                Some(e) => crate::compile::edit::contribution_sha(e, l),
+                Some(e) => crate::compile::edit::contribution_sha(e, l, &e.parts()),
                 None => before.clone(),
             };
             if entry.is_none() && edit.is_none() {

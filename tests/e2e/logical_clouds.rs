@@ -185,6 +185,79 @@ fn corefile(p: &Project, cluster: &str) -> String {
 }
 
 #[test]
+fn two_projects_share_coredns_and_never_touch_each_other_s_stub_domains() {
+    let p = cloud_project();
+    let original = corefile(&p, "cluster1");
+    // Project B: another cloud (suffix lc9) on the same clusters, with its own state.
+    let b = CLOUD
+        .replace("lc1", "lc9")
+        .replace(
+            "injection_namespaces = [\"default\"]",
+            "injection_namespaces = [\"shop9\"]",
+        )
+        .replace("10.96.0.53", "10.96.0.59")
+        .replace("10.97.0.53", "10.97.0.59");
+    p.write("b.toml", &b);
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    p.dcm(&[
+        "--state",
+        "b.json",
+        "apply",
+        "--auto-approve",
+        "-f",
+        "b.toml",
+    ])
+    .expect(0);
+    let both = corefile(&p, "cluster1");
+    assert!(both.contains("lc1:53") && both.contains("lc9:53"), "{both}");
+    // A changes its stub domain: B's region keeps its bytes and its place.
+    p.write("dcm.toml", &CLOUD.replace("10.96.0.53", "10.96.0.63"));
+    p.dcm(&["apply", "--auto-approve"]).expect(0);
+    let changed = corefile(&p, "cluster1");
+    assert_eq!(changed, both.replace("10.96.0.53", "10.96.0.63"));
+    // B is destroyed: A's region is exactly as A wrote it, and so is the rest.
+    p.dcm(&[
+        "--state",
+        "b.json",
+        "destroy",
+        "--auto-approve",
+        "-f",
+        "b.toml",
+    ])
+    .expect(0);
+    let only_a = corefile(&p, "cluster1");
+    assert!(only_a.starts_with(&original) && only_a.contains("forward . 10.96.0.63:53"));
+    assert!(!only_a.contains("lc9"), "{only_a}");
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+    p.dcm(&["drift"]).expect(0);
+    p.dcm(&["destroy", "--auto-approve"]).expect(0);
+    assert_eq!(corefile(&p, "cluster1"), original);
+
+    // A project whose cloud has the suffix another project's region already uses is
+    // refused: it never takes that region over.
+    p.dcm(&[
+        "--state",
+        "b.json",
+        "apply",
+        "--auto-approve",
+        "-f",
+        "b.toml",
+    ])
+    .expect(0);
+    p.write("c.toml", &b);
+    let refused = p
+        .dcm(&["--state", "c.json", "plan", "-f", "c.toml"])
+        .expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains("region for `lc9` that this state did not write"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
 fn stub_domains_are_a_surgical_edit_of_the_corefile() {
     let p = cloud_project();
     let original = corefile(&p, "cluster1");

@@ -92,11 +92,9 @@ pub fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
             });
         }
         let (name, edit, mode) = match c.dns {
-            crate::model::DnsMode::Corefile => (
-                "coredns",
-                Edit::Corefile(blocks.values().cloned().collect()),
-                "corefile",
-            ),
+            crate::model::DnsMode::Corefile => {
+                ("coredns", Edit::Corefile(blocks.clone()), "corefile")
+            }
             crate::model::DnsMode::Custom => (
                 "coredns-custom",
                 Edit::DataKeys(
@@ -125,7 +123,13 @@ pub fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
             source: format!("logical_clouds.{}", clouds[0].name),
             depends_on,
             location,
-            allocated: BTreeMap::from([("edit".to_string(), mode.to_string())]),
+            allocated: BTreeMap::from([
+                ("edit".to_string(), mode.to_string()),
+                (
+                    "parts".to_string(),
+                    crate::compile::edit::parts_value(&edit.parts()),
+                ),
+            ]),
             edit: Some(edit),
             revert: false,
             known_after_apply,
