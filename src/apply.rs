@@ -7,7 +7,7 @@
 //! so a run killed at any moment can be re-run and converges. An [`Interrupt`] stops new
 //! work the same way, and lets the work in flight finish.
 
-use crate::compile::Desired;
+use crate::compile::{Desired, ReadyState};
 use crate::graph::Graph;
 use crate::interrupt::Interrupt;
 use crate::object::ObjRef;
@@ -279,6 +279,63 @@ fn save(
     })
 }
 
+/// How often a wait looks again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// A wait says what it waits for once it has taken this long…
+const FIRST_NOTICE: std::time::Duration = std::time::Duration::from_secs(2);
+/// …and again this often after that.
+const NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Tells the user on stderr (stdout stays the report) what a wait that takes long waits
+/// for: after [`FIRST_NOTICE`], then every [`NOTICE_EVERY`].
+struct Patience {
+    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+    total: std::time::Duration,
+    next: std::time::Duration,
+}
+
+impl Patience {
+    fn new(total: std::time::Duration) -> Patience {
+        let started = tokio::time::Instant::now();
+        Patience {
+            started,
+            deadline: started + total,
+            total,
+            next: FIRST_NOTICE,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// Prints `waiting for <what> (<elapsed> of <total>)…` when one is due.
+    fn notice(&mut self, what: impl FnOnce() -> String) {
+        let elapsed = self.started.elapsed();
+        if elapsed < self.next || self.expired() {
+            return;
+        }
+        while self.next <= elapsed {
+            self.next += NOTICE_EVERY;
+        }
+        crate::errln!(
+            "waiting for {} ({} of {})…",
+            what(),
+            humantime::format_duration(std::time::Duration::from_secs(elapsed.as_secs())),
+            humantime::format_duration(self.total)
+        );
+    }
+
+    /// `gave up after <total> waiting for …`
+    fn gave_up(&self, what: impl std::fmt::Display) -> RunError {
+        fail(format!(
+            "gave up after {} waiting for {what}",
+            humantime::format_duration(self.total)
+        ))
+    }
+}
+
 /// Waits (up to `wait`) for the values only a cluster knows (in any cluster), and fills
 /// them in. Gives up naming what it waited for.
 async fn fill_in_known_after_apply(
@@ -287,7 +344,7 @@ async fn fill_in_known_after_apply(
     wait: std::time::Duration,
 ) -> Result<(), RunError> {
     use crate::compile::ValueSource;
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut patience = Patience::new(wait);
     while let Some(k) = d.known_after_apply.first().cloned() {
         let value = match &k.source {
             ValueSource::ApiServer { cluster } => Some(targets.api_server(cluster).ok_or_else(|| {
@@ -316,17 +373,23 @@ async fn fill_in_known_after_apply(
             d.fill_in(&k.placeholder, &v);
             continue;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(fail(format!(
-                "gave up after {} waiting for {}: {}",
-                humantime::format_duration(wait),
-                k.placeholder
-                    .trim_start_matches("(known after apply: ")
-                    .trim_end_matches(')'),
-                k.describe()
-            )));
+        let name = k
+            .placeholder
+            .trim_start_matches("(known after apply: ")
+            .trim_end_matches(')');
+        if patience.expired() {
+            return Err(patience.gave_up(format_args!("{name}: {}", k.describe())));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        patience.notice(|| match &k.source {
+            ValueSource::Object { id, value, .. } => format!(
+                "{} to have {}, for {}",
+                id.address(),
+                value.path(),
+                d.id.address()
+            ),
+            ValueSource::ApiServer { .. } => format!("{name}, for {}", d.id.address()),
+        });
+        tokio::time::sleep(POLL).await;
     }
     Ok(())
 }
@@ -343,7 +406,7 @@ async fn wait_until_ready(
     if !target.has_controllers() {
         return Ok(());
     }
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut patience = Patience::new(wait);
     let item = crate::target::ReadItem {
         id: d.id.clone(),
         api_version: d.api_version.clone(),
@@ -356,18 +419,30 @@ async fn wait_until_ready(
             .read(std::slice::from_ref(&item))
             .await
             .map_err(fail)?;
-        if live.get(&d.id).is_some_and(|o| rule.is_ready(o)) {
-            return Ok(());
+        let detail = match live.get(&d.id).map(|o| rule.state(o)) {
+            Some(ReadyState::Ready) => return Ok(()),
+            Some(ReadyState::Failed(why)) => {
+                return Err(fail(format!(
+                    "{} will never be {}: {why}",
+                    d.id.address(),
+                    rule.describe()
+                )))
+            }
+            Some(ReadyState::Waiting(detail)) => detail,
+            None => "it is not there".to_string(),
+        };
+        let what = || {
+            let mut w = format!("{} to be {}", d.id.address(), rule.describe());
+            if !detail.is_empty() {
+                w = format!("{w}: {detail}");
+            }
+            w
+        };
+        if patience.expired() {
+            return Err(patience.gave_up(what()));
         }
-        if tokio::time::Instant::now() >= deadline {
-            let kind = rule.describe();
-            return Err(fail(format!(
-                "gave up after {} waiting for {} to be {kind}",
-                humantime::format_duration(wait),
-                d.id.address()
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        patience.notice(what);
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -383,7 +458,7 @@ async fn wait_until_gone(
     if !target.has_controllers() {
         return Ok(());
     }
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut patience = Patience::new(wait);
     let item = crate::target::ReadItem {
         id: id.clone(),
         api_version: api_version.to_string(),
@@ -399,19 +474,17 @@ async fn wait_until_gone(
         let Some(object) = live.get(id) else {
             return Ok(());
         };
-        if tokio::time::Instant::now() >= deadline {
-            let phase = object
-                .pointer("/status/phase")
-                .and_then(serde_json::Value::as_str)
-                .map(|p| format!(" (still {p})"))
-                .unwrap_or_default();
-            return Err(fail(format!(
-                "gave up after {} waiting for {} to be deleted{phase}",
-                humantime::format_duration(wait),
-                id.address()
-            )));
+        let phase = object
+            .pointer("/status/phase")
+            .and_then(serde_json::Value::as_str)
+            .map(|p| format!(" (still {p})"))
+            .unwrap_or_default();
+        let what = || format!("{} to be deleted{phase}", id.address());
+        if patience.expired() {
+            return Err(patience.gave_up(what()));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        patience.notice(what);
+        tokio::time::sleep(POLL).await;
     }
 }
 

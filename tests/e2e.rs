@@ -14,4 +14,5 @@ mod e2e {
     pub mod signals;
     pub mod sops;
     pub mod terminal;
+    pub mod waits;
 }

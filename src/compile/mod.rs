@@ -53,24 +53,118 @@ pub enum Readiness {
     Condition(&'static str),
     /// `status.phase` is this (a Namespace's `Active`).
     Phase(&'static str),
+    /// A workload rolled out or finished, as kapp's wait rules have it (`wait = true`).
+    Workload(Workload),
+}
+
+/// The workloads `wait = true` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Available: `observedGeneration` caught up, every replica updated and available.
+    Deployment,
+    /// Ready: `observedGeneration` caught up, every replica ready, the update rolled out.
+    StatefulSet,
+    /// Complete; a `Failed` condition fails the wait at once.
+    Job,
+}
+
+/// How far a written object is from ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyState {
+    Ready,
+    /// Not yet; what is missing, when the status says (`1 of 3 replicas available`).
+    Waiting(String),
+    /// It never will be (a Job that failed): the cluster's message.
+    Failed(String),
+}
+
+fn int_at(live: &Value, pointer: &str) -> i64 {
+    live.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn condition<'a>(live: &'a Value, kind: &str) -> Option<&'a Value> {
+    live.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| {
+            c.get("type").and_then(Value::as_str) == Some(kind)
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+}
+
+impl Workload {
+    fn state(self, live: &Value) -> ReadyState {
+        if self == Workload::Job {
+            if let Some(c) = condition(live, "Failed") {
+                let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default();
+                let message = match (text("reason"), text("message")) {
+                    ("", "") => "the Job failed".to_string(),
+                    (reason, "") => format!("the Job failed: {reason}"),
+                    ("", message) => format!("the Job failed: {message}"),
+                    (reason, message) => format!("the Job failed: {message} ({reason})"),
+                };
+                return ReadyState::Failed(message);
+            }
+            return if condition(live, "Complete").is_some() {
+                ReadyState::Ready
+            } else {
+                ReadyState::Waiting(String::new())
+            };
+        }
+        let generation = int_at(live, "/metadata/generation");
+        if int_at(live, "/status/observedGeneration") < generation {
+            return ReadyState::Waiting("the controller has not seen the change yet".into());
+        }
+        let wanted = live
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let count = |field: &str, what: &str| {
+            let n = int_at(live, &format!("/status/{field}"));
+            (n != wanted).then(|| format!("{n} of {wanted} replicas {what}"))
+        };
+        let missing = match self {
+            Workload::Deployment => count("updatedReplicas", "updated")
+                .or_else(|| count("availableReplicas", "available")),
+            _ => count("readyReplicas", "ready").or_else(|| {
+                let rev = |f: &str| {
+                    live.pointer(&format!("/status/{f}"))
+                        .and_then(Value::as_str)
+                };
+                match (rev("currentRevision"), rev("updateRevision")) {
+                    (Some(current), Some(update)) if current != update => {
+                        Some(format!("revision {update} still rolling out"))
+                    }
+                    _ => None,
+                }
+            }),
+        };
+        match missing {
+            Some(m) => ReadyState::Waiting(m),
+            None => ReadyState::Ready,
+        }
+    }
 }
 
 impl Readiness {
     /// Whether `live` (the whole object, status included) is ready.
     pub fn is_ready(&self, live: &Value) -> bool {
-        match self {
-            Readiness::Condition(kind) => live
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| {
-                    cs.iter().any(|c| {
-                        c.get("type").and_then(Value::as_str) == Some(kind)
-                            && c.get("status").and_then(Value::as_str) == Some("True")
-                    })
-                }),
+        self.state(live) == ReadyState::Ready
+    }
+
+    /// How far `live` (the whole object, status included) is from ready.
+    pub fn state(&self, live: &Value) -> ReadyState {
+        let ready = match self {
+            Readiness::Condition(kind) => condition(live, kind).is_some(),
             Readiness::Phase(phase) => {
                 live.pointer("/status/phase").and_then(Value::as_str) == Some(phase)
             }
+            Readiness::Workload(w) => return w.state(live),
+        };
+        if ready {
+            ReadyState::Ready
+        } else {
+            ReadyState::Waiting(String::new())
         }
     }
 
@@ -78,6 +172,9 @@ impl Readiness {
     pub fn describe(&self) -> &'static str {
         match self {
             Readiness::Condition(kind) | Readiness::Phase(kind) => kind,
+            Readiness::Workload(Workload::Deployment) => "available",
+            Readiness::Workload(Workload::StatefulSet) => "ready",
+            Readiness::Workload(Workload::Job) => "complete",
         }
     }
 
@@ -91,6 +188,18 @@ impl Readiness {
             ("", "Namespace") => Some(Readiness::Phase("Active")),
             _ => None,
         }
+    }
+
+    /// The rule `wait = true` gives a kind: Deployments available, StatefulSets ready,
+    /// Jobs complete; none for other kinds.
+    pub fn workload(group: &str, kind: &str) -> Option<Readiness> {
+        let w = match (group, kind) {
+            ("apps", "Deployment") => Workload::Deployment,
+            ("apps", "StatefulSet") => Workload::StatefulSet,
+            ("batch", "Job") => Workload::Job,
+            _ => return None,
+        };
+        Some(Readiness::Workload(w))
     }
 }
 
@@ -309,11 +418,16 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
     for res in &model.resources {
         for cluster in &res.clusters {
             for m in &res.manifests {
-                let obj = place(cluster, &m.object, &crd_scopes);
+                let (id, api_version, object) = place(cluster, &m.object, &crd_scopes);
+                // `wait = true`: its workloads are waited on until they are up.
+                let ready_when = res
+                    .wait
+                    .then(|| Readiness::workload(&id.group, &id.kind))
+                    .flatten();
                 let d = DesiredObject {
-                    id: obj.0,
-                    api_version: obj.1,
-                    object: obj.2,
+                    id,
+                    api_version,
+                    object,
                     source: res.label.clone(),
                     depends_on: res.depends_on.clone(),
                     location: m.location.clone(),
@@ -321,7 +435,7 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
                     edit: None,
                     revert: false,
                     known_after_apply: Vec::new(),
-                    ready_when: None,
+                    ready_when,
                 };
                 add(&mut by_id, d, &m.origin, &mut diags);
             }
@@ -678,6 +792,65 @@ manifest = { apiVersion = "example.com/v1", kind = "Widget", metadata = { name =
         );
         assert_eq!(d.objects[1].object["metadata"]["namespace"], "default");
         assert!(d.objects[2].object["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn wait_true_gives_workloads_kapp_s_rules() {
+        let d = compile_str(
+            r#"
+[clusters.a]
+dir = "a"
+[[resources]]
+clusters = ["a"]
+wait = true
+manifest = { apiVersion = "apps/v1", kind = "Deployment", metadata = { name = "web" }, spec = { replicas = 2 } }
+[[resources]]
+clusters = ["a"]
+wait = true
+manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "cm" } }
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "batch/v1", kind = "Job", metadata = { name = "migrate" } }
+"#,
+        )
+        .unwrap();
+        let rules: Vec<_> = d.objects.iter().map(|o| o.ready_when.clone()).collect();
+        assert_eq!(
+            rules,
+            [Some(Readiness::Workload(Workload::Deployment)), None, None]
+        );
+        let rule = Readiness::Workload(Workload::Deployment);
+        let mut live = serde_json::json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(matches!(rule.state(&live), ReadyState::Waiting(_)));
+        live["status"]["observedGeneration"] = 2.into();
+        assert_eq!(rule.state(&live), ReadyState::Ready);
+        live["status"]["availableReplicas"] = 1.into();
+        assert_eq!(
+            rule.state(&live),
+            ReadyState::Waiting("1 of 2 replicas available".into())
+        );
+
+        let sts = Readiness::Workload(Workload::StatefulSet);
+        let mut live = serde_json::json!({"metadata": {"generation": 1},
+            "status": {"observedGeneration": 1, "readyReplicas": 1, "currentRevision": "a", "updateRevision": "b"}});
+        assert!(matches!(sts.state(&live), ReadyState::Waiting(_)));
+        live["status"]["currentRevision"] = "b".into();
+        assert_eq!(sts.state(&live), ReadyState::Ready);
+
+        let job = Readiness::Workload(Workload::Job);
+        let failed = serde_json::json!({"status": {"conditions": [{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
+        assert_eq!(
+            job.state(&failed),
+            ReadyState::Failed(
+                "the Job failed: Job has reached the specified backoff limit (BackoffLimitExceeded)"
+                    .into()
+            )
+        );
+        let done =
+            serde_json::json!({"status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(job.state(&done), ReadyState::Ready);
     }
 
     #[test]

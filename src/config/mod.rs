@@ -180,6 +180,9 @@ pub struct RawResource {
     pub file: Option<Spanned<String>>,
     pub manifest: Option<Spanned<Value>>,
     pub depends_on: Vec<Spanned<String>>,
+    /// `wait = true`: apply waits until its Deployments, StatefulSets and Jobs are ready
+    /// before what depends on them starts.
+    pub wait: Option<Spanned<bool>>,
 }
 
 /// `[[ignore_differences]]`: fields of matching objects that dcm leaves to whoever else
@@ -369,6 +372,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 .string_list(&mut t, "depends_on")
                 .map(|l| l.value)
                 .unwrap_or_default(),
+            wait: r.boolean(&mut t, "wait"),
         });
         r.finish(t);
     }

@@ -127,6 +127,17 @@ impl<'s> Reader<'s> {
         }
     }
 
+    pub fn boolean(&mut self, t: &mut TableView<'_>, key: &str) -> Option<Spanned<bool>> {
+        let item = self.get(t, key)?;
+        match item.as_bool() {
+            Some(b) => Some(Spanned::new(b, item.span())),
+            None => {
+                self.wrong_type(t, key, "true or false", item);
+                None
+            }
+        }
+    }
+
     pub fn string_list(
         &mut self,
         t: &mut TableView<'_>,

@@ -141,6 +141,8 @@ pub struct Resource {
     pub clusters: Vec<String>,
     pub manifests: Vec<Manifest>,
     pub depends_on: Vec<Dependency>,
+    /// `wait = true`: apply waits until the block's workloads are ready.
+    pub wait: bool,
 }
 
 /// Fields dcm leaves to others in the objects a rule matches (`[[ignore_differences]]`).
@@ -791,6 +793,7 @@ fn build_resource(
         clusters: cluster_names,
         manifests,
         depends_on,
+        wait: r.wait.as_ref().is_some_and(|w| w.value),
     })
 }
 

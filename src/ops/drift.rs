@@ -7,7 +7,12 @@ use crate::object::object_sha256;
 use crate::state::Origin;
 use crate::target::normalize_live;
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+
+/// The version of the JSON drift report's layout.
+pub const DRIFT_FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct DriftOptions {
@@ -27,13 +32,18 @@ pub struct Drifted {
     /// exactly what was applied (secrets redacted).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<DiffLine>,
+    /// For a changed object, the field managers other than dcm that changed it since dcm
+    /// applied it or own fields the file sets (from its `managedFields`; empty where the
+    /// target keeps none, as a directory).
+    pub changed_by: Vec<String>,
 }
 
 /// `dcm drift`.
 ///
 /// 1. load the file (for the clusters' targets) and read the state, without locking;
 /// 2. read every object the state records;
-/// 3. report each that is gone or whose hash differs from the one applied.
+/// 3. report each that is gone or whose hash differs from the one applied;
+/// 4. read the changed ones whole, to name who changed them (`managedFields`).
 pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
@@ -51,7 +61,9 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         .read_items(Some(&state))
         .into_iter()
         .filter(|i| wanted.contains(&i.id));
-    let live = runtime()?.block_on(crate::refresh::read_live(
+    // One runtime for every read: the clients' connections live in it.
+    let rt = runtime()?;
+    let live = rt.block_on(crate::refresh::read_live(
         &targets,
         items,
         global.parallelism,
@@ -86,10 +98,44 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             applied_sha256: e.sha256.clone(),
             live_sha256: live_sha,
             diff,
+            changed_by: Vec::new(),
         });
+    }
+    // dcm's view of an object leaves other managers' entries out: read the changed ones
+    // whole to see them.
+    let changed: Vec<_> = state
+        .objects
+        .iter()
+        .filter(|e| {
+            drifted
+                .iter()
+                .any(|d| d.address == e.address && d.drift == "changed")
+        })
+        .map(|e| crate::target::ReadItem {
+            id: e.id(),
+            api_version: e.api_version.clone(),
+            desired: None,
+            whole: true,
+        })
+        .collect();
+    if !changed.is_empty() {
+        let whole = rt.block_on(crate::refresh::read_live(
+            &targets,
+            changed,
+            global.parallelism,
+        ))?;
+        for d in drifted.iter_mut() {
+            let Some(id) = crate::object::ObjRef::parse_address(&d.address) else {
+                continue;
+            };
+            if let Some(live) = whole.get(&id) {
+                d.changed_by = changed_by(live, loaded.desired.get(&id).map(|o| &o.object));
+            }
+        }
     }
     if opts.json {
         let doc = serde_json::json!({
+            "format_version": DRIFT_FORMAT_VERSION,
             "drift": !drifted.is_empty(),
             "checked": state.objects.len(),
             "objects": drifted,
@@ -109,14 +155,18 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         );
         for d in &drifted {
             let what = match d.drift {
-                "deleted" => "was deleted outside dcm",
-                "unknown" => "is in an unknown state (an apply was interrupted); run apply",
-                _ => "changed outside dcm",
+                "deleted" => "was deleted outside dcm".to_string(),
+                "unknown" => "is in an unknown state (an apply was interrupted); run apply".into(),
+                _ if !d.changed_by.is_empty() => {
+                    format!(": changed by {}", d.changed_by.join(", "))
+                }
+                _ => "changed outside dcm".into(),
             };
+            let sep = if what.starts_with(':') { "" } else { " " };
             crate::outln!(
                 "\n  {} {}",
                 style.yellow("!"),
-                style.bold(&format!("{} {what}", d.address))
+                style.bold(&format!("{}{sep}{what}", d.address))
             );
             for l in &d.diff {
                 crate::outln!("      {}", crate::plan::render::paint_diff_line(l, style));
@@ -129,4 +179,132 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     } else {
         Exit::Changes
     })
+}
+
+/// A path of field names into an object (`["data", "greeting"]`).
+type FieldPath = Vec<String>;
+
+/// Every field path a managedFields `fieldsV1` set names, down to list fields (whose
+/// elements, `k:`/`v:`/`i:` keys, count as the list).
+fn owned_paths(fields: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    let Some(map) = fields.as_object() else {
+        return;
+    };
+    for (k, v) in map {
+        if let Some(name) = k.strip_prefix("f:") {
+            prefix.push(name.to_string());
+            out.insert(prefix.clone());
+            owned_paths(v, prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+/// The paths of the values an object sets (lists and scalars as a whole), identity left
+/// out.
+fn set_paths(object: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+    match object.as_object() {
+        Some(map) => {
+            for (k, v) in map {
+                let identity = matches!(
+                    (prefix.as_slice(), k.as_str()),
+                    ([], "apiVersion" | "kind") | ([_], "name" | "namespace")
+                ) && (prefix.is_empty() || prefix[0] == "metadata");
+                if identity {
+                    continue;
+                }
+                prefix.push(k.clone());
+                set_paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        None => {
+            out.insert(prefix.clone());
+        }
+    }
+}
+
+/// The field managers other than dcm that changed `live` after dcm's last apply, or that
+/// own fields `desired` (what the file sets) or dcm's apply sets; status writes are left
+/// out. Sorted, each once.
+pub fn changed_by(live: &Value, desired: Option<&Value>) -> Vec<String> {
+    let Some(entries) = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let text = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+    let dcm = crate::target::kube::FIELD_MANAGER;
+    let ours = entries.iter().find(|e| {
+        text(e, "manager").as_deref() == Some(dcm)
+            && text(e, "operation").as_deref() == Some("Apply")
+    });
+    let applied_at = ours.and_then(|e| text(e, "time"));
+    let mut dcm_sets = BTreeSet::new();
+    if let Some(d) = desired {
+        set_paths(d, &mut Vec::new(), &mut dcm_sets);
+    }
+    if let Some(fields) = ours.and_then(|e| e.get("fieldsV1")) {
+        let mut owned = BTreeSet::new();
+        owned_paths(fields, &mut Vec::new(), &mut owned);
+        // Only the leaves of dcm's own set: a map it shares with others is no overlap.
+        let leaves: Vec<FieldPath> = owned
+            .iter()
+            .filter(|p| !owned.iter().any(|q| q.len() > p.len() && q.starts_with(p)))
+            .cloned()
+            .collect();
+        dcm_sets.extend(leaves);
+    }
+    let mut out = BTreeSet::new();
+    for e in entries {
+        let Some(manager) = text(e, "manager") else {
+            continue;
+        };
+        if manager == dcm || text(e, "subresource").as_deref() == Some("status") {
+            continue;
+        }
+        let at = |t: Option<&str>| t.and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let newer = match (at(text(e, "time").as_deref()), at(applied_at.as_deref())) {
+            (Some(t), Some(a)) => t > a,
+            _ => false,
+        };
+        let overlaps = || {
+            let mut theirs = BTreeSet::new();
+            if let Some(fields) = e.get("fieldsV1") {
+                owned_paths(fields, &mut Vec::new(), &mut theirs);
+            }
+            dcm_sets.iter().any(|p| theirs.contains(p))
+        };
+        if newer || overlaps() {
+            out.insert(manager);
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_managers_that_own_dcm_s_fields_or_wrote_after_it() {
+        let live = json!({"metadata": {"name": "s", "managedFields": [
+            {"manager": "dcm", "operation": "Apply", "time": "2025-01-01T00:00:00Z",
+             "fieldsV1": {"f:data": {"f:other": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2025-01-01T00:00:00Z",
+             "fieldsV1": {"f:data": {"f:greeting": {}}}},
+            {"manager": "labeller", "operation": "Update", "time": "2024-12-01T00:00:00Z",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}}}}},
+            {"manager": "late", "operation": "Update", "time": "2025-02-01T00:00:00Z",
+             "fieldsV1": {"f:data": {"f:mine": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+             "time": "2025-03-01T00:00:00Z", "fieldsV1": {"f:status": {}}}
+        ]}});
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "s", "labels": {"app": "x"}}, "data": {"greeting": "hi", "other": "x"}});
+        assert_eq!(changed_by(&live, Some(&desired)), ["kubectl-edit", "late"]);
+        assert!(changed_by(&json!({"metadata": {}}), Some(&desired)).is_empty());
+    }
 }

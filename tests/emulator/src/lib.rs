@@ -55,6 +55,10 @@
 //!   `DependenciesHealthy`, `state: Healthy`, `revisions`) once `spec.namespace`
 //!   exists, `ReconcileError` until then; `IstioCNI` likewise.
 //! - A CRD a client creates is `Established`, and its kind served, only after a delay.
+//! - Deployments and StatefulSets report their replicas updated, ready and available
+//!   (`observedGeneration`, `Available`/`Progressing` conditions, StatefulSet revisions),
+//!   and Jobs `Complete`, or `Failed` when their pod template is annotated
+//!   `emulator.dcm.io/fail: "true"`. No pods are made.
 //!
 //! Status is the server's: clients' writes of the main resource neither set nor change
 //! it (seeds may bring one). Watches are not served, so clients poll.
@@ -118,6 +122,12 @@ pub struct Options {
     /// Namespace itself. Default 200 ms; `None` is a namespace that never finishes
     /// terminating (as when a finalizer is stuck).
     pub namespace_finalize_delay: Option<Duration>,
+    /// How long until the workload controllers report on a Deployment, StatefulSet
+    /// (apps/v1) or Job (batch/v1) written: all replicas updated, ready and available,
+    /// or the Job `Complete` (`Failed` when its pod template has the annotation
+    /// `emulator.dcm.io/fail: "true"`). Default 200 ms; `None` is a workload that never
+    /// becomes ready (an image that cannot be pulled).
+    pub workload_ready_delay: Option<Duration>,
     /// A cluster that accepts connections and reads requests but never answers any
     /// (as a hung API server or a black-holed load balancer does), so that clients'
     /// timeouts can be tested. Default false. See also [`FaultKind::Hang`].
@@ -135,6 +145,7 @@ impl Default for Options {
             istio_ready_delay: Some(Duration::from_millis(200)),
             crd_established_delay: Some(Duration::from_millis(100)),
             namespace_finalize_delay: Some(Duration::from_millis(200)),
+            workload_ready_delay: Some(Duration::from_millis(200)),
             silent: false,
         }
     }
@@ -150,6 +161,7 @@ impl Options {
             istio_ready_delay: now,
             crd_established_delay: now,
             namespace_finalize_delay: now,
+            workload_ready_delay: now,
             ..Options::default()
         }
     }

@@ -86,14 +86,19 @@ fn builtin(
         namespaced,
         short_names: short.iter().map(|s| s.to_string()).collect(),
         custom: false,
-        tracks_generation: kind == "Deployment",
+        tracks_generation: matches!(kind, "Deployment" | "StatefulSet" | "Job"),
         fields: all,
         schema: None,
         status_subresource: matches!(
             kind,
-            "Namespace" | "Service" | "Deployment" | "CustomResourceDefinition"
+            "Namespace"
+                | "Service"
+                | "Deployment"
+                | "StatefulSet"
+                | "Job"
+                | "CustomResourceDefinition"
         ),
-        categories: if matches!(kind, "Service" | "Deployment") {
+        categories: if matches!(kind, "Service" | "Deployment" | "StatefulSet" | "Job") {
             vec!["all".to_string()]
         } else {
             Vec::new()
@@ -206,6 +211,24 @@ pub fn builtins() -> Vec<ResourceType> {
             "deployments",
             true,
             &["deploy"],
+            &["spec", "status"],
+        ),
+        builtin(
+            "apps",
+            &["v1"],
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            &["spec", "status"],
+        ),
+        builtin(
+            "batch",
+            &["v1"],
+            "Job",
+            "jobs",
+            true,
+            &[],
             &["spec", "status"],
         ),
         builtin(

@@ -1,8 +1,9 @@
 //! What a real control plane's controllers do after a client's write, a little later:
 //! a load-balancer controller gives LoadBalancer Services an ingress address, the token
 //! controller fills service-account token Secrets, the Sail Operator reports its `Istio`
-//! and `IstioCNI` objects healthy, and the apiextensions controllers establish new
-//! CustomResourceDefinitions.
+//! and `IstioCNI` objects healthy, the apiextensions controllers establish new
+//! CustomResourceDefinitions, and the workload controllers report Deployments and
+//! StatefulSets rolled out and Jobs finished.
 //!
 //! Writes schedule the objects they touch (`schedule`); `tick` does the work that has
 //! fallen due. The store ticks before and after every request, and the emulator's
@@ -32,6 +33,8 @@ const SAIL_VERSION: &str = "v1.31.0-beta.1";
 const ISTIO_NAMESPACE: &str = "istio-system";
 const CNI_NAMESPACE: &str = "istio-cni";
 const SAIL: &str = "sailoperator.io";
+/// A pod-template annotation that makes the emulated Job controller fail the Job.
+pub const FAIL_ANNOTATION: &str = "emulator.dcm.io/fail";
 
 fn str_at<'a>(o: &'a Value, pointer: &str) -> Option<&'a str> {
     o.pointer(pointer)
@@ -274,6 +277,9 @@ impl Store {
             ("apiextensions.k8s.io", "customresourcedefinitions") if !established(o) => {
                 self.enqueue(key, options.crd_established_delay)
             }
+            ("apps", "deployments" | "statefulsets") | ("batch", "jobs") if workload_stale(o) => {
+                self.enqueue(key, options.workload_ready_delay)
+            }
             _ => {}
         }
     }
@@ -352,6 +358,9 @@ impl Store {
             (SAIL, "istios") => self.istio(&o),
             (SAIL, "istiocnis") => self.istio_cni(&o),
             ("apiextensions.k8s.io", "customresourcedefinitions") => self.establish(&o),
+            ("apps", "deployments") => Some(deployment_rolled_out(&o)),
+            ("apps", "statefulsets") => Some(statefulset_rolled_out(&o)),
+            ("batch", "jobs") => job_finished(&o),
             _ => None,
         };
         if let Some(new) = new {
@@ -748,6 +757,160 @@ impl Store {
         self.serve_crd(&new);
         Some(new)
     }
+}
+
+/// Whether a workload controller has yet to report on this generation of a Deployment or
+/// StatefulSet, or on a Job that has not finished.
+fn workload_stale(o: &Value) -> bool {
+    if o["kind"] == "Job" {
+        return !["Complete", "Failed"]
+            .iter()
+            .any(|k| condition(o, k).is_some_and(|c| c["status"] == "True"));
+    }
+    o.pointer("/status/observedGeneration") != o.pointer("/metadata/generation")
+        || o.pointer("/status/updatedReplicas").and_then(Value::as_i64)
+            != Some(spec_replicas(o)).filter(|r| *r > 0)
+}
+
+/// `spec.replicas`, 1 when unset.
+fn spec_replicas(o: &Value) -> i64 {
+    o.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+        .max(0)
+}
+
+/// Sets `status[key]` to `n`, leaving it out when zero (as the API's `omitempty`).
+fn set_count(status: &mut Value, key: &str, n: i64) {
+    if n > 0 {
+        status[key] = json!(n);
+    } else if let Some(m) = status.as_object_mut() {
+        m.remove(key);
+    }
+}
+
+/// A short stable hash of a pod template (a stand-in for the controllers' pod-template
+/// hash: FNV-1a of its JSON, 10 hex digits).
+fn template_hash(o: &Value) -> String {
+    let text = o
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_default()
+        .to_string();
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:010x}", h & 0xff_ffff_ffff)
+}
+
+/// The Deployment controller once the new ReplicaSet's pods are all up: every replica
+/// updated, ready and available.
+fn deployment_rolled_out(d: &Value) -> Value {
+    let replicas = spec_replicas(d);
+    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+    let old = Some(d);
+    let mut status = json!({"observedGeneration": d["metadata"]["generation"]});
+    for key in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
+        set_count(&mut status, key, replicas);
+    }
+    status["conditions"] = json!([
+        set_condition(
+            old,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability."
+        ),
+        set_condition(
+            old,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &format!(
+                "ReplicaSet \"{name}-{}\" has successfully progressed.",
+                template_hash(d)
+            )
+        ),
+    ]);
+    let mut new = d.clone();
+    new["status"] = status;
+    new
+}
+
+/// The StatefulSet controller once every pod of the current revision is ready.
+fn statefulset_rolled_out(s: &Value) -> Value {
+    let replicas = spec_replicas(s);
+    let name = s["metadata"]["name"].as_str().unwrap_or_default();
+    let revision = format!("{name}-{}", template_hash(s));
+    let mut status = json!({
+        "observedGeneration": s["metadata"]["generation"],
+        "replicas": replicas,
+        "currentRevision": revision,
+        "updateRevision": revision,
+        "collisionCount": 0,
+    });
+    for key in [
+        "readyReplicas",
+        "currentReplicas",
+        "updatedReplicas",
+        "availableReplicas",
+    ] {
+        set_count(&mut status, key, replicas);
+    }
+    let mut new = s.clone();
+    new["status"] = status;
+    new
+}
+
+/// The Job controller once its pods have run: `Complete`, or `Failed` (backoff limit
+/// reached) when the pod template asks for it with [`FAIL_ANNOTATION`].
+fn job_finished(j: &Value) -> Option<Value> {
+    if !workload_stale(j) {
+        return None;
+    }
+    let fails = j
+        .pointer("/spec/template/metadata/annotations")
+        .and_then(|a| a.get(FAIL_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true");
+    let now = util::now_rfc3339();
+    let old = Some(j);
+    let status = if fails {
+        let backoff = j
+            .pointer("/spec/backoffLimit")
+            .and_then(Value::as_i64)
+            .unwrap_or(6);
+        json!({
+            "startTime": now,
+            "failed": backoff + 1,
+            "conditions": [
+                set_condition(old, "FailureTarget", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+                set_condition(old, "Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
+            ],
+        })
+    } else {
+        let completions = j
+            .pointer("/spec/completions")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        json!({
+            "startTime": now,
+            "completionTime": now,
+            "succeeded": completions,
+            "conditions": [
+                set_condition(old, "SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
+                set_condition(old, "Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
+            ],
+        })
+    };
+    let mut new = j.clone();
+    new["status"] = status;
+    Some(new)
 }
 
 /// A service-account token shaped as the legacy token controller issues them: a JWT
