@@ -116,6 +116,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             api_version: e.api_version.clone(),
             desired: None,
             whole: true,
+            owned: true,
         })
         .collect();
     if !changed.is_empty() {
