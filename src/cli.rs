@@ -68,6 +68,15 @@ pub struct TakeOverArg {
     pub take_over: Vec<String>,
 }
 
+/// `--cascade`.
+#[derive(Debug, Args)]
+pub struct CascadeArg {
+    /// Let a namespace dcm deletes take the objects dcm did not create with it (the plan
+    /// lists them); without it, such a delete is refused.
+    #[arg(long)]
+    pub cascade: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the file (syntax, keys, names, references, cycles); contacts no cluster.
@@ -95,6 +104,8 @@ pub enum Command {
         markdown: bool,
         #[command(flatten)]
         take_over: TakeOverArg,
+        #[command(flatten)]
+        cascade: CascadeArg,
     },
     /// Make the clusters match the file, in dependency order, recording what was done.
     ///
@@ -121,6 +132,8 @@ pub enum Command {
         /// --force-conflicts`); without it, apply refuses a change that would.
         #[arg(long)]
         force_conflicts: bool,
+        #[command(flatten)]
+        cascade: CascadeArg,
     },
     /// Start managing an object that already exists (as `terraform import` does): record
     /// it in the state without changing it. The next plan shows what the file would change.
@@ -159,6 +172,8 @@ pub enum Command {
         /// Terminating until its content is deleted), e.g. 90s or 5m.
         #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
         wait_timeout: std::time::Duration,
+        #[command(flatten)]
+        cascade: CascadeArg,
     },
     /// Print the dependency graph in DOT (an edge points at what an object depends on).
     Graph(FileArg),
@@ -238,6 +253,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             json,
             markdown,
             take_over,
+            cascade,
         } => {
             let format = match (json, markdown) {
                 (true, _) => PlanFormat::Json,
@@ -251,6 +267,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                     out,
                     format,
                     take_over: take_over.take_over.into_iter().collect(),
+                    cascade: cascade.cascade,
                 },
                 &global,
             )
@@ -262,6 +279,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             wait_timeout,
             take_over,
             force_conflicts,
+            cascade,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
@@ -271,6 +289,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 wait: wait_timeout,
                 take_over: take_over.take_over.into_iter().collect(),
                 force_conflicts,
+                cascade: cascade.cascade,
             },
             &global,
         ),
@@ -283,6 +302,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             file,
             auto_approve,
             wait_timeout,
+            cascade,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
@@ -292,6 +312,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 wait: wait_timeout,
                 take_over: Default::default(),
                 force_conflicts: false,
+                cascade: cascade.cascade,
             },
             &global,
         ),

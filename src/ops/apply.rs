@@ -24,6 +24,8 @@ pub struct ApplyOptions {
     pub take_over: std::collections::BTreeSet<String>,
     /// `--force-conflicts`: take fields other field managers own.
     pub force_conflicts: bool,
+    /// `--cascade`: a namespace dcm deletes may take objects dcm did not create with it.
+    pub cascade: bool,
 }
 
 fn past_tense(a: Action) -> &'static str {
@@ -78,6 +80,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             .map(|p| p.operation == "destroy")
             .unwrap_or(opts.destroy),
         &opts.take_over,
+        opts.cascade,
     )?;
     if fresh.summary.refused > 0 {
         crate::out!("{}", crate::plan::render::text(&fresh, global.style));

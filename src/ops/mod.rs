@@ -154,11 +154,13 @@ impl Loaded {
             })
             .collect();
         if let Some(s) = state {
+            // What the file no longer wants is read whole: a delete shows all that goes.
             items.extend(s.objects.iter().map(|e| ReadItem {
                 id: e.id(),
                 api_version: e.api_version.clone(),
                 desired: None,
-                whole: e.origin == crate::state::Origin::Edited,
+                whole: e.origin == crate::state::Origin::Edited
+                    || self.desired.get(&e.id()).is_none(),
                 owned: true,
             }));
         }

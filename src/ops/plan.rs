@@ -21,6 +21,8 @@ pub struct PlanOptions {
     /// `--take-over`: addresses dcm may take from their owner (another state, or someone
     /// who made them again).
     pub take_over: std::collections::BTreeSet<String>,
+    /// `--cascade`: a namespace dcm deletes may take objects dcm did not create with it.
+    pub cascade: bool,
     pub format: PlanFormat,
 }
 
@@ -67,9 +69,16 @@ pub(crate) fn make_plan(
     global: &Global,
     destroy: bool,
     take_over: &std::collections::BTreeSet<String>,
+    cascade: bool,
 ) -> Result<(Plan, Desired, Identities), Error> {
     let targets = loaded.targets(global, state)?;
-    let items = loaded.read_items(state);
+    let mut items = loaded.read_items(state);
+    if destroy {
+        // Everything goes: each delete shows the whole object.
+        for i in &mut items {
+            i.whole = true;
+        }
+    }
     let probes = loaded.probe_items();
     let rt = runtime()?;
     let identities = check_identities(state, &targets, &rt)?;
@@ -113,6 +122,7 @@ pub(crate) fn make_plan(
         },
     });
     let mut plan = plan;
+    guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
     confirm_with_server(
         &mut plan,
         &desired,
@@ -212,6 +222,75 @@ fn avoid_live_addresses(
     crate::compile::reallocate_addresses(desired, &allocations).map_err(Error::Invalid)
 }
 
+/// A namespace dcm deletes takes everything in it along. When it holds objects this state
+/// did not create, the delete is refused (the plan lists them) unless `cascade`, which
+/// accepts it and still lists them.
+fn guard_namespace_deletes(
+    plan: &mut Plan,
+    state: Option<&State>,
+    targets: &crate::target::Targets,
+    rt: &tokio::runtime::Runtime,
+    cascade: bool,
+) -> Result<(), Error> {
+    for c in plan.changes.iter_mut() {
+        let Some(id) = c.id() else { continue };
+        if c.action != plan::Action::Delete || !id.group.is_empty() || id.kind != "Namespace" {
+            continue;
+        }
+        let target = targets.get(&id.cluster)?.clone();
+        let contents = rt
+            .block_on(target.namespace_contents(&id.name))
+            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        let created_by_dcm = |o: &crate::object::ObjRef| {
+            state
+                .and_then(|s| {
+                    s.objects.iter().find(|e| {
+                        e.cluster == id.cluster
+                            && e.namespace == o.namespace
+                            && e.kind == o.kind
+                            && e.name == o.name
+                            && e.id().group == o.group
+                    })
+                })
+                .is_some_and(|e| e.origin == crate::state::Origin::Created)
+        };
+        let foreign: Vec<String> = contents
+            .iter()
+            .filter(|o| !created_by_dcm(o))
+            .map(|o| {
+                let kind = if o.group.is_empty() {
+                    o.kind.clone()
+                } else {
+                    format!("{}.{}", o.kind, o.group)
+                };
+                format!("{kind}/{}", o.name)
+            })
+            .collect();
+        if foreign.is_empty() {
+            continue;
+        }
+        let list = foreign.join(", ");
+        if cascade {
+            c.notes.push(format!(
+                "it holds {} object(s) dcm did not create, deleted with it (--cascade): {list}",
+                foreign.len()
+            ));
+        } else {
+            c.action = plan::Action::Refuse;
+            c.notes.push(format!(
+                "it holds {} object(s) dcm did not create, which deleting it would delete too: {list}",
+                foreign.len()
+            ));
+            c.notes.push(
+                "move them out first, or delete them with it by passing --cascade".to_string(),
+            );
+            plan.summary.destroy -= 1;
+            plan.summary.refused += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Sends every planned create and update whose prerequisites already exist once to its
 /// cluster as a dry run (server-side apply, `dryRun=All`), marked as apply will mark it:
 /// - an object the server rejects (invalid, forbidden, unserved kind) fails the plan with
@@ -309,7 +388,7 @@ fn confirm_with_server(
 /// `plan` and `apply`.
 pub(crate) fn refused_list(p: &Plan) -> String {
     let mut out = format!(
-        "{} object(s) exist that this state does not own; nothing was changed:",
+        "{} planned change(s) are refused (objects this state does not own); nothing was changed:",
         p.summary.refused
     );
     for c in p
@@ -341,6 +420,7 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         global,
         false,
         &opts.take_over,
+        opts.cascade,
     )?;
     match opts.format {
         PlanFormat::Text => crate::out!("{}", render::text(&p, global.style)),

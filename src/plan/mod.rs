@@ -363,7 +363,11 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 Some(object_sha256(l)),
             ),
             (Some(l), Origin::Created) => {
-                let before = object_sha256(l);
+                // Read whole (all of it goes), compared by the fields dcm applied.
+                let view = raw
+                    .map(|r| normalize_live(crate::target::kube::dcm_view(r, None)))
+                    .unwrap_or_else(|| l.clone());
+                let before = object_sha256(&view);
                 let mut notes = Vec::new();
                 if before != e.sha256 && !e.pending {
                     notes.push("it changed outside dcm since the last apply".to_string());

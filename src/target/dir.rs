@@ -421,6 +421,52 @@ impl Target for DirTarget {
         Ok(None)
     }
 
+    async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
+        let dir = self.root.join(namespace);
+        let kinds = match std::fs::read_dir(&dir) {
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for kind_dir in kinds.flatten() {
+            let Ok(files) = std::fs::read_dir(kind_dir.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let path = f.path();
+                if path.extension().is_none_or(|x| x != "yaml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+                let Ok(v) = serde_yaml_ng::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+                let name = v.pointer("/metadata/name").and_then(Value::as_str);
+                let group = v
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.rsplit_once('/'))
+                    .map_or("", |(g, _)| g);
+                if let Some(name) = name {
+                    let meta = v.get("metadata").cloned().unwrap_or_default();
+                    if !super::made_by_the_cluster(group, kind, name, &meta) {
+                        out.push(ObjRef {
+                            cluster: String::new(),
+                            group: group.to_string(),
+                            kind: kind.to_string(),
+                            namespace: namespace.to_string(),
+                            name: name.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn list_kind(&self, api_version: &str, kind: &str) -> Result<Vec<Value>, TargetError> {
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let kind_dir = self

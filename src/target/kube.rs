@@ -439,6 +439,42 @@ impl Target for KubeTarget {
         Ok(out)
     }
 
+    async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
+        let client = self.client().await?.clone();
+        let discovery = retry(&self.net, || {
+            let client = client.clone();
+            async move { kube::Discovery::new(client).run().await }
+        })
+        .await
+        .map_err(|e| self.unreachable(describe(&e)))?;
+        let mut out = Vec::new();
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                if caps.scope != kube::discovery::Scope::Namespaced
+                    || !caps.supports_operation(kube::discovery::verbs::LIST)
+                {
+                    continue;
+                }
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+                for (name, meta) in self.list_metadata(&api).await? {
+                    if super::made_by_the_cluster(&ar.group, &ar.kind, &name, &meta) {
+                        continue;
+                    }
+                    out.push(ObjRef {
+                        cluster: self.cluster.clone(),
+                        group: ar.group.clone(),
+                        kind: ar.kind.clone(),
+                        namespace: namespace.to_string(),
+                        name,
+                    });
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
         let Some(server) = self.api_server() else {
             return Ok(None);

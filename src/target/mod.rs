@@ -111,6 +111,14 @@ pub trait Target: Send + Sync {
     fn api_server(&self) -> Option<String> {
         None
     }
+    /// What a namespace holds, by identity (every namespaced kind the cluster serves,
+    /// read by metadata only), leaving out what the cluster makes and removes by itself:
+    /// events, endpoints, objects with an owner (removed with it), the `default`
+    /// ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+    async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
+        let _ = namespace;
+        Ok(Vec::new())
+    }
     /// Which cluster this is (its server and kube-system UID), where the target can tell.
     async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
         Ok(None)
@@ -233,6 +241,19 @@ impl Targets {
             .get(cluster)
             .ok_or_else(|| TargetSetupError::UnknownCluster(cluster.to_string()))
     }
+}
+
+/// Whether an object in a namespace is one the cluster makes and removes by itself (see
+/// `Target::namespace_contents`).
+pub fn made_by_the_cluster(group: &str, kind: &str, name: &str, metadata: &Value) -> bool {
+    let owned = metadata
+        .get("ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|o| !o.is_empty());
+    owned
+        || matches!(kind, "Event" | "Endpoints" | "EndpointSlice")
+        || (group.is_empty() && kind == "ServiceAccount" && name == "default")
+        || (group.is_empty() && kind == "ConfigMap" && name == "kube-root-ca.crt")
 }
 
 /// Fields a server sets on its own, and dcm's ownership marks; they are never part of

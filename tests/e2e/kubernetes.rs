@@ -1102,3 +1102,55 @@ spec:
         "nginx:1.28"
     );
 }
+
+#[test]
+fn a_namespace_holding_others_objects_is_destroyed_only_with_cascade_and_deletes_show_it_all() {
+    let w = World::new();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    // Another team's ConfigMap in dcm's namespace, and a key someone added to dcm's.
+    let resp = c1.handle(&Request {
+        method: "POST".into(),
+        path: "/api/v1/namespaces/shop/configmaps".into(),
+        content_type: "application/json".into(),
+        user_agent: "kubectl/v1.32.0".into(),
+        body: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs"}, "data": {"k": "v"}})
+            .to_string()
+            .into_bytes(),
+        ..Default::default()
+    });
+    assert_eq!(resp.status, 201, "{}", resp.body);
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/shop/configmaps/settings",
+        json!({"data": {"extra": "added-by-hand"}}),
+    );
+    let before = c1.resource_version();
+    let refused = w.dcm(&["destroy", "--auto-approve"]).expect(1);
+    assert!(
+        refused.stdout.contains("ConfigMap/theirs")
+            && refused.stdout.contains("--cascade")
+            && refused
+                .stderr
+                .contains("cluster1/core/Namespace/_cluster/shop"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert_eq!(c1.resource_version(), before, "nothing was deleted");
+    // The delete shows the whole object that goes, the other manager's key included.
+    assert!(
+        diff_line(&refused.stdout, '-', "extra: added-by-hand"),
+        "{}",
+        refused.stdout
+    );
+    let done = w.dcm(&["destroy", "--auto-approve", "--cascade"]).expect(0);
+    assert!(
+        done.stdout
+            .contains("cluster1/core/Namespace/_cluster/shop: destroyed"),
+        "{}",
+        done.stdout
+    );
+    assert!(c1.object("", "Namespace", "", "shop").is_none());
+    assert!(c1.object("", "ConfigMap", "shop", "theirs").is_none());
+}
