@@ -130,12 +130,16 @@ impl Loaded {
         state: Option<&crate::state::State>,
     ) -> Result<Targets, Error> {
         let key = state.and_then(|s| s.secrets_hmac_key.bytes());
-        Ok(Targets::for_model(
+        let targets = Targets::for_model(
             &self.model,
             global.kubeconfig.as_deref(),
             key.as_deref(),
             global.net,
-        )?)
+        )?;
+        if let Some(s) = state {
+            targets.scope_to_lineage(&s.lineage);
+        }
+        Ok(targets)
     }
 
     /// What a refresh reads: every object the file wants (with what it wants it to be)

@@ -128,6 +128,8 @@ pub struct KubeTarget {
     resources: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
     /// Preferred-version resources by group and kind, for deletes (which know no version).
     preferred: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// The state's lineage, once known: dcm's own objects are listed by it.
+    lineage: std::sync::OnceLock<String>,
 }
 
 impl KubeTarget {
@@ -140,6 +142,7 @@ impl KubeTarget {
             client: OnceCell::new(),
             resources: Mutex::new(BTreeMap::new()),
             preferred: Mutex::new(BTreeMap::new()),
+            lineage: std::sync::OnceLock::new(),
         }
     }
 
@@ -158,6 +161,22 @@ impl KubeTarget {
         TargetError::Unreachable {
             cluster: self.cluster.clone(),
             message,
+        }
+    }
+
+    /// An error of a request about one object: refused when the server answered with a
+    /// verdict on the object, unreachable otherwise.
+    fn failed(&self, doing: String, e: &RetryError) -> TargetError {
+        let message = format!("{doing}: {}", describe(e));
+        let verdict = matches!(status_code(e), Some(400..=499) if status_code(e) != Some(429))
+            || e.kube().is_some_and(super::net::typed_patch_failure);
+        if verdict {
+            TargetError::Refused {
+                cluster: self.cluster.clone(),
+                message,
+            }
+        } else {
+            self.unreachable(message)
         }
     }
 
@@ -380,11 +399,14 @@ impl Target for KubeTarget {
                 .or_default()
                 .push(item);
         }
-        let managed = format!(
-            "{}={}",
-            crate::ownership::MANAGED_BY_LABEL,
-            crate::ownership::MANAGED_BY
-        );
+        let managed = match self.lineage.get() {
+            Some(l) => format!("{}={l}", crate::ownership::LINEAGE_LABEL),
+            None => format!(
+                "{}={}",
+                crate::ownership::MANAGED_BY_LABEL,
+                crate::ownership::MANAGED_BY
+            ),
+        };
         let mut out = BTreeMap::new();
         for ((api_version, kind, ns), wanted) in groups {
             let Some((ar, namespaced)) = self.resource(&api_version, &kind).await? else {
@@ -475,6 +497,10 @@ impl Target for KubeTarget {
         Ok(out)
     }
 
+    fn scope_to_lineage(&self, lineage: &str) {
+        let _ = self.lineage.set(lineage.to_string());
+    }
+
     async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
         let Some(server) = self.api_server() else {
             return Ok(None);
@@ -534,7 +560,7 @@ impl Target for KubeTarget {
         })
         .await
         .map(|applied| applied.metadata.uid)
-        .map_err(|e| self.unreachable(format!("applying {}: {}", id.address(), describe(&e))))
+        .map_err(|e| self.failed(format!("applying {}", id.address()), &e))
     }
 
     fn api_server(&self) -> Option<String> {
@@ -615,7 +641,7 @@ impl Target for KubeTarget {
         match result {
             Ok(_) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => Ok(()),
-            Err(e) => Err(self.unreachable(format!("deleting {}: {}", id.address(), describe(&e)))),
+            Err(e) => Err(self.failed(format!("deleting {}", id.address()), &e)),
         }
     }
 }

@@ -34,6 +34,10 @@ pub enum TargetError {
     Sops { path: String, message: String },
     #[error("cluster `{cluster}` cannot be reached: {message}")]
     Unreachable { cluster: String, message: String },
+    /// The cluster answered, and refused the request (an invalid object, a conflict, a
+    /// forbidden write): not a connection problem.
+    #[error("cluster `{cluster}` refused it: {message}")]
+    Refused { cluster: String, message: String },
 }
 
 /// One object a refresh wants to read.
@@ -119,6 +123,12 @@ pub trait Target: Send + Sync {
         let _ = namespace;
         Ok(Vec::new())
     }
+    /// From now on, read dcm's objects by this state's lineage label (`dcm.io/lineage`)
+    /// rather than by dcm's `managed-by` label: other dcm projects' objects are then seen
+    /// by their metadata only, like any other application's.
+    fn scope_to_lineage(&self, lineage: &str) {
+        let _ = lineage;
+    }
     /// Which cluster this is (its server and kube-system UID), where the target can tell.
     async fn identity(&self) -> Result<Option<crate::state::ClusterIdentity>, TargetError> {
         Ok(None)
@@ -196,6 +206,13 @@ impl Targets {
     /// Replaces or adds the target of one cluster (tests put fakes in this way).
     pub fn insert(&mut self, cluster: &str, target: Arc<dyn Target>) {
         self.by_cluster.insert(cluster.to_string(), target);
+    }
+
+    /// See `Target::scope_to_lineage`.
+    pub fn scope_to_lineage(&self, lineage: &str) {
+        for t in self.by_cluster.values() {
+            t.scope_to_lineage(lineage);
+        }
     }
 
     /// Every cluster's identity, where its target can tell: one request per cluster, all

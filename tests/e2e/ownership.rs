@@ -352,7 +352,8 @@ fn other_applications_secrets_are_never_read() {
         .collect();
     assert!(!secret_reads.is_empty());
     for r in &secret_reads {
-        let labelled = r.query.contains("labelSelector=app.kubernetes.io");
+        let labelled = r.query.contains("labelSelector=app.kubernetes.io")
+            || r.query.contains("labelSelector=dcm.io");
         let metadata_only = r.accept.contains("as=PartialObjectMetadata");
         assert!(
             labelled || metadata_only,
