@@ -648,6 +648,36 @@ fn unpinned_example(toml: &str) -> Project {
     p
 }
 
+/// An example run on emulated clusters with nothing pinned (see `unpinned_example`).
+struct Mesh {
+    p: Project,
+    clusters: Clusters,
+    toml: &'static str,
+}
+
+impl Mesh {
+    /// `n` clusters, each's options changed by `configure(name, &mut options)` first.
+    fn start(
+        toml: &'static str,
+        n: usize,
+        configure: impl Fn(&str, &mut k8s_emulator::Options),
+    ) -> Mesh {
+        let p = unpinned_example(toml);
+        let clusters =
+            Clusters::start_with(n, p.dir.path(), configure).expect("start emulated clusters");
+        clusters.seed_coredns().expect("seed coredns");
+        Mesh { p, clusters, toml }
+    }
+
+    /// dcm with the clusters' kubeconfig and the example's file.
+    fn dcm(&self, args: &[&str]) -> super::harness::Run {
+        let kubeconfig = self.clusters.kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", self.toml];
+        all.splice(2..2, args.iter().copied());
+        self.p.dcm(&all)
+    }
+}
+
 /// Every object of `cluster` whose metadata names `needle` (in its name or namespace),
 /// as `Kind/namespace/name`, read over the API as any client would.
 fn objects_naming(e: &k8s_emulator::Emulator, needle: &str) -> Vec<String> {
@@ -704,15 +734,8 @@ fn remote_kubeconfig(secret: &Value, cluster: &str) -> Value {
 #[test]
 fn a_sail_installed_mesh_fills_in_what_the_clusters_hand_out_and_a_removed_cloud_leaves_no_trace() {
     let toml = "two-clouds.toml";
-    let p = unpinned_example(toml);
-    let clusters = Clusters::start(3, p.dir.path()).expect("start emulated clusters");
-    clusters.seed_coredns().expect("seed coredns");
-    let kubeconfig = clusters.kubeconfig.display().to_string();
-    let dcm = |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
-        all.splice(2..2, args.iter().copied());
-        p.dcm(&all)
-    };
+    let m = Mesh::start(toml, 3, |_, _| {});
+    let (p, clusters, dcm) = (&m.p, &m.clusters, |a: &[&str]| m.dcm(a));
     let plan = dcm(&["plan", "--no-color"]).expect(0).stdout;
     assert!(
         plan.contains("(known after apply: cluster3/core/Service/istio-blue/istio-eastwestgateway.status.loadBalancer.ingress[0])"),
@@ -831,22 +854,13 @@ fn a_sail_installed_mesh_fills_in_what_the_clusters_hand_out_and_a_removed_cloud
 
 #[test]
 fn apply_waits_for_the_control_plane_to_be_ready_and_names_it_when_it_never_is() {
-    let toml = "two-clusters-bookinfo.toml";
-    let p = unpinned_example(toml);
     // cluster2's Sail Operator never reports its control plane Ready.
-    let clusters = Clusters::start_with(2, p.dir.path(), |name, o| {
+    let m = Mesh::start("two-clusters-bookinfo.toml", 2, |name, o| {
         if name == "cluster2" {
             o.istio_ready_delay = None;
         }
-    })
-    .expect("start emulated clusters");
-    clusters.seed_coredns().expect("seed coredns");
-    let kubeconfig = clusters.kubeconfig.display().to_string();
-    let dcm = |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
-        all.splice(2..2, args.iter().copied());
-        p.dcm(&all)
-    };
+    });
+    let (clusters, dcm) = (&m.clusters, |a: &[&str]| m.dcm(a));
     let failed = dcm(&["apply", "--auto-approve", "--wait-timeout", "2s"]).expect(1);
     assert!(
         failed
@@ -874,16 +888,8 @@ fn apply_waits_for_the_control_plane_to_be_ready_and_names_it_when_it_never_is()
 
 #[test]
 fn a_remote_finds_its_primary_at_the_address_the_primary_s_load_balancer_was_given() {
-    let toml = "primary-remote.toml";
-    let p = unpinned_example(toml);
-    let clusters = Clusters::start(3, p.dir.path()).expect("start emulated clusters");
-    clusters.seed_coredns().expect("seed coredns");
-    let kubeconfig = clusters.kubeconfig.display().to_string();
-    let dcm = |args: &[&str]| {
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "-f", toml];
-        all.splice(2..2, args.iter().copied());
-        p.dcm(&all)
-    };
+    let m = Mesh::start("primary-remote.toml", 3, |_, _| {});
+    let (clusters, dcm) = (&m.clusters, |a: &[&str]| m.dcm(a));
     dcm(&["apply", "--auto-approve"]).expect(0);
     let primary = clusters.get("cluster1").unwrap();
     let gateway = primary
