@@ -7,6 +7,11 @@
 //!   on one cluster never take each other's objects;
 //! - the annotation `dcm.io/address: <address>`: the object's dcm address.
 //!
+//! Kubernetes' ApplySet convention (KEP-3659) ties members to one parent object in one
+//! cluster; a dcm state spans clusters, so it keeps to the recommended `managed-by` label
+//! and its own lineage label, which `kubectl get -l dcm.io/lineage=<lineage>` selects
+//! the same way.
+//!
 //! Apply stamps the marks on every object dcm creates or imports (never on objects it
 //! only edits, such as CoreDNS's ConfigMap). They are not part of what the file wants:
 //! hashes and diffs are of the object without them, so a plan reads the same before and

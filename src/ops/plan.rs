@@ -315,10 +315,19 @@ fn confirm_with_server(
     let mut unchanged = Vec::new();
     for c in plan.changes.iter_mut() {
         // An edit being taken back (`forget_after`) writes its revert, checked by apply.
-        if !matches!(c.action, plan::Action::Create | plan::Action::Update)
-            || !c.after.is_empty()
-            || c.forget_after
-        {
+        if !matches!(c.action, plan::Action::Create | plan::Action::Update) || c.forget_after {
+            continue;
+        }
+        if !c.after.is_empty() {
+            if c.after
+                .iter()
+                .any(|a| a.contains("/apiextensions.k8s.io/CustomResourceDefinition/"))
+            {
+                c.notes.push(
+                    "its kind is known after apply: its CustomResourceDefinition is created in this run, and the server checks it once the CRD is Established"
+                        .to_string(),
+                );
+            }
             continue;
         }
         let Some(id) = c.id() else { continue };

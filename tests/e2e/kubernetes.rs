@@ -1014,7 +1014,12 @@ spec:
     .expect("start emulated clusters");
     let kubeconfig = clusters.kubeconfig.display().to_string();
     let plan = p.dcm(&["--kubeconfig", &kubeconfig, "plan"]).expect(0);
-    assert!(plan.stdout.contains("Plan: 2 to add"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("Plan: 2 to add")
+            && plan.stdout.contains("its kind is known after apply"),
+        "{}",
+        plan.stdout
+    );
     p.dcm(&["--kubeconfig", &kubeconfig, "apply", "--auto-approve"])
         .expect(0);
     let e = clusters.get("cluster1").unwrap();
