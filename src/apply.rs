@@ -519,7 +519,8 @@ async fn run(
             // What dcm creates or imports carries its marks; what it only edits does not.
             let mut object = d.object.clone();
             if origin != crate::state::Origin::Edited && !c.forget_after {
-                crate::ownership::stamp(&mut object, &lineage, &c.address);
+                let imported = origin == crate::state::Origin::Adopted;
+                crate::ownership::stamp_as(&mut object, &lineage, &c.address, imported);
             }
             let mut entry = StateEntry {
                 address: c.address.clone(),

@@ -23,9 +23,16 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "dcm";
 pub const LINEAGE_LABEL: &str = "dcm.io/lineage";
 pub const ADDRESS_ANNOTATION: &str = "dcm.io/address";
+/// On objects dcm imported rather than created (`dcm state recover` tells them apart).
+pub const IMPORTED_ANNOTATION: &str = "dcm.io/imported";
 
 /// Puts dcm's marks on an object about to be written.
 pub fn stamp(object: &mut Value, lineage: &str, address: &str) {
+    stamp_as(object, lineage, address, false);
+}
+
+/// As `stamp`, with the `dcm.io/imported` mark when dcm imported the object.
+pub fn stamp_as(object: &mut Value, lineage: &str, address: &str, imported: bool) {
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -41,6 +48,9 @@ pub fn stamp(object: &mut Value, lineage: &str, address: &str) {
         .or_insert_with(|| Value::Object(Map::new()));
     if let Some(annotations) = annotations.as_object_mut() {
         annotations.insert(ADDRESS_ANNOTATION.into(), address.into());
+        if imported {
+            annotations.insert(IMPORTED_ANNOTATION.into(), "true".into());
+        }
     }
 }
 
@@ -52,7 +62,10 @@ pub fn strip(object: &mut Value) {
     };
     for (field, keys) in [
         ("labels", &[MANAGED_BY_LABEL, LINEAGE_LABEL][..]),
-        ("annotations", &[ADDRESS_ANNOTATION][..]),
+        (
+            "annotations",
+            &[ADDRESS_ANNOTATION, IMPORTED_ANNOTATION][..],
+        ),
     ] {
         let Some(map) = meta.get_mut(field).and_then(Value::as_object_mut) else {
             continue;
@@ -76,6 +89,8 @@ pub struct Marks {
     pub lineage: Option<String>,
     /// The object's UID, when the cluster gives one (a directory does not).
     pub uid: Option<String>,
+    /// dcm imported it rather than created it.
+    pub imported: bool,
 }
 
 impl Marks {
@@ -86,6 +101,7 @@ impl Marks {
             lineage: text("/metadata/labels/dcm.io~1lineage")
                 .filter(|_| managed.as_deref() == Some(MANAGED_BY)),
             uid: text("/metadata/uid"),
+            imported: text("/metadata/annotations/dcm.io~1imported").as_deref() == Some("true"),
         }
     }
 }
@@ -114,7 +130,8 @@ mod tests {
             Marks::of(&o),
             Marks {
                 lineage: Some("1234".into()),
-                uid: Some("u-1".into())
+                uid: Some("u-1".into()),
+                imported: false,
             }
         );
         o["metadata"].as_object_mut().unwrap().remove("uid");

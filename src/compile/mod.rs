@@ -458,6 +458,23 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
         }
     }
     let mut objects: Vec<DesiredObject> = by_id.into_values().collect();
+    // The managed-by label is how dcm tells its own objects: a file does not set it.
+    for o in objects.iter().filter(|o| o.edit.is_none()) {
+        let theirs = o
+            .object
+            .pointer("/metadata/labels/app.kubernetes.io~1managed-by")
+            .and_then(Value::as_str);
+        if let Some(tool) = theirs {
+            diags.push(
+                Diagnostic::new(format!(
+                    "{} sets the label app.kubernetes.io/managed-by: {tool}, which dcm sets to `dcm` on every object it manages",
+                    o.id
+                ))
+                .at(o.location.clone())
+                .help("remove the label from the manifest (an object another tool manages is not one to declare here)"),
+            );
+        }
+    }
     for rule in &model.ignore_differences {
         for o in objects
             .iter_mut()

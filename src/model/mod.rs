@@ -239,7 +239,14 @@ fn build_ignore_differences(
             }
         }
         out.push(IgnoreDifferences {
-            group: r.group.as_ref().map(|g| g.value.clone()),
+            // Addresses spell the core group `core`; objects have it empty.
+            group: r.group.as_ref().map(|g| {
+                if g.value == "core" {
+                    String::new()
+                } else {
+                    g.value.clone()
+                }
+            }),
             kind: kind.value.clone(),
             name: r.name.as_ref().map(|n| n.value.clone()),
             namespace: r.namespace.as_ref().map(|n| n.value.clone()),

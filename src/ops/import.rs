@@ -7,6 +7,10 @@ use crate::state::{Origin, StateEntry, StateStore};
 use crate::target::{normalize_live, ReadItem};
 use std::path::Path;
 
+/// In a state entry's `allocated`: the lineage an import with `--take-over` took the
+/// object from.
+pub const TAKEN_FROM: &str = "taken_from";
+
 /// `dcm import ADDRESS... [-f FILE] [--take-over]`.
 ///
 /// 1. lock the state and load the file (each address must be an object it declares,
@@ -84,12 +88,16 @@ pub fn import(
             )));
         };
         let marks = Marks::of(l);
+        let mut allocated = d.allocated.clone();
         if let Some(theirs) = marks.lineage.as_ref().filter(|l| **l != lineage) {
             if !take_over {
                 return Err(Error::Usage(format!(
                     "{address} belongs to another dcm state (lineage {theirs}); nothing was imported\n  = help: pass --take-over to take it anyway"
                 )));
             }
+            // Taken on purpose: until apply marks it as this state's, those marks are
+            // expected, not a sign that someone took it back.
+            allocated.insert(TAKEN_FROM.into(), theirs.clone());
         }
         entries.push(StateEntry {
             address: address.clone(),
@@ -102,7 +110,7 @@ pub fn import(
             origin: Origin::Adopted,
             pending: false,
             depends_on: Vec::new(),
-            allocated: d.allocated.clone(),
+            allocated,
             uid: marks.uid,
         });
     }
@@ -129,9 +137,9 @@ pub fn import(
 ///    they are live, and the hash of what is live (so the next plan shows any difference
 ///    from the file); edits dcm made (a Corefile region) are recorded as edits.
 ///
-/// Objects of that lineage that the file no longer declares are not found: they are
-/// listed by kind only when the file names the kind (`kubectl get -l dcm.io/lineage=L`
-/// finds the rest).
+/// Objects of that lineage that the file no longer declares are not found
+/// (`kubectl get -l dcm.io/lineage=L` finds them). Imported objects come back as
+/// imported (their `dcm.io/imported` mark).
 pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Exit, Error> {
     let mut store = StateStore::open(&global.state, "state recover")?;
     if store.existed() {
@@ -210,7 +218,12 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
                 )
             }
             None if marks.lineage.as_deref() == Some(chosen.as_str()) => {
-                (Origin::Created, crate::object::object_sha256(&normalized))
+                let origin = if marks.imported {
+                    Origin::Adopted
+                } else {
+                    Origin::Created
+                };
+                (origin, crate::object::object_sha256(&normalized))
             }
             None => continue,
         };

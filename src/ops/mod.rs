@@ -9,7 +9,7 @@ mod show;
 
 pub use apply::{apply, ApplyOptions};
 pub use drift::{drift, DriftOptions};
-pub use import::{import, recover};
+pub use import::{import, recover, TAKEN_FROM};
 pub use plan::{graph, plan, validate, PlanFormat, PlanOptions};
 pub use show::{force_unlock, show, state_list, state_rm, state_show};
 

@@ -104,6 +104,15 @@ pub(crate) fn make_plan(
         .iter()
         .map(|(a, _)| a.clone())
         .collect();
+    if let Some(unknown) = take_over
+        .iter()
+        .find(|a| !loaded.desired.objects.iter().any(|o| o.id.address() == **a))
+    {
+        return Err(Error::Usage(format!(
+            "--take-over names {unknown}, which is not an object {} declares; nothing was changed",
+            file.display()
+        )));
+    }
     let mut desired = loaded.desired.clone();
     avoid_live_addresses(&mut desired, state, &targets, &rt)?;
     crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
@@ -436,7 +445,8 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         PlanFormat::Json => crate::out!("{}", render::json(&p)),
         PlanFormat::Markdown => crate::out!("{}", render::markdown(&p)),
     }
-    if let Some(out) = &opts.out {
+    // A refused plan can never be applied: it is not saved.
+    if let (Some(out), 0) = (&opts.out, p.summary.refused) {
         plan::save(&p, out)?;
         if opts.format == PlanFormat::Text {
             crate::outln!(

@@ -245,12 +245,15 @@ impl Ownership<'_> {
                         ));
                     }
                 }
-                theirs.map(|l| {
-                    (
-                        format!("another dcm state (lineage {l}) has taken it over"),
-                        take_over,
-                    )
-                })
+                let taken_from = e.allocated.get(crate::ops::TAKEN_FROM);
+                theirs
+                    .filter(|l| taken_from.map(String::as_str) != Some(*l))
+                    .map(|l| {
+                        (
+                            format!("another dcm state (lineage {l}) has taken it over"),
+                            take_over,
+                        )
+                    })
             }
             None => match theirs {
                 Some(_) if self.taken_over(address) => None,

@@ -1,9 +1,12 @@
 //! The Kubernetes API target: one cluster reached through a kubeconfig context, with the
 //! `kube` crate.
 //!
-//! - Reads LIST each kind once per namespace (paged), at the apiVersion the file uses.
-//! - Writes are server-side apply with field manager `dcm` and `force`: dcm is the
-//!   authority for the fields it declares, and never touches fields other managers own.
+//! - Writes are server-side apply with field manager `dcm`, without `force` unless the
+//!   user passes `--force-conflicts` (or dcm edits another's object, such as CoreDNS's
+//!   Corefile): a field another manager owns is a conflict, never taken silently. Plans
+//!   send each write once as a dry run first (`dry_run`).
+//! - dcm's own objects are listed by its labels; others are seen by their metadata, and
+//!   another application's Secret is never read.
 //! - What dcm compares is its own view of a live object: the fields its field manager
 //!   owns, so fields set by the server (defaults, ClusterIPs) or by other controllers are
 //!   not differences. An object dcm has not applied yet is compared on the fields the file
@@ -728,7 +731,7 @@ pub fn dcm_view(live: &Value, desired: Option<&Value>) -> Value {
             .pointer("/metadata/annotations/dcm.io~1address")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        crate::ownership::stamp(&mut view, lineage, address);
+        crate::ownership::stamp_as(&mut view, lineage, address, marks.imported);
     }
     view
 }

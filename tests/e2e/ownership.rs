@@ -279,6 +279,18 @@ fn a_pre_existing_object_is_refused_then_imported_and_keeps_what_others_set() {
         ns["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "dcm"
     );
+    // A lost state comes back with the namespace still imported, not created.
+    std::fs::remove_file(t.p.path("a.json")).unwrap();
+    t.dcm("a.json", &["state", "recover"]).expect(0);
+    let state: Value = serde_json::from_str(&t.p.read("a.json")).unwrap();
+    let ns_entry = state["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "Namespace")
+        .unwrap()
+        .clone();
+    assert_eq!(ns_entry["origin"], "adopted", "{ns_entry}");
     // Imported, it is forgotten rather than deleted when dcm lets go of it.
     t.dcm("a.json", &["destroy", "--auto-approve"]).expect(0);
     assert!(e.object("", "Namespace", "", "shop").is_some());
@@ -400,4 +412,69 @@ fn a_context_that_now_reaches_another_cluster_is_refused_before_any_write() {
     assert!(e.object("", "Namespace", "", "shop").is_none());
     // The cluster it was stays fine.
     t.dcm("a.json", &["plan", "--detailed-exitcode"]).expect(0);
+}
+
+#[test]
+fn an_import_with_take_over_holds_and_wrong_take_over_or_managed_by_is_refused() {
+    let t = Team::new(SHOP);
+    t.dcm("a.json", &["apply", "--auto-approve"]).expect(0);
+    // C imports A's objects on purpose; its next plan and apply take them over quietly.
+    t.dcm(
+        "c.json",
+        &[
+            "import",
+            "cluster1/core/Namespace/_cluster/shop",
+            "cluster1/core/ConfigMap/shop/settings",
+        ],
+    )
+    .expect(1);
+    t.dcm(
+        "c.json",
+        &[
+            "import",
+            "--take-over",
+            "cluster1/core/Namespace/_cluster/shop",
+            "cluster1/core/ConfigMap/shop/settings",
+        ],
+    )
+    .expect(0);
+    t.dcm("c.json", &["apply", "--auto-approve"]).expect(0);
+    let c = t.lineage("c.json");
+    assert_eq!(
+        t.settings().unwrap()["metadata"]["labels"]["dcm.io/lineage"],
+        c.as_str()
+    );
+    t.dcm("c.json", &["plan", "--detailed-exitcode"]).expect(0);
+
+    // A --take-over of an address the file does not declare is a mistake, not a no-op.
+    let wrong = t
+        .dcm(
+            "a.json",
+            &[
+                "plan",
+                "--take-over",
+                "cluster1/core/ConfigMap/shop/setings",
+            ],
+        )
+        .expect(1);
+    assert!(
+        wrong.stderr.contains("--take-over names"),
+        "{}",
+        wrong.stderr
+    );
+
+    // A manifest may not claim another tool manages what dcm is asked to manage.
+    t.p.write(
+        "dcm.toml",
+        &SHOP.replace(
+            "metadata = { name = \"settings\", namespace = \"shop\" }",
+            "metadata = { name = \"settings\", namespace = \"shop\", labels = { \"app.kubernetes.io/managed-by\" = \"Helm\" } }",
+        ),
+    );
+    let bad = t.dcm("a.json", &["validate"]).expect(1);
+    assert!(
+        bad.stderr.contains("app.kubernetes.io/managed-by: Helm"),
+        "{}",
+        bad.stderr
+    );
 }
