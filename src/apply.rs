@@ -264,16 +264,12 @@ fn fail(message: impl ToString) -> RunError {
 }
 
 /// Updates the state and writes it.
-fn save(
-    store: &Mutex<StateStore>,
-    edit: impl FnOnce(&mut crate::state::State),
-) -> Result<(), RunError> {
+fn save(store: &Mutex<StateStore>, op: crate::state::JournalOp) -> Result<(), RunError> {
     let mut s = store.lock().map_err(|_| RunError {
         message: "the state lock was poisoned by a failed task".into(),
         fatal: true,
     })?;
-    edit(&mut s.state);
-    s.persist().map_err(|e| RunError {
+    s.record(op).map_err(|e| RunError {
         message: e.to_string(),
         fatal: true,
     })
@@ -544,7 +540,7 @@ async fn run(
                         pending: true,
                         ..entry.clone()
                     };
-                    save(store, |s| s.upsert(pending))?;
+                    save(store, crate::state::JournalOp::Upsert(Box::new(pending)))?;
                 }
                 // An edit of another's object (CoreDNS's Corefile) rewrites a field its
                 // owner manages: that is what the user asked for by configuring it.
@@ -558,11 +554,9 @@ async fn run(
             // after a timeout waits again).
             wait_until_ready(d, target.as_ref(), wait).await?;
             if c.forget_after {
-                return save(store, |s| {
-                    s.remove(&c.address);
-                });
+                return save(store, crate::state::JournalOp::Remove(c.address.clone()));
             }
-            save(store, |s| s.upsert(entry))
+            save(store, crate::state::JournalOp::Upsert(Box::new(entry)))
         }
         Action::Delete => {
             let api_version = store
@@ -573,13 +567,9 @@ async fn run(
             if let Some(api_version) = api_version {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;
             }
-            save(store, |s| {
-                s.remove(&c.address);
-            })
+            save(store, crate::state::JournalOp::Remove(c.address.clone()))
         }
-        Action::Forget => save(store, |s| {
-            s.remove(&c.address);
-        }),
+        Action::Forget => save(store, crate::state::JournalOp::Remove(c.address.clone())),
         Action::Refuse => Err(fail(
             "it exists and is not dcm's to change (import it or take it over first)",
         )),
@@ -701,7 +691,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrency_is_bounded_and_used() {
         let fake = Arc::new(Fake::default());
-        let (report, store, _d) = run_with(fake.clone(), 20, 4).await;
+        let (report, store, d) = run_with(fake.clone(), 20, 4).await;
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.done.len(), 22);
         let peak = fake.peak.load(Ordering::SeqCst);
@@ -712,9 +702,14 @@ mod tests {
             "the namespace goes first"
         );
         assert_eq!(store.state.objects.len(), 22);
-        assert!(
-            store.state.serial >= 44,
-            "written after every object (pending, then done)"
+        // Recorded after every object (pending, then done): one journal line each after
+        // the first write of the whole state, which a reader sees whole.
+        let path = d.path().join("s.json");
+        let journal = std::fs::read_to_string(crate::state::journal_path(&path)).unwrap();
+        assert_eq!(journal.lines().count(), 2 * 22 - 1);
+        assert_eq!(
+            crate::state::read(&path).unwrap().unwrap().objects.len(),
+            22
         );
     }
 

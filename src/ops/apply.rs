@@ -146,7 +146,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             &resolved,
             &loaded.graph,
             &targets,
-            store,
+            store.clone(),
             crate::apply::Limits {
                 parallelism: global.parallelism,
                 wait: opts.wait,
@@ -162,6 +162,11 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         watcher.abort();
         report
     });
+    // The run's journal goes into the state file, whatever happened.
+    store
+        .lock()
+        .map_err(|_| Error::Io("the state lock was poisoned by a failed task".into()))?
+        .fold()?;
     let counts = format!(
         "{} added, {} changed, {} destroyed",
         report.count(Action::Create),

@@ -2,8 +2,14 @@
 //!
 //! JSON with `version`, `lineage` (fixed at creation), `serial` (up on every write) and one
 //! entry per object. It records hashes, never object contents, so Secret data cannot leak
-//! into it. [`StateStore`] writes it atomically (temp, fsync, rename) after every object,
-//! keeps the version from before the run as `<path>.backup`, and is guarded by a [`lock`].
+//! into it. [`StateStore`] writes it atomically (temp, fsync, rename), keeps the version
+//! from before the run as `<path>.backup`, and is guarded by a [`lock`].
+//!
+//! During an apply, each finished object costs one appended, fsynced line in
+//! `<path>.journal` instead of a rewrite of the whole state (which made applies
+//! quadratic); the journal is folded into the state file at the end of the run, and by the
+//! next run (or read) when a killed run left one behind. Each line carries a checksum: a
+//! torn last line is ignored with a warning.
 
 pub mod lock;
 
@@ -219,8 +225,99 @@ pub enum StateError {
     Lock(#[from] lock::LockError),
 }
 
-/// Reads the state at `path`; a missing file is an empty, new state.
+/// One change to the state, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalOp {
+    Upsert(Box<StateEntry>),
+    Remove(String),
+}
+
+impl JournalOp {
+    fn apply_to(self, state: &mut State) {
+        match self {
+            JournalOp::Upsert(e) => state.upsert(*e),
+            JournalOp::Remove(a) => {
+                state.remove(&a);
+            }
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal");
+    PathBuf::from(s)
+}
+
+/// A journal line: the sha256 of the record, a space, the record (JSON), a newline.
+fn journal_line(op: &JournalOp) -> Result<String, serde_json::Error> {
+    let record = serde_json::to_string(op)?;
+    Ok(format!("{} {record}\n", sha256_hex(record.as_bytes())))
+}
+
+/// The records of the journal beside `path` (none when there is none). A line that does
+/// not check out ends the journal: a run killed while appending tore it, so it and
+/// anything after it are ignored, with a warning.
+fn read_journal(path: &Path) -> Result<Vec<JournalOp>, StateError> {
+    let jpath = journal_path(path);
+    let text = match std::fs::read_to_string(&jpath) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: jpath.display().to_string(),
+                source,
+            })
+        }
+    };
+    let mut ops = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let (line, next) = match rest.split_once('\n') {
+            Some((l, n)) => (Some(l), n),
+            None => (None, ""),
+        };
+        let op = line.and_then(|l| {
+            let (sum, record) = l.split_once(' ')?;
+            (sha256_hex(record.as_bytes()) == sum)
+                .then(|| serde_json::from_str::<JournalOp>(record).ok())
+                .flatten()
+        });
+        match op {
+            Some(op) => ops.push(op),
+            None => {
+                crate::errln!(
+                    "warning: the last record of {} is torn (a run was killed while writing it); it is ignored",
+                    jpath.display()
+                );
+                break;
+            }
+        }
+        rest = next;
+    }
+    Ok(ops)
+}
+
+/// Reads the state at `path` (with what a killed run's journal adds); a missing file is
+/// an empty, new state.
 pub fn read(path: &Path) -> Result<Option<State>, StateError> {
+    let Some(mut state) = read_file(path)? else {
+        return Ok(None);
+    };
+    for op in read_journal(path)? {
+        op.apply_to(&mut state);
+    }
+    Ok(Some(state))
+}
+
+/// The state file alone.
+fn read_file(path: &Path) -> Result<Option<State>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -290,6 +387,8 @@ pub struct StateStore {
     /// Whether the file existed when the run started (so there is something to back up).
     existed: bool,
     backed_up: bool,
+    /// The journal this run appends to, once the state file holds what came before.
+    journal: Option<std::fs::File>,
     _lock: lock::Lock,
 }
 
@@ -304,13 +403,19 @@ impl StateStore {
             // A state from before the key existed (or a mangled key): saved with the next write.
             state.secrets_hmac_key = SecretsKey::generate();
         }
-        Ok(StateStore {
+        let mut store = StateStore {
             path: path.to_path_buf(),
             existed,
             state,
             backed_up: false,
+            journal: None,
             _lock: lock,
-        })
+        };
+        // A killed run's journal (already read into the state) is folded in first.
+        if existed && journal_path(path).exists() {
+            store.persist()?;
+        }
+        Ok(store)
     }
 
     /// Whether a state file existed when this run started.
@@ -318,8 +423,42 @@ impl StateStore {
         self.existed
     }
 
+    /// Records one change: applies it, and makes it durable at the cost of one appended
+    /// line. The first change of a run writes the whole state instead (so the file holds
+    /// the lineage and everything the run set up before its first object).
+    pub fn record(&mut self, op: JournalOp) -> Result<(), StateError> {
+        op.clone().apply_to(&mut self.state);
+        let jpath = journal_path(&self.path);
+        let werr = |source: std::io::Error| StateError::Write {
+            path: jpath.display().to_string(),
+            source,
+        };
+        let Some(journal) = &mut self.journal else {
+            self.persist()?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&jpath)
+                .map_err(werr)?;
+            self.journal = Some(file);
+            return Ok(());
+        };
+        use std::io::Write;
+        let line = journal_line(&op).map_err(|e| werr(std::io::Error::other(e)))?;
+        journal.write_all(line.as_bytes()).map_err(werr)?;
+        journal.sync_data().map_err(werr)
+    }
+
+    /// Folds the journal into the state file (end of a run): one whole write.
+    pub fn fold(&mut self) -> Result<(), StateError> {
+        if self.journal.take().is_some() {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
     /// Writes the state: serial up by one; the first write of a run keeps the previous file
-    /// as `<path>.backup`.
+    /// as `<path>.backup`. The journal, now part of the file, goes.
     pub fn persist(&mut self) -> Result<(), StateError> {
         let werr = |path: &Path, source: std::io::Error| StateError::Write {
             path: path.display().to_string(),
@@ -335,7 +474,22 @@ impl StateStore {
         let mut text = serde_json::to_string_pretty(&self.state)
             .map_err(|e| werr(&self.path, std::io::Error::other(e)))?;
         text.push('\n');
-        write_atomically(&self.path, text.as_bytes()).map_err(|e| werr(&self.path, e))
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| werr(&self.path, e))?;
+        let jpath = journal_path(&self.path);
+        match std::fs::remove_file(&jpath) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(werr(&jpath, e)),
+        }
+        if let Some(j) = &mut self.journal {
+            // A fresh, empty journal for the records that follow.
+            *j = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&jpath)
+                .map_err(|e| werr(&jpath, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -435,5 +589,76 @@ mod tests {
         let err = StateStore::open(&path, "test").err().unwrap().to_string();
         assert!(err.contains("format version 99"), "{err}");
         assert!(std::fs::read_to_string(&path).unwrap().contains("99"));
+    }
+
+    #[test]
+    fn a_run_costs_one_journal_line_per_object_and_folds_into_the_file_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let mut store = StateStore::open(&path, "test").unwrap();
+        store
+            .record(JournalOp::Upsert(Box::new(entry("a"))))
+            .unwrap();
+        let after_first = std::fs::read(&path).unwrap();
+        for name in ["b", "c"] {
+            store
+                .record(JournalOp::Upsert(Box::new(entry(name))))
+                .unwrap();
+        }
+        store
+            .record(JournalOp::Remove("c1/core/ConfigMap/default/a".into()))
+            .unwrap();
+        // The file was written once; the rest is in the journal, and reads see it.
+        assert_eq!(std::fs::read(&path).unwrap(), after_first);
+        let journal = std::fs::read_to_string(journal_path(&path)).unwrap();
+        assert_eq!(journal.lines().count(), 3);
+        let seen = read(&path).unwrap().unwrap();
+        let names: Vec<&str> = seen.objects.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        store.fold().unwrap();
+        assert!(!journal_path(&path).exists());
+        assert_eq!(read_file(&path).unwrap().unwrap().objects, seen.objects);
+    }
+
+    #[test]
+    fn a_killed_run_s_journal_is_folded_by_the_next_run_and_a_torn_line_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        {
+            let mut store = StateStore::open(&path, "test").unwrap();
+            for name in ["a", "b", "c"] {
+                store
+                    .record(JournalOp::Upsert(Box::new(entry(name))))
+                    .unwrap();
+            }
+            // Killed here: no fold. Then a half-written line.
+        }
+        use std::io::Write;
+        let mut j = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal_path(&path))
+            .unwrap();
+        let torn = journal_line(&JournalOp::Upsert(Box::new(entry("d")))).unwrap();
+        j.write_all(&torn.as_bytes()[..torn.len() / 2]).unwrap();
+        drop(j);
+        let store = StateStore::open(&path, "test").unwrap();
+        let names: Vec<&str> = store
+            .state
+            .objects
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(!journal_path(&path).exists(), "folded on open");
+        assert_eq!(read_file(&path).unwrap().unwrap().objects.len(), 3);
+        // A line whose checksum does not match is torn too.
+        drop(store);
+        let line = journal_line(&JournalOp::Remove("c1/core/ConfigMap/default/a".into())).unwrap();
+        std::fs::write(
+            journal_path(&path),
+            line.replacen('0', "1", 1).replacen('a', "b", 1),
+        )
+        .unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().objects.len(), 3);
     }
 }

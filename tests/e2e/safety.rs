@@ -229,15 +229,13 @@ fn a_killed_apply_leaves_a_valid_state_and_the_next_apply_converges() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it part-way: once the state records some objects, but well before 800.
+    // Kill it part-way: once the state's journal records some objects, well before 800.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let serial = std::fs::read_to_string(p.path("state/dcm.state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["serial"].as_u64())
+        let records = std::fs::read_to_string(p.path("state/dcm.state.json.journal"))
+            .map(|t| t.lines().count())
             .unwrap_or(0);
-        if serial >= 20 || Instant::now() > deadline {
+        if records >= 40 || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -245,13 +243,14 @@ fn a_killed_apply_leaves_a_valid_state_and_the_next_apply_converges() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    // The state is whole and readable; the lock died with the process.
-    let recorded = p.state_addresses().len();
+    // The state (the file and its journal) is whole and readable; the lock died with the
+    // process.
+    let listed = p.dcm(&["state", "list"]).expect(0).stdout;
+    let recorded = listed.lines().count();
     assert!(
         recorded > 0 && recorded < 800,
         "killed part-way: {recorded} recorded"
     );
-    p.dcm(&["state", "list"]).expect(0);
 
     let r = p.dcm(&["apply", "--auto-approve"]).expect(0);
     assert!(r.stdout.contains("Apply complete!"), "{}", r.stdout);
@@ -262,5 +261,43 @@ fn a_killed_apply_leaves_a_valid_state_and_the_next_apply_converges() {
         .unwrap()
         .iter()
         .all(|e| e["pending"].is_null() && e["origin"] == "created"));
+    p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
+}
+
+#[test]
+fn applies_killed_at_random_points_always_leave_a_state_that_converges() {
+    let p = Project::new();
+    p.write(
+        "dcm.toml",
+        "[clusters.c1]\ndir = \"out/c1\"\n[[resources]]\nclusters = [\"c1\"]\nfile = \"many.yaml\"\n",
+    );
+    let docs: Vec<String> = (0..2000)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:04}\ndata:\n  n: \"{i}\"\n"))
+        .collect();
+    p.write("many.yaml", &docs.join("---\n"));
+    // Kill points spread over a run (a fixed sequence, so a failure can be replayed).
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(30 + (seed >> 33) % 400);
+        let mut child = p
+            .command(&["apply", "--auto-approve", "--parallelism", "8"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        let _ = child.kill();
+        child.wait().unwrap();
+        // Whatever the moment, the state reads whole.
+        let listed = p.dcm(&["state", "list"]).expect(0).stdout;
+        assert!(listed.lines().count() <= 2000, "round {round}");
+    }
+    let r = p.dcm(&["apply", "--auto-approve"]).expect(0);
+    assert!(r.stdout.contains("Apply complete!"), "{}", r.stdout);
+    assert_eq!(p.state_addresses().len(), 2000);
+    assert_eq!(p.files("out").len(), 2000);
     p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
 }
