@@ -553,6 +553,13 @@ async fn run(
                     entry.uid = uid;
                 }
             }
+            // A directory's file: what dcm wrote, so a delete can tell it was not edited.
+            entry.allocated.remove(crate::target::dir::FILE_SHA_KEY);
+            if let Some(sha) = target.written_sha256(oid).map_err(fail)? {
+                entry
+                    .allocated
+                    .insert(crate::target::dir::FILE_SHA_KEY.to_string(), sha);
+            }
             // What depends on it starts only once it is up (a NoOp included: a re-run
             // after a timeout waits again).
             wait_until_ready(d, target.as_ref(), wait).await?;
@@ -564,10 +571,28 @@ async fn run(
             save(store, |s| s.upsert(entry))
         }
         Action::Delete => {
-            let api_version = store
+            let (api_version, written) = store
                 .lock()
                 .ok()
-                .and_then(|s| s.state.get(&id).map(|e| e.api_version.clone()));
+                .and_then(|s| {
+                    s.state.get(&id).map(|e| {
+                        (
+                            e.api_version.clone(),
+                            e.allocated.get(crate::target::dir::FILE_SHA_KEY).cloned(),
+                        )
+                    })
+                })
+                .unzip();
+            // A file edited since dcm wrote it is not dcm's to remove (checked again here:
+            // the plan's check may be old).
+            if let Some(written) = written.flatten() {
+                let now = target.written_sha256(&id).map_err(fail)?;
+                if now.as_ref().is_some_and(|n| *n != written) {
+                    return Err(fail(
+                        "its file was edited since dcm wrote it; it was left in place (make a new plan)",
+                    ));
+                }
+            }
             target.delete(&id).await.map_err(fail)?;
             if let Some(api_version) = api_version {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;

@@ -123,6 +123,7 @@ pub(crate) fn make_plan(
     });
     let mut plan = plan;
     guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
+    keep_edited_files(&mut plan, state, &targets)?;
     confirm_with_server(
         &mut plan,
         &desired,
@@ -286,6 +287,43 @@ fn guard_namespace_deletes(
             );
             plan.summary.destroy -= 1;
             plan.summary.refused += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A delete of an object whose file (a directory target's) was edited since dcm wrote
+/// it becomes a forget: the file is left in place, with a note, and leaves the state.
+fn keep_edited_files(
+    plan: &mut Plan,
+    state: Option<&State>,
+    targets: &crate::target::Targets,
+) -> Result<(), Error> {
+    let Some(state) = state else { return Ok(()) };
+    for c in plan.changes.iter_mut() {
+        if c.action != plan::Action::Delete {
+            continue;
+        }
+        let Some(id) = c.id() else { continue };
+        let Some(written) = state
+            .get(&id)
+            .and_then(|e| e.allocated.get(crate::target::dir::FILE_SHA_KEY))
+        else {
+            continue;
+        };
+        let now = targets
+            .get(&id.cluster)?
+            .written_sha256(&id)
+            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        if now.as_ref().is_some_and(|n| n != written) {
+            c.action = plan::Action::Forget;
+            c.diff.clear();
+            c.notes.push(
+                "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it"
+                    .to_string(),
+            );
+            plan.summary.destroy -= 1;
+            plan.summary.state_only += 1;
         }
     }
     Ok(())
