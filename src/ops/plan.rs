@@ -458,6 +458,9 @@ pub(crate) fn refused_list(p: &Plan) -> String {
 /// 3. refresh and diff;
 /// 4. print in the chosen format, and save with `-o`.
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
+    if let Some(out) = &opts.out {
+        plan::check_out_path(out, &global.state)?;
+    }
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
     let (p, _, _) = make_plan(
@@ -475,7 +478,17 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         PlanFormat::Markdown => crate::out!("{}", render::markdown(&p)),
     }
     if let Some(out) = &opts.out {
-        plan::save(&p, out)?;
+        let config = std::fs::read(&opts.file)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.file.display())))?;
+        let key = crate::keyed::fingerprint_key(state.as_ref());
+        let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref());
+        if binding.secrets_unbound {
+            crate::errln!(
+                "warning: this plan writes Secrets and was made without a key (no state yet, and DCM_PLAN_KEY is not set): `dcm apply {}` will refuse it, as it cannot show which Secret values were reviewed without revealing them\n  = help: set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`",
+                out.display()
+            );
+        }
+        plan::save(&p, binding, crate::keyed::plan_key_from_env().as_deref(), out)?;
         if opts.format == PlanFormat::Text {
             crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: dcm apply {}",
