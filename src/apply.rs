@@ -511,9 +511,15 @@ async fn run(
             }
             let d = &d;
             let (oid, api_version) = (&d.id, &d.api_version);
-            let (existing, lineage) = store
+            let (existing, lineage, key) = store
                 .lock()
-                .map(|s| (s.state.get(oid).cloned(), s.state.lineage.clone()))
+                .map(|s| {
+                    (
+                        s.state.get(oid).cloned(),
+                        s.state.lineage.clone(),
+                        s.state.secrets_hmac_key.bytes(),
+                    )
+                })
                 .map_err(|_| fail("the state is unavailable"))?;
             let origin = c.origin.unwrap_or(crate::state::Origin::Created);
             // What dcm creates or imports carries its marks; what it only edits does not.
@@ -528,7 +534,7 @@ async fn run(
                 kind: oid.kind.clone(),
                 namespace: oid.namespace.clone(),
                 name: oid.name.clone(),
-                sha256: crate::plan::recorded_sha(d),
+                sha256: crate::keyed::for_state(oid, crate::plan::recorded_sha(d), key.as_deref()),
                 origin,
                 pending: false,
                 depends_on: job.depends_on.clone(),

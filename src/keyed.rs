@@ -66,6 +66,15 @@ pub fn seal_sha(plain: &str, key: &[u8]) -> String {
     format!("{KEYED_PREFIX}{}", hex::encode(mac))
 }
 
+/// The hash a state records for object `id` whose plain sha256 is `plain`: keyed for a
+/// Secret (with the state's key), plain for everything else.
+pub fn for_state(id: &crate::object::ObjRef, plain: String, key: Option<&[u8]>) -> String {
+    match key {
+        Some(k) if id.is_secret() && !plain.starts_with(KEYED_PREFIX) => seal_sha(&plain, k),
+        _ => plain,
+    }
+}
+
 /// Whether `recorded` (a state's hash: plain, or keyed with `key`) is the hash of the
 /// object whose plain sha256 is `plain`.
 pub fn recorded_matches(recorded: &str, plain: &str, key: Option<&[u8]>) -> bool {

@@ -122,6 +122,7 @@ pub(crate) fn make_plan(
         },
     });
     let mut plan = plan;
+    plan.seal_secrets(crate::keyed::fingerprint_key(state).as_deref());
     guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
     keep_edited_files(&mut plan, state, &targets)?;
     confirm_with_server(

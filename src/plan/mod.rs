@@ -135,6 +135,23 @@ impl Plan {
         !self.changes.is_empty()
     }
 
+    /// Makes what the plan shows about secret material irreversible: the hashes of
+    /// Secrets (`before_sha256`, `after_sha256`) become HMACs under `key` (none without
+    /// a key), and the short hashes of secret values in diffs become keyed ones (without
+    /// a key, numbers that only tell the values of one object apart).
+    pub fn seal_secrets(&mut self, key: Option<&[u8]>) {
+        for c in &mut self.changes {
+            if c.id().is_some_and(|id| id.is_secret()) {
+                c.before_sha256 = crate::keyed::seal_opt(&c.before_sha256, key);
+                c.after_sha256 = crate::keyed::seal_opt(&c.after_sha256, key);
+            }
+            let mut seen = Vec::new();
+            for l in &mut c.diff {
+                l.text = crate::keyed::seal_text(&l.text, key, &mut seen);
+            }
+        }
+    }
+
     /// Explains the first difference that makes `self` (saved) no longer valid against
     /// `fresh` (planned now from the same file); None when they agree.
     pub fn staleness(&self, fresh: &Plan) -> Option<String> {
@@ -272,6 +289,8 @@ impl Ownership<'_> {
 pub fn build(inputs: &PlanInputs<'_>) -> Plan {
     let empty = State::default();
     let state = inputs.state.unwrap_or(&empty);
+    // What the state's hashes of Secrets are keyed with.
+    let key = state.secrets_hmac_key.bytes();
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let desired = if inputs.destroy {
         &[][..]
@@ -314,7 +333,13 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             d.edit.is_none() && marks.lineage.as_deref() != inputs.ownership.lineage
         });
         let live = raw.map(|v| normalize_live(v.clone()));
-        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked) {
+        if let Some(c) = plan_desired(
+            d,
+            state.get(&d.id),
+            live.as_ref(),
+            unmarked,
+            key.as_deref(),
+        ) {
             changes.insert(d.id.address(), c);
         }
     }
@@ -369,7 +394,9 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     .unwrap_or_else(|| l.clone());
                 let before = object_sha256(&view);
                 let mut notes = Vec::new();
-                if before != e.sha256 && !e.pending {
+                if !crate::keyed::recorded_matches(&e.sha256, &before, key.as_deref())
+                    && !e.pending
+                {
                     notes.push("it changed outside dcm since the last apply".to_string());
                 }
                 (Action::Delete, notes, whole(l, '-'), Some(before))
@@ -434,7 +461,9 @@ fn plan_desired(
     entry: Option<&crate::state::StateEntry>,
     live: Option<&Value>,
     unmarked: bool,
+    key: Option<&[u8]>,
 ) -> Option<Change> {
+    let matches = |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
     let after = object_sha256(&d.object);
     let recorded = recorded_sha(d);
     let mut notes = Vec::new();
@@ -463,14 +492,14 @@ fn plan_desired(
                     "it already exists and is imported: dcm will manage it, and forget it rather than delete it when it leaves the file"
                         .to_string(),
                 );
-            } else if entry.is_some_and(|e| !e.pending && e.sha256 != live_part) {
+            } else if entry.is_some_and(|e| !e.pending && !matches(&e.sha256, &live_part)) {
                 notes.push("it changed outside dcm since the last apply".to_string());
             }
             if before == after && unmarked && edit.is_none() {
                 notes.push("dcm puts its ownership labels on it; nothing else changes".to_string());
                 (Action::Update, origin, true, Vec::new(), Some(before))
             } else if before == after {
-                let record = entry.is_none_or(|e| e.pending || e.sha256 != recorded);
+                let record = entry.is_none_or(|e| e.pending || !matches(&e.sha256, &recorded));
                 (Action::NoOp, origin, record, Vec::new(), Some(before))
             } else {
                 if edit.is_some() && !d.revert {
