@@ -78,6 +78,17 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             path: path.display().to_string(),
             why,
         };
+        // The state first: a plan made against another state is stale whatever its files.
+        let now = crate::plan::PlannedState {
+            lineage: state.map(|s| s.lineage.clone()),
+            serial: state.map(|s| s.serial).unwrap_or(0),
+        };
+        if s.plan.state != now {
+            return Err(stale(format!(
+                "the state changed since the plan was made (serial {} then, {} now)",
+                s.plan.state.serial, now.serial
+            )));
+        }
         let Some(binding) = &s.binding else {
             return Err(stale(
                 "it does not record the files it was made from (made by an older dcm)".into(),

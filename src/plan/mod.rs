@@ -869,6 +869,9 @@ pub fn load_saved(
         });
     }
     let bytes = body(&saved.plan, &saved.binding);
+    if checksum(&bytes) != saved.checksum {
+        return Err(PlanFileError::Tampered { path: p });
+    }
     if let Some(key) = plan_key {
         let Some(sig) = &saved.signature else {
             return Err(PlanFileError::Unsigned { path: p });
@@ -876,9 +879,6 @@ pub fn load_saved(
         if !crate::keyed::constant_time_eq(sig.as_bytes(), signature(&bytes, key).as_bytes()) {
             return Err(PlanFileError::BadSignature { path: p });
         }
-    }
-    if checksum(&bytes) != saved.checksum {
-        return Err(PlanFileError::Tampered { path: p });
     }
     Ok(saved)
 }
