@@ -165,7 +165,10 @@ mod tests {
             numbered,
             "a: (sensitive, value 1)\nb: (sensitive, value 2)\nc: (sensitive, value 1)"
         );
-        assert_eq!(seal_text("(sensitive, sha256:", None, &mut Vec::new()), "(sensitive, sha256:");
+        assert_eq!(
+            seal_text("(sensitive, sha256:", None, &mut Vec::new()),
+            "(sensitive, sha256:"
+        );
     }
 
     #[test]

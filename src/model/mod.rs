@@ -519,7 +519,10 @@ fn check_dir(
     }
     let path = lexical_absolute(&resolve_relative(&raw.base_dir, &dir.value));
     if path.parent().is_none() {
-        return refuse(format!("`{}` is the root of the file system", dir.value), help);
+        return refuse(
+            format!("`{}` is the root of the file system", dir.value),
+            help,
+        );
     }
     let config_dir = lexical_absolute(&raw.base_dir);
     if config_dir.starts_with(&path) {

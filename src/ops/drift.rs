@@ -83,7 +83,8 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             }
             _ => object_sha256(l),
         });
-        let matches = |plain: &str| crate::keyed::recorded_matches(&e.sha256, plain, key.as_deref());
+        let matches =
+            |plain: &str| crate::keyed::recorded_matches(&e.sha256, plain, key.as_deref());
         let kind = match (&current, &live_sha) {
             _ if e.pending => "unknown",
             (None, _) => "deleted",

@@ -489,7 +489,12 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
                 out.display()
             );
         }
-        plan::save(&p, binding, crate::keyed::plan_key_from_env().as_deref(), out)?;
+        plan::save(
+            &p,
+            binding,
+            crate::keyed::plan_key_from_env().as_deref(),
+            out,
+        )?;
         if opts.format == PlanFormat::Text {
             crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: dcm apply {}",

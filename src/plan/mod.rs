@@ -333,13 +333,8 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             d.edit.is_none() && marks.lineage.as_deref() != inputs.ownership.lineage
         });
         let live = raw.map(|v| normalize_live(v.clone()));
-        if let Some(c) = plan_desired(
-            d,
-            state.get(&d.id),
-            live.as_ref(),
-            unmarked,
-            key.as_deref(),
-        ) {
+        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked, key.as_deref())
+        {
             changes.insert(d.id.address(), c);
         }
     }
@@ -394,8 +389,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     .unwrap_or_else(|| l.clone());
                 let before = object_sha256(&view);
                 let mut notes = Vec::new();
-                if !crate::keyed::recorded_matches(&e.sha256, &before, key.as_deref())
-                    && !e.pending
+                if !crate::keyed::recorded_matches(&e.sha256, &before, key.as_deref()) && !e.pending
                 {
                     notes.push("it changed outside dcm since the last apply".to_string());
                 }
@@ -463,7 +457,8 @@ fn plan_desired(
     unmarked: bool,
     key: Option<&[u8]>,
 ) -> Option<Change> {
-    let matches = |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
+    let matches =
+        |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
     let after = object_sha256(&d.object);
     let recorded = recorded_sha(d);
     let mut notes = Vec::new();
@@ -698,7 +693,9 @@ impl Binding {
             return Some("it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with; set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`, or run `dcm apply` without a saved plan".to_string());
         }
         if self.config != now.config {
-            return Some("the config file is not the one it was made from (its hash differs)".to_string());
+            return Some(
+                "the config file is not the one it was made from (its hash differs)".to_string(),
+            );
         }
         if self.inputs != now.inputs {
             return Some("the config file or a file it reads (manifests, certificates, tokens) changed since it was made".to_string());
@@ -735,8 +732,7 @@ pub enum PlanFileError {
 
 /// The bytes the checksum and the signature cover.
 fn body(plan: &Plan, binding: &Option<Binding>) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "binding": binding, "plan": plan }))
-        .unwrap_or_default()
+    serde_json::to_vec(&serde_json::json!({ "binding": binding, "plan": plan })).unwrap_or_default()
 }
 
 fn checksum(bytes: &[u8]) -> String {
@@ -816,7 +812,12 @@ pub fn check_out_path(out: &std::path::Path, state: &std::path::Path) -> Result<
                 .map_err(|e| refuse(format!("it exists and is not a dcm plan ({e})")))?;
             serde_json::from_str::<SavedPlan>(&text)
                 .map(|_| ())
-                .map_err(|_| refuse("it exists and is not a dcm plan; remove it first, or choose another name".into()))
+                .map_err(|_| {
+                    refuse(
+                        "it exists and is not a dcm plan; remove it first, or choose another name"
+                            .into(),
+                    )
+                })
         }
     }
 }

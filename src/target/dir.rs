@@ -15,10 +15,10 @@
 //! reads as what it is (ciphertext), which differs, so apply writes it again.
 
 use super::{ReadItem, Target, TargetError};
+use crate::keyed::{constant_time_eq, hmac_sha256};
 use crate::object::{has_secret_data, object_sha256, ObjRef};
 use async_trait::async_trait;
 use serde_json::Value;
-use crate::keyed::{constant_time_eq, hmac_sha256};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

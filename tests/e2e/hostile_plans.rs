@@ -69,7 +69,8 @@ fn a_swapped_plan_body_is_refused_and_nothing_is_written() {
     // The plan names b.toml; the user applies with a.toml.
     let r = p.dcm(&["apply", "-f", "a.toml", "A.json"]).expect(1);
     assert!(
-        r.stderr.contains("was made from the config file \"b.toml\"")
+        r.stderr
+            .contains("was made from the config file \"b.toml\"")
             && r.stderr.contains("\"a.toml\""),
         "{}",
         r.stderr
@@ -80,7 +81,8 @@ fn a_swapped_plan_body_is_refused_and_nothing_is_written() {
     let before = p.snapshot();
     let r = p.dcm(&["apply", "-f", "a.toml", "A.json"]).expect(1);
     assert!(
-        r.stderr.contains("is stale: the config file is not the one it was made from"),
+        r.stderr
+            .contains("is stale: the config file is not the one it was made from"),
         "{}",
         r.stderr
     );
@@ -104,7 +106,12 @@ fn a_plan_is_checked_against_the_files_on_disk() {
     p.write("dcm.toml", &format!("# edited\n{}", p.read("dcm.toml")));
     let before = p.snapshot();
     let r = p.dcm(&["apply", "plan.json"]).expect(1);
-    assert!(r.stderr.contains("the config file is not the one it was made from"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the config file is not the one it was made from"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(p.snapshot(), before);
 }
 
@@ -115,7 +122,11 @@ fn with_a_plan_key_unsigned_and_wrongly_signed_plans_are_refused() {
     p.dcm(&["plan", "-o", "unsigned.json"]).expect(0);
     let before = p.snapshot();
     let r = with_key(&p, &["apply", "unsigned.json"]).expect(1);
-    assert!(r.stderr.contains("is not signed, and DCM_PLAN_KEY is set"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not signed, and DCM_PLAN_KEY is set"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(p.snapshot(), before);
 
     with_key(&p, &["plan", "-o", "signed.json"]).expect(0);
@@ -152,7 +163,11 @@ fn plan_out_never_writes_over_the_state_or_a_file_that_is_not_a_plan() {
     p.write("dcm.toml", ONE_CLUSTER);
     p.dcm(&["apply", "--auto-approve"]).expect(0);
     p.write("notes.txt", "mine\n");
-    std::fs::copy(p.path("state/dcm.state.json"), p.path("state/dcm.state.json.backup")).unwrap();
+    std::fs::copy(
+        p.path("state/dcm.state.json"),
+        p.path("state/dcm.state.json.backup"),
+    )
+    .unwrap();
     for out in [
         "state/dcm.state.json",
         "./state/../state/dcm.state.json",
@@ -163,7 +178,8 @@ fn plan_out_never_writes_over_the_state_or_a_file_that_is_not_a_plan() {
         let before = p.snapshot();
         let r = p.dcm(&["plan", "-o", out]).expect(1);
         assert!(
-            r.stderr.contains(&format!("refusing to write the plan to {out}")),
+            r.stderr
+                .contains(&format!("refusing to write the plan to {out}")),
             "{out}: {}",
             r.stderr
         );
@@ -223,7 +239,11 @@ fn a_file_edited_by_hand_is_left_by_destroy() {
     assert!(p.state()["objects"][0]["allocated"]["file_sha256"].is_string());
     p.write(rel, &format!("# kept by hand\n{}", p.read(rel)));
     let r = p.dcm(&["destroy", "--auto-approve"]).expect(0);
-    assert!(r.stdout.contains("edited by hand since dcm wrote it"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("edited by hand since dcm wrote it"),
+        "{}",
+        r.stdout
+    );
     assert!(p.read(rel).starts_with("# kept by hand"));
 }
 
@@ -293,12 +313,23 @@ fn a_secret_pin_cannot_be_brute_forced_from_plans_or_the_state() {
         seen.push_str(&r.stdout);
         seen.push_str(&r.stderr);
     };
-    for args in [&["plan"][..], &["plan", "--json"], &["plan", "--markdown"], &["plan", "-o", "p.json"]] {
+    for args in [
+        &["plan"][..],
+        &["plan", "--json"],
+        &["plan", "--markdown"],
+        &["plan", "-o", "p.json"],
+    ] {
         run(&p, args);
     }
     run(&p, &["apply", "p.json"]);
     p.edit("dcm.toml", "4821", "4822");
-    for args in [&["plan"][..], &["plan", "--json"], &["plan", "--markdown"], &["plan", "-o", "q.json"], &["drift", "--json"]] {
+    for args in [
+        &["plan"][..],
+        &["plan", "--json"],
+        &["plan", "--markdown"],
+        &["plan", "-o", "q.json"],
+        &["drift", "--json"],
+    ] {
         let r = with_key(&p, args);
         seen.push_str(&r.stdout);
         seen.push_str(&r.stderr);
@@ -330,7 +361,10 @@ fn a_secret_pin_cannot_be_brute_forced_from_plans_or_the_state() {
         ];
         for c in &candidates {
             for r in &runs {
-                assert!(!c.starts_with(r.as_str()) && !r.contains(c.as_str()), "PIN {pin} is found from {r}");
+                assert!(
+                    !c.starts_with(r.as_str()) && !r.contains(c.as_str()),
+                    "PIN {pin} is found from {r}"
+                );
             }
         }
     }
@@ -341,7 +375,11 @@ fn a_first_plan_without_a_key_shows_no_secret_hash_and_cannot_be_applied_saved()
     let p = Project::new();
     p.write("dcm.toml", PIN_SECRET);
     let r = p.dcm(&["plan", "-o", "p.json"]).expect(0);
-    assert!(r.stdout.contains("pin: (sensitive, value 1)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("pin: (sensitive, value 1)"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stderr.contains("made without a key"), "{}", r.stderr);
     let saved = p.read("p.json");
     let doc: serde_json::Value = serde_json::from_str(&saved).unwrap();
@@ -370,7 +408,11 @@ fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -113,7 +113,10 @@ fn secret_values_never_appear_in_output_plans_or_state() {
         .filter(|l| l.contains("password:"))
         .collect();
     assert_eq!(hashes.len(), 2, "{}", r.stdout);
-    assert!(hashes.iter().all(|h| h.contains("(sensitive, hmac:")), "{hashes:?}");
+    assert!(
+        hashes.iter().all(|h| h.contains("(sensitive, hmac:")),
+        "{hashes:?}"
+    );
     assert_ne!(
         hashes[0].split("hmac:").nth(1),
         hashes[1].split("hmac:").nth(1)
