@@ -507,9 +507,15 @@ async fn run(
             }
             let d = &d;
             let (oid, api_version) = (&d.id, &d.api_version);
-            let (existing, lineage) = store
+            let (existing, lineage, key) = store
                 .lock()
-                .map(|s| (s.state.get(oid).cloned(), s.state.lineage.clone()))
+                .map(|s| {
+                    (
+                        s.state.get(oid).cloned(),
+                        s.state.lineage.clone(),
+                        s.state.secrets_hmac_key.bytes(),
+                    )
+                })
                 .map_err(|_| fail("the state is unavailable"))?;
             let origin = c.origin.unwrap_or(crate::state::Origin::Created);
             // What dcm creates or imports carries its marks; what it only edits does not.
@@ -525,7 +531,7 @@ async fn run(
                 kind: oid.kind.clone(),
                 namespace: oid.namespace.clone(),
                 name: oid.name.clone(),
-                sha256: crate::plan::recorded_sha(d),
+                sha256: crate::keyed::for_state(oid, crate::plan::recorded_sha(d), key.as_deref()),
                 origin,
                 pending: false,
                 depends_on: job.depends_on.clone(),
@@ -550,6 +556,13 @@ async fn run(
                     entry.uid = uid;
                 }
             }
+            // A directory's file: what dcm wrote, so a delete can tell it was not edited.
+            entry.allocated.remove(crate::target::dir::FILE_SHA_KEY);
+            if let Some(sha) = target.written_sha256(oid).map_err(fail)? {
+                entry
+                    .allocated
+                    .insert(crate::target::dir::FILE_SHA_KEY.to_string(), sha);
+            }
             // What depends on it starts only once it is up (a NoOp included: a re-run
             // after a timeout waits again).
             wait_until_ready(d, target.as_ref(), wait).await?;
@@ -559,10 +572,28 @@ async fn run(
             save(store, crate::state::JournalOp::Upsert(Box::new(entry)))
         }
         Action::Delete => {
-            let api_version = store
+            let (api_version, written) = store
                 .lock()
                 .ok()
-                .and_then(|s| s.state.get(&id).map(|e| e.api_version.clone()));
+                .and_then(|s| {
+                    s.state.get(&id).map(|e| {
+                        (
+                            e.api_version.clone(),
+                            e.allocated.get(crate::target::dir::FILE_SHA_KEY).cloned(),
+                        )
+                    })
+                })
+                .unzip();
+            // A file edited since dcm wrote it is not dcm's to remove (checked again here:
+            // the plan's check may be old).
+            if let Some(written) = written.flatten() {
+                let now = target.written_sha256(&id).map_err(fail)?;
+                if now.as_ref().is_some_and(|n| *n != written) {
+                    return Err(fail(
+                        "its file was edited since dcm wrote it; it was left in place (make a new plan)",
+                    ));
+                }
+            }
             target.delete(&id).await.map_err(fail)?;
             if let Some(api_version) = api_version {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;

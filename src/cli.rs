@@ -113,7 +113,8 @@ pub enum Command {
     /// against has changed. Without it, plans afresh and asks for confirmation unless
     /// --auto-approve; it refuses to run unattended without --auto-approve.
     Apply {
-        /// A plan saved with `dcm plan -o PLAN`.
+        /// A plan saved with `dcm plan -o PLAN`, made from the file -f names (with
+        /// DCM_PLAN_KEY set, it must be signed with it).
         #[arg(value_name = "PLAN")]
         plan: Option<PathBuf>,
         #[command(flatten)]

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod diff;
 pub mod graph;
 pub mod interrupt;
+pub mod keyed;
 pub mod model;
 pub mod object;
 pub mod ops;

@@ -22,7 +22,7 @@ use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Diagnostics, Locat
 use crate::object::check_dns_label;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a cluster's live objects are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +338,8 @@ fn build_clusters(
 ) -> BTreeMap<String, Cluster> {
     let src = &raw.source;
     let mut out = BTreeMap::new();
+    // Each directory target so far (cluster, absolute path), to refuse one shared.
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
     for c in &raw.clusters {
         let name = &c.name.value;
         let at = |s: &Option<std::ops::Range<usize>>| src.locate(s.clone().unwrap_or(0..0));
@@ -348,10 +350,15 @@ fn build_clusters(
             );
         }
         let target = match (&c.dir, &c.context) {
-            (Some(dir), None) => Some(TargetSpec::Dir {
-                path: resolve_relative(&raw.base_dir, &dir.value),
-                secrets: build_dir_secrets(raw, c, diags, warnings),
-            }),
+            (Some(dir), None) => {
+                if let Some(path) = check_dir(raw, name, dir, &dirs, diags) {
+                    dirs.push((name.clone(), path));
+                }
+                Some(TargetSpec::Dir {
+                    path: resolve_relative(&raw.base_dir, &dir.value),
+                    secrets: build_dir_secrets(raw, c, diags, warnings),
+                })
+            }
             (None, Some(ctx)) => Some(TargetSpec::Context(ctx.value.clone())),
             (Some(_), Some(ctx)) => {
                 diags.push(
@@ -469,6 +476,82 @@ fn build_clusters(
         }
     }
     out
+}
+
+/// `path` made absolute (against the working directory) with `.` and `..` resolved by
+/// their names (the directory may not exist yet).
+fn lexical_absolute(path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Checks a cluster's `dir`: not empty, not `/`, not the config file's directory (nor
+/// one that holds it), and not shared with another cluster's (nor inside or around it).
+/// Returns its absolute path when it may be used.
+fn check_dir(
+    raw: &RawConfig,
+    cluster: &str,
+    dir: &Spanned<String>,
+    others: &[(String, PathBuf)],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<PathBuf> {
+    let at = raw.source.locate(dir.span.clone().unwrap_or(0..0));
+    let mut refuse = |why: String, help: &str| {
+        diags.push(
+            Diagnostic::new(format!("invalid `dir` of cluster `{cluster}`: {why}"))
+                .at(at.clone())
+                .help(help.to_string()),
+        );
+        None
+    };
+    let help = "give each cluster a directory of its own, e.g. `dir = \"out/<cluster>\"`";
+    if dir.value.trim().is_empty() {
+        return refuse("it is empty".into(), help);
+    }
+    let path = lexical_absolute(&resolve_relative(&raw.base_dir, &dir.value));
+    if path.parent().is_none() {
+        return refuse(
+            format!("`{}` is the root of the file system", dir.value),
+            help,
+        );
+    }
+    let config_dir = lexical_absolute(&raw.base_dir);
+    if config_dir.starts_with(&path) {
+        return refuse(
+            format!(
+                "`{}` is the directory of the config file{}; dcm would write among the project's own files",
+                dir.value,
+                if config_dir == path { "" } else { " or holds it" }
+            ),
+            help,
+        );
+    }
+    if let Some((other, _)) = others
+        .iter()
+        .find(|(_, p)| p.starts_with(&path) || path.starts_with(p))
+    {
+        return refuse(
+            format!("`{}` is shared with cluster `{other}` (the same directory, or one inside the other); each cluster's files would overwrite or delete the other's", dir.value),
+            help,
+        );
+    }
+    Some(path)
 }
 
 /// Reads `secrets` and `sops_age_recipients` of a directory target. `plaintext` is

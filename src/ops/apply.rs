@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
-    /// The desired-state file (ignored when a saved plan names its own).
+    /// The desired-state file; a saved plan must have been made from it.
     pub file: PathBuf,
     /// Apply exactly this saved plan.
     pub plan_file: Option<PathBuf>,
@@ -51,11 +51,16 @@ fn past_tense(a: Action) -> &'static str {
 ///    let the changes in flight finish, and report what was and was not done (exit 130).
 pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let verb = if opts.destroy { "destroy" } else { "apply" };
-    let saved = opts
+    let plan_key = crate::keyed::plan_key_from_env();
+    let saved_file = opts
         .plan_file
         .as_deref()
-        .map(crate::plan::load)
+        .map(|p| crate::plan::load_saved(p, plan_key.as_deref()))
         .transpose()?;
+    if let (Some(s), Some(path)) = (&saved_file, &opts.plan_file) {
+        check_config_path(&s.plan.config, &opts.file, path)?;
+    }
+    let saved = saved_file.as_ref().map(|s| s.plan.clone());
     let ask = saved.is_none() && !opts.auto_approve;
     if ask && !std::io::stdin().is_terminal() {
         return Err(Error::Usage(format!(
@@ -63,13 +68,40 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             if opts.destroy { "" } else { ", or save it with `dcm plan -o PLAN` and run `dcm apply PLAN`" }
         )));
     }
-    let file = match &saved {
-        Some(p) => PathBuf::from(&p.config),
-        None => opts.file.clone(),
-    };
+    // Always the file the user names (`-f`), never one a plan names.
+    let file = opts.file.clone();
     let store = StateStore::open(&global.state, verb)?;
     let state = store.existed().then_some(&store.state);
     let loaded = load(&file, state)?;
+    if let (Some(s), Some(path)) = (&saved_file, &opts.plan_file) {
+        let stale = |why: String| Error::Stale {
+            path: path.display().to_string(),
+            why,
+        };
+        // The state first: a plan made against another state is stale whatever its files.
+        let now = crate::plan::PlannedState {
+            lineage: state.map(|s| s.lineage.clone()),
+            serial: state.map(|s| s.serial).unwrap_or(0),
+        };
+        if s.plan.state != now {
+            return Err(stale(format!(
+                "the state changed since the plan was made (serial {} then, {} now)",
+                s.plan.state.serial, now.serial
+            )));
+        }
+        let Some(binding) = &s.binding else {
+            return Err(stale(
+                "it does not record the files it was made from (made by an older dcm)".into(),
+            ));
+        };
+        let config = std::fs::read(&file)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", file.display())))?;
+        let key = crate::keyed::fingerprint_key(state);
+        let now = crate::plan::Binding::of(&config, &loaded.desired, key.as_deref());
+        if let Some(why) = binding.mismatch(&now) {
+            return Err(stale(why));
+        }
+    }
     let (fresh, resolved, identities) = make_plan(
         &loaded,
         state,
@@ -208,6 +240,33 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         "\n  = help: the state records what was done; fix the cause and run the same command again",
     );
     Err(Error::ApplyFailed(msg))
+}
+
+/// Refuses a saved plan made from another config file than `given` (`-f`): the plan's
+/// own record of its file (relative to the working directory, or to the plan's
+/// directory) must name the same file.
+fn check_config_path(
+    recorded: &str,
+    given: &std::path::Path,
+    plan_path: &std::path::Path,
+) -> Result<(), Error> {
+    let given_c = std::fs::canonicalize(given).ok();
+    let plan_dir = plan_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let same = given_c.is_some()
+        && [PathBuf::from(recorded), plan_dir.join(recorded)]
+            .iter()
+            .any(|p| std::fs::canonicalize(p).ok() == given_c);
+    if same {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the saved plan {} was made from the config file {recorded:?}, but this apply reads {:?} (-f, default dcm.toml); nothing was applied\n  = help: pass the file the plan was made from with -f, or make a new plan",
+        plan_path.display(),
+        given.display().to_string()
+    )))
 }
 
 /// What an interrupted run did and did not do.

@@ -68,6 +68,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
         items,
         global.parallelism,
     ))?;
+    let key = state.secrets_hmac_key.bytes();
     let mut drifted = Vec::new();
     for e in &state.objects {
         let id = e.id();
@@ -82,16 +83,29 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             }
             _ => object_sha256(l),
         });
+        let matches =
+            |plain: &str| crate::keyed::recorded_matches(&e.sha256, plain, key.as_deref());
         let kind = match (&current, &live_sha) {
             _ if e.pending => "unknown",
             (None, _) => "deleted",
-            (Some(_), Some(sha)) if *sha != e.sha256 => "changed",
+            (Some(_), Some(sha)) if !matches(sha) => "changed",
             _ => continue,
         };
         let diff = match (&current, loaded.desired.get(&id)) {
-            (Some(l), Some(d)) if object_sha256(&d.object) == e.sha256 => unified(&d.object, l),
+            (Some(l), Some(d)) if matches(&object_sha256(&d.object)) => {
+                let mut seen = Vec::new();
+                unified(&d.object, l)
+                    .into_iter()
+                    .map(|mut line| {
+                        line.text = crate::keyed::seal_text(&line.text, key.as_deref(), &mut seen);
+                        line
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         };
+        // A Secret's live hash is keyed like the state's.
+        let live_sha = live_sha.map(|h| crate::keyed::for_state(&id, h, key.as_deref()));
         drifted.push(Drifted {
             address: e.address.clone(),
             drift: kind,

@@ -106,7 +106,11 @@ pub fn import(
             kind: d.id.kind.clone(),
             namespace: d.id.namespace.clone(),
             name: d.id.name.clone(),
-            sha256: crate::object::object_sha256(&normalize_live(l.clone())),
+            sha256: crate::keyed::for_state(
+                &d.id,
+                crate::object::object_sha256(&normalize_live(l.clone())),
+                store.state.secrets_hmac_key.bytes().as_deref(),
+            ),
             origin: Origin::Adopted,
             pending: false,
             depends_on: Vec::new(),
@@ -245,7 +249,11 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
             kind: d.id.kind.clone(),
             namespace: d.id.namespace.clone(),
             name: d.id.name.clone(),
-            sha256,
+            sha256: crate::keyed::for_state(
+                &d.id,
+                sha256,
+                store.state.secrets_hmac_key.bytes().as_deref(),
+            ),
             origin,
             pending: false,
             // For delete order, as apply records it.

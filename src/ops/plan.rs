@@ -131,7 +131,9 @@ pub(crate) fn make_plan(
         },
     });
     let mut plan = plan;
+    plan.seal_secrets(crate::keyed::fingerprint_key(state).as_deref());
     guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
+    keep_edited_files(&mut plan, state, &targets)?;
     confirm_with_server(
         &mut plan,
         &desired,
@@ -300,6 +302,43 @@ fn guard_namespace_deletes(
     Ok(())
 }
 
+/// A delete of an object whose file (a directory target's) was edited since dcm wrote
+/// it becomes a forget: the file is left in place, with a note, and leaves the state.
+fn keep_edited_files(
+    plan: &mut Plan,
+    state: Option<&State>,
+    targets: &crate::target::Targets,
+) -> Result<(), Error> {
+    let Some(state) = state else { return Ok(()) };
+    for c in plan.changes.iter_mut() {
+        if c.action != plan::Action::Delete {
+            continue;
+        }
+        let Some(id) = c.id() else { continue };
+        let Some(written) = state
+            .get(&id)
+            .and_then(|e| e.allocated.get(crate::target::dir::FILE_SHA_KEY))
+        else {
+            continue;
+        };
+        let now = targets
+            .get(&id.cluster)?
+            .written_sha256(&id)
+            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        if now.as_ref().is_some_and(|n| n != written) {
+            c.action = plan::Action::Forget;
+            c.diff.clear();
+            c.notes.push(
+                "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it"
+                    .to_string(),
+            );
+            plan.summary.destroy -= 1;
+            plan.summary.state_only += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Sends every planned create and update whose prerequisites already exist once to its
 /// cluster as a dry run (server-side apply, `dryRun=All`), marked as apply will mark it:
 /// - an object the server rejects (invalid, forbidden, unserved kind) fails the plan with
@@ -429,6 +468,9 @@ pub(crate) fn refused_list(p: &Plan) -> String {
 /// 3. refresh and diff;
 /// 4. print in the chosen format, and save with `-o`.
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
+    if let Some(out) = &opts.out {
+        plan::check_out_path(out, &global.state)?;
+    }
     let state = crate::state::read(&global.state)?;
     let loaded = load(&opts.file, state.as_ref())?;
     let (p, _, _) = make_plan(
@@ -447,7 +489,22 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     }
     // A refused plan can never be applied: it is not saved.
     if let (Some(out), 0) = (&opts.out, p.summary.refused) {
-        plan::save(&p, out)?;
+        let config = std::fs::read(&opts.file)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.file.display())))?;
+        let key = crate::keyed::fingerprint_key(state.as_ref());
+        let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref());
+        if binding.secrets_unbound {
+            crate::errln!(
+                "warning: this plan writes Secrets and was made without a key (no state yet, and DCM_PLAN_KEY is not set): `dcm apply {}` will refuse it, as it cannot show which Secret values were reviewed without revealing them\n  = help: set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`",
+                out.display()
+            );
+        }
+        plan::save(
+            &p,
+            binding,
+            crate::keyed::plan_key_from_env().as_deref(),
+            out,
+        )?;
         if opts.format == PlanFormat::Text {
             crate::outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: dcm apply {}",

@@ -135,6 +135,23 @@ impl Plan {
         !self.changes.is_empty()
     }
 
+    /// Makes what the plan shows about secret material irreversible: the hashes of
+    /// Secrets (`before_sha256`, `after_sha256`) become HMACs under `key` (none without
+    /// a key), and the short hashes of secret values in diffs become keyed ones (without
+    /// a key, numbers that only tell the values of one object apart).
+    pub fn seal_secrets(&mut self, key: Option<&[u8]>) {
+        for c in &mut self.changes {
+            if c.id().is_some_and(|id| id.is_secret()) {
+                c.before_sha256 = crate::keyed::seal_opt(&c.before_sha256, key);
+                c.after_sha256 = crate::keyed::seal_opt(&c.after_sha256, key);
+            }
+            let mut seen = Vec::new();
+            for l in &mut c.diff {
+                l.text = crate::keyed::seal_text(&l.text, key, &mut seen);
+            }
+        }
+    }
+
     /// Explains the first difference that makes `self` (saved) no longer valid against
     /// `fresh` (planned now from the same file); None when they agree.
     pub fn staleness(&self, fresh: &Plan) -> Option<String> {
@@ -275,6 +292,8 @@ impl Ownership<'_> {
 pub fn build(inputs: &PlanInputs<'_>) -> Plan {
     let empty = State::default();
     let state = inputs.state.unwrap_or(&empty);
+    // What the state's hashes of Secrets are keyed with.
+    let key = state.secrets_hmac_key.bytes();
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
     let desired = if inputs.destroy {
         &[][..]
@@ -317,7 +336,8 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             d.edit.is_none() && marks.lineage.as_deref() != inputs.ownership.lineage
         });
         let live = raw.map(|v| normalize_live(v.clone()));
-        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked) {
+        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked, key.as_deref())
+        {
             changes.insert(d.id.address(), c);
         }
     }
@@ -372,7 +392,8 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     .unwrap_or_else(|| l.clone());
                 let before = object_sha256(&view);
                 let mut notes = Vec::new();
-                if before != e.sha256 && !e.pending {
+                if !crate::keyed::recorded_matches(&e.sha256, &before, key.as_deref()) && !e.pending
+                {
                     notes.push("it changed outside dcm since the last apply".to_string());
                 }
                 (Action::Delete, notes, whole(l, '-'), Some(before))
@@ -437,7 +458,10 @@ fn plan_desired(
     entry: Option<&crate::state::StateEntry>,
     live: Option<&Value>,
     unmarked: bool,
+    key: Option<&[u8]>,
 ) -> Option<Change> {
+    let matches =
+        |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
     let after = object_sha256(&d.object);
     let recorded = recorded_sha(d);
     let mut notes = Vec::new();
@@ -466,14 +490,14 @@ fn plan_desired(
                     "it already exists and is imported: dcm will manage it, and forget it rather than delete it when it leaves the file"
                         .to_string(),
                 );
-            } else if entry.is_some_and(|e| !e.pending && e.sha256 != live_part) {
+            } else if entry.is_some_and(|e| !e.pending && !matches(&e.sha256, &live_part)) {
                 notes.push("it changed outside dcm since the last apply".to_string());
             }
             if before == after && unmarked && edit.is_none() {
                 notes.push("dcm puts its ownership labels on it; nothing else changes".to_string());
                 (Action::Update, origin, true, Vec::new(), Some(before))
             } else if before == after {
-                let record = entry.is_none_or(|e| e.pending || e.sha256 != recorded);
+                let record = entry.is_none_or(|e| e.pending || !matches(&e.sha256, &recorded));
                 (Action::NoOp, origin, record, Vec::new(), Some(before))
             } else {
                 if edit.is_some() && !d.revert {
@@ -594,11 +618,93 @@ fn order_changes(
     }
 }
 
-/// A plan saved with `dcm plan -o`: the plan and a checksum over it.
+/// A plan saved with `dcm plan -o`: the plan, what it was made from, a checksum over
+/// both and, with `DCM_PLAN_KEY`, a signature.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SavedPlan {
+    /// sha256 of the compact JSON of `{"binding": …, "plan": …}` (catches damage, not
+    /// forgery: anyone can recompute it).
     pub checksum: String,
+    /// HMAC-SHA256 of the same bytes under a key derived from `DCM_PLAN_KEY`, when that
+    /// was set: `hmac-sha256:<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// None in a plan from a dcm that did not record its inputs (refused).
+    #[serde(default)]
+    pub binding: Option<Binding>,
     pub plan: Plan,
+}
+
+/// What a saved plan was made from: the config file's bytes and the desired state dcm
+/// compiled from it and every file it read. Keyed (`hmac-sha256:`) with the state's key
+/// (or, before a state exists, one derived from `DCM_PLAN_KEY`); plain (`sha256:`)
+/// without a key when nothing secret is in them; none at all (`secrets_unbound`) when
+/// there are Secrets with data and no key, since any unkeyed hash of them could be
+/// reversed by trying values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secrets_unbound: bool,
+}
+
+impl Binding {
+    /// The binding of `config` (the config file's bytes) and `desired` (compiled from it).
+    pub fn of(config: &[u8], desired: &Desired, key: Option<&[u8]>) -> Binding {
+        let mut inputs = Vec::new();
+        for o in desired.objects.iter().chain(&desired.reverts) {
+            let one = serde_json::json!({
+                "address": o.id.address(),
+                "apiVersion": o.api_version,
+                "object": o.object,
+                "allocated": o.allocated,
+                "revert": o.revert,
+            });
+            inputs.extend(serde_json::to_vec(&one).unwrap_or_default());
+            inputs.push(b'\n');
+        }
+        let secret = desired
+            .objects
+            .iter()
+            .any(|o| o.id.is_secret() && crate::object::has_secret_data(&o.object));
+        let hash = |purpose: &str, bytes: &[u8]| match key {
+            Some(k) => Some(format!(
+                "{}{}",
+                crate::keyed::KEYED_PREFIX,
+                hex::encode(crate::keyed::hmac_sha256(
+                    &crate::keyed::derive(k, purpose),
+                    bytes
+                ))
+            )),
+            None if secret => None,
+            None => Some(format!("sha256:{}", hex::encode(Sha256::digest(bytes)))),
+        };
+        Binding {
+            config: hash("plan config", config),
+            inputs: hash("plan inputs", &inputs),
+            secrets_unbound: key.is_none() && secret,
+        }
+    }
+
+    /// Why a plan bound as `self` may not be applied with the files as they are now
+    /// (`now`); None when it may.
+    pub fn mismatch(&self, now: &Binding) -> Option<String> {
+        if self.secrets_unbound {
+            return Some("it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with; set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`, or run `dcm apply` without a saved plan".to_string());
+        }
+        if self.config != now.config {
+            return Some(
+                "the config file is not the one it was made from (its hash differs)".to_string(),
+            );
+        }
+        if self.inputs != now.inputs {
+            return Some("the config file or a file it reads (manifests, certificates, tokens) changed since it was made".to_string());
+        }
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -619,16 +725,120 @@ pub enum PlanFileError {
     Tampered { path: String },
     #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}")]
     Version { path: String, found: u32 },
+    #[error("the plan file {path} is not signed, and DCM_PLAN_KEY is set: only plans signed with that key are applied; make the plan again with DCM_PLAN_KEY set")]
+    Unsigned { path: String },
+    #[error("the plan file {path} has a wrong signature: it was not made with this DCM_PLAN_KEY, or was changed since; nothing was applied")]
+    BadSignature { path: String },
+    #[error("refusing to write the plan to {path}: {why}")]
+    Refused { path: String, why: String },
 }
 
-fn checksum(plan: &Plan) -> String {
-    hex::encode(Sha256::digest(serde_json::to_vec(plan).unwrap_or_default()))
+/// The bytes the checksum and the signature cover.
+fn body(plan: &Plan, binding: &Option<Binding>) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "binding": binding, "plan": plan })).unwrap_or_default()
 }
 
-/// Saves a plan (atomically).
-pub fn save(plan: &Plan, path: &std::path::Path) -> Result<(), PlanFileError> {
+fn checksum(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn signature(bytes: &[u8], plan_key: &[u8]) -> String {
+    let key = crate::keyed::derive(plan_key, "plan signature");
+    format!(
+        "{}{}",
+        crate::keyed::KEYED_PREFIX,
+        hex::encode(crate::keyed::hmac_sha256(&key, bytes))
+    )
+}
+
+/// The largest plan file read.
+const MAX_PLAN_BYTES: u64 = 256 << 20;
+
+/// Reads a file that should be a plan: a regular file, not too large.
+fn read_plan_text(path: &std::path::Path) -> Result<String, PlanFileError> {
+    let p = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| PlanFileError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(PlanFileError::Invalid {
+            path: p,
+            message: "not a regular file".into(),
+        });
+    }
+    if meta.len() > MAX_PLAN_BYTES {
+        return Err(PlanFileError::Invalid {
+            path: p,
+            message: format!("larger than {} MiB", MAX_PLAN_BYTES >> 20),
+        });
+    }
+    std::fs::read_to_string(path).map_err(|source| PlanFileError::Read { path: p, source })
+}
+
+/// Refuses to save a plan to `out` when that is the state (or its backup or lock), or
+/// an existing file that is not a dcm plan.
+pub fn check_out_path(out: &std::path::Path, state: &std::path::Path) -> Result<(), PlanFileError> {
+    let refuse = |why: String| PlanFileError::Refused {
+        path: out.display().to_string(),
+        why,
+    };
+    // Canonical paths: the file itself when it exists, else its directory and name.
+    let canonical = |p: &std::path::Path| -> Option<std::path::PathBuf> {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let parent = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
+        })
+    };
+    let target = canonical(out);
+    let protected = [
+        state.to_path_buf(),
+        crate::state::backup_path(state),
+        crate::state::lock::lock_path(state),
+    ];
+    for p in &protected {
+        if target.is_some() && canonical(p) == target {
+            return Err(refuse(format!(
+                "it is the state file{} ({})",
+                if p == state { "" } else { "'s backup or lock" },
+                p.display()
+            )));
+        }
+    }
+    match std::fs::symlink_metadata(out) {
+        Err(_) => Ok(()),
+        Ok(_) => {
+            let text = read_plan_text(out)
+                .map_err(|e| refuse(format!("it exists and is not a dcm plan ({e})")))?;
+            serde_json::from_str::<SavedPlan>(&text)
+                .map(|_| ())
+                .map_err(|_| {
+                    refuse(
+                        "it exists and is not a dcm plan; remove it first, or choose another name"
+                            .into(),
+                    )
+                })
+        }
+    }
+}
+
+/// Saves a plan (atomically), with what it was made from; signed when `plan_key` is
+/// given.
+pub fn save(
+    plan: &Plan,
+    binding: Binding,
+    plan_key: Option<&[u8]>,
+    path: &std::path::Path,
+) -> Result<(), PlanFileError> {
+    let binding = Some(binding);
+    let bytes = body(plan, &binding);
     let saved = SavedPlan {
-        checksum: checksum(plan),
+        checksum: checksum(&bytes),
+        signature: plan_key.map(|k| signature(&bytes, k)),
+        binding,
         plan: plan.clone(),
     };
     let werr = |source| PlanFileError::Write {
@@ -641,11 +851,17 @@ pub fn save(plan: &Plan, path: &std::path::Path) -> Result<(), PlanFileError> {
 
 /// Loads a saved plan and checks that it is whole and unmodified.
 pub fn load(path: &std::path::Path) -> Result<Plan, PlanFileError> {
+    load_saved(path, None).map(|s| s.plan)
+}
+
+/// Loads a saved plan, checks that it is whole and unmodified and, with `plan_key`
+/// (`DCM_PLAN_KEY`), that it is signed with it.
+pub fn load_saved(
+    path: &std::path::Path,
+    plan_key: Option<&[u8]>,
+) -> Result<SavedPlan, PlanFileError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PlanFileError::Read {
-        path: p.clone(),
-        source,
-    })?;
+    let text = read_plan_text(path)?;
     let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| PlanFileError::Invalid {
         path: p.clone(),
         message: e.to_string(),
@@ -656,10 +872,19 @@ pub fn load(path: &std::path::Path) -> Result<Plan, PlanFileError> {
             found: saved.plan.format_version,
         });
     }
-    if checksum(&saved.plan) != saved.checksum {
+    let bytes = body(&saved.plan, &saved.binding);
+    if checksum(&bytes) != saved.checksum {
         return Err(PlanFileError::Tampered { path: p });
     }
-    Ok(saved.plan)
+    if let Some(key) = plan_key {
+        let Some(sig) = &saved.signature else {
+            return Err(PlanFileError::Unsigned { path: p });
+        };
+        if !crate::keyed::constant_time_eq(sig.as_bytes(), signature(&bytes, key).as_bytes()) {
+            return Err(PlanFileError::BadSignature { path: p });
+        }
+    }
+    Ok(saved)
 }
 
 #[cfg(test)]

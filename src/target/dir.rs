@@ -15,6 +15,7 @@
 //! reads as what it is (ciphertext), which differs, so apply writes it again.
 
 use super::{ReadItem, Target, TargetError};
+use crate::keyed::{constant_time_eq, hmac_sha256};
 use crate::object::{has_secret_data, object_sha256, ObjRef};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -26,6 +27,10 @@ use std::path::{Path, PathBuf};
 /// The annotation that says which plaintext an encrypted Secret holds, without saying
 /// anything about it to whoever lacks the key.
 pub const PLAINTEXT_HMAC_ANNOTATION: &str = "dcm.io/plaintext-hmac";
+
+/// The key of a state entry's `allocated` that records the sha256 of the file dcm wrote
+/// for the object: a delete removes the file only while it still holds exactly that.
+pub const FILE_SHA_KEY: &str = "file_sha256";
 
 /// The annotation a Secret read back unencrypted carries while sops is asked for, so the
 /// plan shows it must be written again (never written to a file).
@@ -158,8 +163,79 @@ impl DirTarget {
         Ok(out)
     }
 
+    /// Refuses `path` (under the root) when any part of it below the root is a symbolic
+    /// link, or is not a plain name: nothing is read, written or deleted through one, so
+    /// no file outside the directory can be reached from it.
+    fn check_sealed(&self, path: &Path) -> Result<(), TargetError> {
+        let refuse = |message: String| TargetError::Unsealed {
+            path: path.display().to_string(),
+            message,
+        };
+        let rel = path
+            .strip_prefix(&self.root)
+            .map_err(|_| refuse("it is not inside the directory target".into()))?;
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            match part {
+                std::path::Component::Normal(name) => at.push(name),
+                _ => return Err(refuse("its path leaves the directory target".into())),
+            }
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(format!(
+                        "{} is a symbolic link; dcm never reads, writes or deletes through one inside a directory target (remove it)",
+                        at.display()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(io_err(&at, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a file of an object that is not a regular file (a FIFO would hang a read).
+    fn check_regular(path: &Path) -> Result<(), TargetError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !m.is_file() => Err(TargetError::Unsealed {
+                path: path.display().to_string(),
+                message: "it is not a regular file".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// sha256 of the bytes of the file that holds `id`, when there is one.
+    fn file_sha256(&self, id: &ObjRef) -> Result<Option<String>, TargetError> {
+        let path = self.path_of(id);
+        self.check_sealed(&path)?;
+        Self::check_regular(&path)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
     fn read_file(&self, id: &ObjRef) -> Result<Option<Value>, TargetError> {
         let path = self.path_of(id);
+        self.check_sealed(&path)?;
+        Self::check_regular(&path)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             // A file where a directory of the path should be also means "no such object".
@@ -233,24 +309,6 @@ fn set_annotation(object: &mut Value, key: &str, value: &str) {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
 /// The mark of an encrypted Secret: the HMAC of the sha256 dcm records for the plaintext
 /// object (the object as the plan and the state see it, without the mark).
 fn plaintext_hmac(key: &[u8], object: &Value) -> String {
@@ -262,10 +320,6 @@ fn plaintext_hmac(key: &[u8], object: &Value) -> String {
         object_sha256(&unmarked)
     );
     format!("v1:{}", hex::encode(hmac_sha256(key, message.as_bytes())))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Runs `sops encrypt` on `plaintext` (YAML, on stdin: it never touches the disk).
@@ -382,7 +436,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // A new file, never one that is there (nor a symbolic link's target).
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -416,13 +474,19 @@ impl Target for DirTarget {
         _force: bool,
     ) -> Result<Option<String>, TargetError> {
         let path = self.path_of(id);
+        self.check_sealed(&path)?;
         let bytes = self.render(&path, object)?;
         write_atomically(&path, &bytes).map_err(|e| io_err(&path, e))?;
         Ok(None)
     }
 
+    fn written_sha256(&self, id: &ObjRef) -> Result<Option<String>, TargetError> {
+        self.file_sha256(id)
+    }
+
     async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
         let dir = self.root.join(namespace);
+        self.check_sealed(&dir)?;
         let kinds = match std::fs::read_dir(&dir) {
             Ok(k) => k,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -430,6 +494,7 @@ impl Target for DirTarget {
         };
         let mut out = Vec::new();
         for kind_dir in kinds.flatten() {
+            self.check_sealed(&kind_dir.path())?;
             let Ok(files) = std::fs::read_dir(kind_dir.path()) else {
                 continue;
             };
@@ -438,6 +503,7 @@ impl Target for DirTarget {
                 if path.extension().is_none_or(|x| x != "yaml") {
                     continue;
                 }
+                self.check_sealed(&path)?;
                 let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
                 let Ok(v) = serde_yaml_ng::from_str::<Value>(&text) else {
                     continue;
@@ -488,6 +554,7 @@ impl Target for DirTarget {
         };
         let mut files: Vec<PathBuf> = Vec::new();
         for ns in namespaces.flatten() {
+            self.check_sealed(&ns.path().join(&kind_dir))?;
             let Ok(entries) = std::fs::read_dir(ns.path().join(&kind_dir)) else {
                 continue;
             };
@@ -501,6 +568,7 @@ impl Target for DirTarget {
         files.sort();
         let mut out = Vec::new();
         for path in files {
+            self.check_sealed(&path)?;
             let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
             let value: Value =
                 serde_yaml_ng::from_str(&text).map_err(|e| TargetError::InvalidLive {
@@ -516,6 +584,7 @@ impl Target for DirTarget {
 
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
         let path = self.path_of(id);
+        self.check_sealed(&path)?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -647,22 +716,6 @@ mod tests {
         let none = tempfile::tempdir().unwrap().path().join("gone");
         let empty = DirTarget::new(none).list_kind("v1", "ConfigMap").await;
         assert!(empty.unwrap().is_empty());
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        assert_eq!(
-            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let long_key = [0xaau8; 131];
-        assert_eq!(
-            hex::encode(hmac_sha256(
-                &long_key,
-                b"Test Using Larger Than Block-Size Key - Hash Key First"
-            )),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
     }
 
     fn sops_target(key: Option<&[u8]>) -> DirTarget {

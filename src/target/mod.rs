@@ -32,6 +32,10 @@ pub enum TargetError {
     InvalidLive { path: String, message: String },
     #[error("{path}: cannot encrypt the Secret with sops: {message}")]
     Sops { path: String, message: String },
+    /// A directory target path that passes through a symbolic link, or leaves the
+    /// directory: refused before anything is read, written or deleted.
+    #[error("{path}: refused: {message}")]
+    Unsealed { path: String, message: String },
     #[error("cluster `{cluster}` cannot be reached: {message}")]
     Unreachable { cluster: String, message: String },
     /// The cluster answered, and refused the request (an invalid object, a conflict, a
@@ -91,6 +95,13 @@ pub trait Target: Send + Sync {
     ) -> Result<Option<String>, TargetError>;
     /// Deletes one object; deleting an object that is already gone succeeds.
     async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
+    /// The sha256 of the bytes that hold `id` as they are now, where the target keeps
+    /// bytes of its own (a directory's file); None otherwise. Apply records it after a
+    /// write; a delete goes ahead only while it is still what dcm wrote.
+    fn written_sha256(&self, id: &ObjRef) -> Result<Option<String>, TargetError> {
+        let _ = id;
+        Ok(None)
+    }
     /// Sends `object` as `apply` would (with `force` as there), without writing it, and
     /// says what the server makes of it.
     async fn dry_run(

@@ -157,16 +157,26 @@ fn plans_are_byte_identical_in_every_format() {
 #[test]
 fn saved_plans_apply_exactly_and_refuse_when_stale_or_tampered() {
     let p = Project::two_clusters();
-    p.dcm(&["plan", "-o", "plan.json"]).expect(0);
-    p.dcm(&["show", "plan.json"])
+    // The project writes a Secret before any state exists: a saved plan binds its value
+    // with a key only (see docs/formats.md).
+    let dcm = |args: &[&str]| {
+        let out = p
+            .command(args)
+            .env("DCM_PLAN_KEY", "test-only-plan-key")
+            .output()
+            .expect("run dcm");
+        super::harness::Run::from_output(out)
+    };
+    dcm(&["plan", "-o", "plan.json"]).expect(0);
+    dcm(&["show", "plan.json"])
         .expect(0)
         .stdout
         .contains("Plan: 4 to add");
 
     // The world moved: the file now wants something else.
     p.edit("manifests/app.yaml", "greeting: hello", "greeting: hi");
-    let stale = p.dcm(&["apply", "plan.json"]).expect(1);
-    assert!(stale.stderr.contains("the saved plan plan.json is stale: cluster1/core/ConfigMap/bookinfo/settings: the file now wants something else"), "{}", stale.stderr);
+    let stale = dcm(&["apply", "plan.json"]).expect(1);
+    assert!(stale.stderr.contains("the saved plan plan.json is stale: the config file or a file it reads (manifests, certificates, tokens) changed since it was made"), "{}", stale.stderr);
     assert!(!p.exists("out"));
     p.edit("manifests/app.yaml", "greeting: hi", "greeting: hello");
 
@@ -176,7 +186,7 @@ fn saved_plans_apply_exactly_and_refuse_when_stale_or_tampered() {
         "tampered.json",
         &text.replacen("\"create\"", "\"delete\"", 1),
     );
-    let bad = p.dcm(&["apply", "tampered.json"]).expect(1);
+    let bad = dcm(&["apply", "tampered.json"]).expect(1);
     assert!(
         bad.stderr.contains("was modified after it was saved"),
         "{}",
@@ -184,11 +194,11 @@ fn saved_plans_apply_exactly_and_refuse_when_stale_or_tampered() {
     );
 
     // Exactly as planned: applies without asking, even with stdin closed.
-    let ok = p.dcm(&["apply", "plan.json"]).expect(0);
+    let ok = dcm(&["apply", "plan.json"]).expect(0);
     assert!(ok.stdout.contains("4 added"), "{}", ok.stdout);
 
     // The same plan again is stale: the state moved on.
-    let twice = p.dcm(&["apply", "plan.json"]).expect(1);
+    let twice = dcm(&["apply", "plan.json"]).expect(1);
     assert!(
         twice
             .stderr

@@ -162,7 +162,7 @@ fn ca_keys_never_appear_in_plans_or_state() {
     seen.push_str(&p.dcm(&["plan", "--json"]).expect(0).stdout);
     seen.push_str(&p.dcm(&["plan", "--markdown"]).expect(0).stdout);
     assert!(
-        seen.contains("ca-key.pem: (sensitive, sha256:"),
+        seen.contains("ca-key.pem: (sensitive, value "),
         "the Secret is shown, redacted"
     );
     seen.push_str(&p.dcm(&["apply", "--auto-approve"]).expect(0).stdout);

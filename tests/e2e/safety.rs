@@ -90,13 +90,15 @@ fn secret_values_never_appear_in_output_plans_or_state() {
         seen.push_str(&r.stdout);
         seen.push_str(&r.stderr);
     }
-    assert!(seen.contains("password: (sensitive, sha256:"), "{seen}");
+    // No state yet, no key: no hash of the value at all.
+    assert!(seen.contains("password: (sensitive, value 1)"), "{seen}");
+    assert!(!seen.contains("(sensitive, sha256:"), "{seen}");
     seen.push_str(&p.read("p.json"));
     let r = p.dcm(&["apply", "--auto-approve"]).expect(0);
     seen.push_str(&r.stdout);
     seen.push_str(&r.stderr);
 
-    // Change the secret: the plan shows that it changed (different short hash), not how.
+    // Change the secret: the plan shows that it changed (different keyed hash), not how.
     p.edit("manifests/app.yaml", secret, "correct-horse-battery");
     let r = p.dcm(&["plan"]).expect(0);
     assert!(
@@ -111,9 +113,13 @@ fn secret_values_never_appear_in_output_plans_or_state() {
         .filter(|l| l.contains("password:"))
         .collect();
     assert_eq!(hashes.len(), 2, "{}", r.stdout);
+    assert!(
+        hashes.iter().all(|h| h.contains("(sensitive, hmac:")),
+        "{hashes:?}"
+    );
     assert_ne!(
-        hashes[0].split("sha256:").nth(1),
-        hashes[1].split("sha256:").nth(1)
+        hashes[0].split("hmac:").nth(1),
+        hashes[1].split("hmac:").nth(1)
     );
     seen.push_str(&r.stdout);
     for args in [
