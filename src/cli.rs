@@ -42,6 +42,10 @@ pub struct Cli {
     /// dropped connection), with backoff, before giving up; 0s never retries.
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", env = "DCM_RETRY_BUDGET", value_parser = humantime::parse_duration)]
     pub retry_budget: std::time::Duration,
+    /// Let files the desired-state file names (manifests, certificates, tokens) be under
+    /// DIR too, not only under the file's own directory; repeatable.
+    #[arg(long = "allow-path", global = true, value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -234,6 +238,7 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
+    crate::config::set_allowed_paths(cli.allow_path.clone());
     let global = Global {
         state: cli.state,
         kubeconfig: cli.kubeconfig,

@@ -15,16 +15,159 @@ pub struct SourceFile {
     pub display: String,
     pub text: String,
     line_starts: Vec<usize>,
+    /// For each line, whether it belongs to a part of the file that may hold a Secret (a
+    /// YAML document, or a TOML `[[resources]]` block): its snippets are masked.
+    sensitive: Vec<bool>,
+    yaml: bool,
+}
+
+/// Words that make a line look like credential material; such lines are masked in snippets.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "pass",
+    "pwd",
+    "token",
+    "secret",
+    "key",
+    "cred",
+    "cert",
+    "auth",
+    "private",
+    "bearer",
+    "cookie",
+    "session",
+    "signature",
+];
+
+/// What a region must contain to be taken as possibly holding a Secret: the word itself,
+/// or anything that could spell it some other way (an escape, a tag).
+fn region_may_hold_secret(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("secret") || text.contains('\\') || text.contains('!')
+}
+
+/// Which lines of `text` lie in a region that may hold a Secret. Regions are YAML
+/// documents (split at `---`/`...`) or, for TOML, `[[...]]` blocks with their subtables.
+fn sensitive_lines(text: &str, yaml: bool) -> Vec<bool> {
+    let lines: Vec<&str> = text.split('\n').collect();
+    let starts_region = |l: &str| {
+        if yaml {
+            l.starts_with("---") || l.starts_with("...")
+        } else {
+            let t = l.trim_start();
+            t.starts_with("[[") || (t.starts_with('[') && !t.starts_with("[resources"))
+        }
+    };
+    let mut out = vec![false; lines.len()];
+    let mut start = 0;
+    for i in 0..=lines.len() {
+        if i == lines.len() || (i > start && starts_region(lines[i])) {
+            if region_may_hold_secret(&lines[start..i].join("\n")) {
+                out[start..i].iter_mut().for_each(|s| *s = true);
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+/// Masks what follows the key of `line` (`password: ******`), or the whole line when it
+/// has no key.
+pub fn mask_line(line: &str) -> String {
+    let indent = line.len() - line.trim_start().len();
+    let sep = line.find([':', '=']);
+    match sep {
+        Some(i) if line[i + 1..].trim().is_empty() => line.to_string(),
+        Some(i) => format!("{} ******", &line[..=i]),
+        None if line.trim().is_empty() => line.to_string(),
+        None => format!("{}******", &line[..indent]),
+    }
+}
+
+/// Whether a line names credential material (a key such as `password` or `token`).
+fn looks_like_credential(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// The keys of the desired-state file whose values are paths to PEM or token files: their
+/// names look like credentials, their values are not.
+fn names_a_path(line: &str) -> bool {
+    let Some((key, _)) = line.split_once('=') else {
+        return false;
+    };
+    let key = key.trim();
+    [
+        "root_cert",
+        "ca_cert",
+        "ca_key",
+        "cert_chain",
+        "token_file",
+        "ca_file",
+    ]
+    .contains(&key)
+        && !line[key.len()..].to_ascii_lowercase().contains("secret")
 }
 
 impl SourceFile {
+    /// A TOML file dcm parses.
     pub fn new(display: impl Into<String>, text: String) -> Self {
+        Self::with_format(display.into(), text, false)
+    }
+
+    /// A YAML file dcm parses (manifests).
+    pub fn yaml(display: impl Into<String>, text: String) -> Self {
+        Self::with_format(display.into(), text, true)
+    }
+
+    fn with_format(display: String, text: String, yaml: bool) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let sensitive = sensitive_lines(&text, yaml);
         SourceFile {
-            display: display.into(),
+            display,
             text,
             line_starts,
+            sensitive,
+            yaml,
+        }
+    }
+
+    /// The text of line `index` (0-based) as a snippet may show it: control characters
+    /// made visible, and masked when it may hold a Secret's value or a credential.
+    fn snippet(&self, index: usize, raw: &str) -> String {
+        let raw = raw.trim_end_matches('\r');
+        let shown = if self.sensitive.get(index).copied().unwrap_or(true)
+            || (looks_like_credential(raw) && !(self.yaml == false && names_a_path(raw)))
+        {
+            mask_line(raw)
+        } else {
+            raw.to_string()
+        };
+        shown
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    /// The location of a 1-based line and column (as a YAML parser reports them).
+    pub fn locate_line_col(&self, line: usize, col: usize) -> Location {
+        let index = line.saturating_sub(1);
+        let raw = match (self.line_starts.get(index), self.line_starts.get(index + 1)) {
+            (Some(&s), Some(&e)) => &self.text[s..e - 1],
+            (Some(&s), None) => &self.text[s..],
+            _ => "",
+        };
+        Location {
+            file: self.display.clone(),
+            line,
+            col,
+            line_text: self.snippet(index, raw),
+            width: 1,
         }
     }
 
@@ -41,7 +184,7 @@ impl SourceFile {
             .get(line_index + 1)
             .map(|e| e - 1)
             .unwrap_or(self.text.len());
-        let line_text = self.text[line_start..line_end].trim_end_matches('\r');
+        let line_text = self.snippet(line_index, &self.text[line_start..line_end]);
         let col = self.text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end.max(start));
         let width = self.text[start..end].chars().count().max(1);
@@ -49,7 +192,7 @@ impl SourceFile {
             file: self.display.clone(),
             line: line_index + 1,
             col,
-            line_text: line_text.to_string(),
+            line_text,
             width,
         }
     }
@@ -75,22 +218,6 @@ impl Location {
             col: 0,
             line_text: String::new(),
             width: 0,
-        }
-    }
-
-    /// A location known only by line and column (e.g. from a YAML parser).
-    pub fn from_line_col(file: &str, text: &str, line: usize, col: usize) -> Location {
-        let line_text = text
-            .lines()
-            .nth(line.saturating_sub(1))
-            .unwrap_or("")
-            .to_string();
-        Location {
-            file: file.to_string(),
-            line,
-            col,
-            line_text,
-            width: 1,
         }
     }
 }
@@ -196,6 +323,22 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// The first character YAML and TOML do not allow in a file (a NUL, another control
+/// character), as an error at its own line and column.
+pub fn control_character(source: &SourceFile) -> Option<Diagnostic> {
+    let (pos, c) = source
+        .text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))?;
+    Some(
+        Diagnostic::new(format!(
+            "`{}` holds a control character (U+{:04X}), which is not allowed",
+            source.display, c as u32
+        ))
+        .at(source.locate(pos..pos + c.len_utf8())),
+    )
 }
 
 /// Every diagnostic of one run, rendered together.

@@ -161,9 +161,7 @@ pub fn short_hash(sha: &str) -> &str {
 /// A copy of `object` in which every value of a Secret's `data` and `stringData` is
 /// replaced by a short hash of it. Everything that is shown or stored goes through here.
 pub fn redact(object: &Value) -> Value {
-    let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret")
-        && object.get("apiVersion").and_then(Value::as_str) == Some("v1");
-    if !is_secret {
+    if !is_secret_object(object) {
         return object.clone();
     }
     // Salted with the Secret's identity and key, so a short hash cannot be looked up in a
@@ -195,11 +193,30 @@ pub fn redact(object: &Value) -> Value {
     out
 }
 
+/// Whether `object` may be a core Secret, however its apiVersion and kind are spelled
+/// (`v1`, ` v1`, `core/v1`, `/v1`, `secret`): validation refuses the odd spellings, and
+/// what is shown or stored errs on the side of hiding.
+pub fn is_secret_object(object: &Value) -> bool {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !kind.trim().eq_ignore_ascii_case("secret") {
+        return false;
+    }
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
+    let group = api_version
+        .rsplit_once('/')
+        .map(|(g, _)| g.trim())
+        .unwrap_or("");
+    group.is_empty() || group.eq_ignore_ascii_case("core")
+}
+
 /// Whether `object` is a core Secret that holds data (a non-empty `data` or `stringData`):
 /// what a directory target writes only as its cluster table says (`secrets`).
 pub fn has_secret_data(object: &Value) -> bool {
-    object.get("kind").and_then(Value::as_str) == Some("Secret")
-        && object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    is_secret_object(object)
         && ["data", "stringData"].iter().any(|f| {
             object
                 .get(*f)
@@ -293,30 +310,60 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
 /// addresses, so they must be what Kubernetes allows (`group/version` with a DNS group and
 /// an alphanumeric version; an alphanumeric kind starting with a letter), never a path.
 pub fn check_type(api_version: &str, kind: &str) -> Result<(), String> {
-    let (group, version) = split_api_version(api_version);
-    if !group.is_empty() && check_dns_subdomain(group).is_err() {
+    let shown = crate::model::printable(api_version);
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    if api_version.contains('/') {
+        if group.is_empty() || version.contains('/') {
+            return Err(format!(
+                "apiVersion `{shown}` must be `group/version` or, for the core group, just `v1`"
+            ));
+        }
+        if group == "core" {
+            return Err(format!(
+                "apiVersion `{shown}` names the core group, which is written `v1` (no group)"
+            ));
+        }
+        if check_dns_subdomain(group).is_err() {
+            return Err(format!(
+                "apiVersion `{shown}` has an invalid group `{}`",
+                crate::model::printable(group)
+            ));
+        }
+    }
+    let version_ok = version.len() <= 63
+        && version.starts_with(|c: char| c.is_ascii_lowercase())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !version_ok {
         return Err(format!(
-            "apiVersion `{api_version}` has an invalid group `{group}`"
+            "apiVersion `{shown}` must be `version` or `group/version`, with a lower-case version such as `v1` or `v1beta1`"
         ));
     }
-    let alnum = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric());
-    if !alnum(version) || api_version.matches('/').count() > 1 {
+    let kind_ok = !kind.is_empty()
+        && kind.len() <= 63
+        && kind.chars().all(|c| c.is_ascii_alphanumeric())
+        && kind.starts_with(|c: char| c.is_ascii_alphabetic());
+    if !kind_ok {
         return Err(format!(
-            "apiVersion `{api_version}` must be `version` or `group/version`"
-        ));
-    }
-    if !alnum(kind) || !kind.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        return Err(format!(
-            "kind `{kind}` must be letters and digits, starting with a letter"
+            "kind `{}` must be letters and digits, starting with a letter",
+            crate::model::printable(kind)
         ));
     }
     Ok(())
 }
 
-/// Checks an object's name by the rule its kind uses. RBAC objects may use any path
-/// segment (e.g. `system:controller`); everything else must be a DNS subdomain.
+/// Checks an object's name as the API server would for its kind: a DNS-1123 label for
+/// namespaces and services, a path segment for RBAC objects, a DNS-1123 subdomain for the
+/// rest. No name may hold a control character.
 pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), String> {
-    if group.is_empty() && kind == "Namespace" {
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    if group.is_empty() && matches!(kind, "Namespace" | "Service") {
         return check_dns_label(name);
     }
     if group == "rbac.authorization.k8s.io" {
@@ -327,6 +374,12 @@ pub fn check_object_name(group: &str, kind: &str, name: &str) -> Result<(), Stri
             || name.contains('%')
         {
             return Err("must be a valid path segment (no '/' or '%', not '.' or '..')".into());
+        }
+        if name.len() > 253 {
+            return Err(format!(
+                "must be at most 253 characters (it has {})",
+                name.len()
+            ));
         }
         return Ok(());
     }

@@ -4,6 +4,7 @@ mod e2e {
     pub mod bad_input;
     pub mod examples;
     pub mod harness;
+    pub mod hostile_inputs;
     pub mod hostile_plans;
     pub mod kubernetes;
     pub mod lifecycle;

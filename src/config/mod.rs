@@ -5,7 +5,12 @@
 //! "did you mean" hint. Nothing here checks meaning (references, names, overlaps): that is
 //! the model's job. Nothing here reads other files.
 
+mod input;
 mod reader;
+
+pub use input::{
+    read_input, read_regular, set_allowed_paths, InputError, MANIFEST_LIMIT, SMALL_FILE_LIMIT,
+};
 
 use crate::diag::{Diagnostic, SourceFile};
 use reader::{Reader, TableView};
@@ -183,6 +188,8 @@ pub struct RawResource {
     /// `wait = true`: apply waits until its Deployments, StatefulSets and Jobs are ready
     /// before what depends on them starts.
     pub wait: Option<Spanned<bool>>,
+    /// `allow_empty = true`: a `file` with no objects is not an error (it means none).
+    pub allow_empty: Option<Spanned<bool>>,
 }
 
 /// `[[ignore_differences]]`: fields of matching objects that dcm leaves to whoever else
@@ -200,21 +207,20 @@ pub struct RawIgnoreDifferences {
 /// Why a file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {source}")]
+    Read { path: String, source: InputError },
     #[error("{0}")]
     Invalid(crate::diag::Diagnostics),
 }
 
 /// Reads and parses the file at `path`. All problems are returned together.
 pub fn load(path: &Path) -> Result<RawConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let shown = path.display().to_string();
+    let text =
+        read_regular(path, &shown, input::CONFIG_LIMIT).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
     let base_dir = path
         .parent()
         .map(|p| {
@@ -232,6 +238,9 @@ pub fn load(path: &Path) -> Result<RawConfig, LoadError> {
 
 /// Parses the text of a desired-state file.
 pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Diagnostic>> {
+    if let Some(d) = crate::diag::control_character(&source) {
+        return Err(vec![d]);
+    }
     let doc = match toml_edit::Document::parse(source.text.as_str()) {
         Ok(doc) => doc,
         Err(e) => {
@@ -373,6 +382,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 .map(|l| l.value)
                 .unwrap_or_default(),
             wait: r.boolean(&mut t, "wait"),
+            allow_empty: r.boolean(&mut t, "allow_empty"),
         });
         r.finish(t);
     }

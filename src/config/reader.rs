@@ -263,7 +263,39 @@ impl<'s> Reader<'s> {
     /// Any TOML value, converted to JSON (for inline Kubernetes manifests).
     pub fn json(&mut self, t: &mut TableView<'_>, key: &str) -> Option<Spanned<Value>> {
         let item = self.get(t, key)?;
+        let before = self.diags.len();
+        self.check_finite_item(item);
+        if self.diags.len() > before {
+            return None;
+        }
         Some(Spanned::new(item_to_json(item), item.span()))
+    }
+
+    /// Reports every `nan` and `inf` in a value: JSON (and Kubernetes) have no such numbers.
+    fn check_finite_item(&mut self, item: &Item) {
+        match item {
+            Item::Value(v) => self.check_finite(v),
+            Item::Table(t) => t.iter().for_each(|(_, i)| self.check_finite_item(i)),
+            Item::ArrayOfTables(a) => a
+                .iter()
+                .for_each(|t| t.iter().for_each(|(_, i)| self.check_finite_item(i))),
+            Item::None => {}
+        }
+    }
+
+    fn check_finite(&mut self, v: &toml_edit::Value) {
+        match v {
+            toml_edit::Value::Float(f) if !f.value().is_finite() => {
+                let d = Diagnostic::new(
+                    "NaN and infinity are not allowed in a manifest (quote the value to mean a string)",
+                )
+                .at_span(self.source, v.span());
+                self.diags.push(d);
+            }
+            toml_edit::Value::Array(a) => a.iter().for_each(|v| self.check_finite(v)),
+            toml_edit::Value::InlineTable(t) => t.iter().for_each(|(_, v)| self.check_finite(v)),
+            _ => {}
+        }
     }
 
     /// Reports every key of `t` that nobody asked for.

@@ -7,7 +7,7 @@ use super::istio::{check_chain, check_profile, Install, IstioSettings, Profile};
 use super::routing::{self, Route};
 use super::{Cluster, TargetSpec};
 use crate::config::{RawConfig, RawLogicalCloud, Spanned};
-use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Location, SourceFile};
+use crate::diag::{did_you_mean, Diagnostic, Location, SourceFile};
 use crate::object::{check_dns_label, check_dns_subdomain};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -211,17 +211,18 @@ pub fn read_ca(
             return None;
         };
         let loc = src.locate(v.span.clone().unwrap_or(0..0));
-        let path = resolve_relative(&raw.base_dir, &v.value);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::config::read_input(
+            &raw.base_dir,
+            &v.value,
+            crate::config::SMALL_FILE_LIMIT,
+        ) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(
-                    Diagnostic::new(format!(
-                        "cannot read `{key}` file `{}`: {e}",
-                        path.display()
-                    ))
-                    .at(loc),
-                );
+                let mut d = Diagnostic::new(format!("cannot read `{key}` file {e}")).at(loc);
+                if let Some(h) = e.help() {
+                    d = d.help(h);
+                }
+                diags.push(d);
                 return None;
             }
         };

@@ -9,6 +9,7 @@ mod istio;
 mod logical_cloud;
 mod manifest;
 mod routing;
+mod yaml;
 
 pub use cidr::Cidr;
 pub use istio::{check_chain, Install, IstioSettings, IstioVersion, Profile};
@@ -16,6 +17,7 @@ pub use logical_cloud::{
     check_pem, Ca, ExportedService, LogicalCloud, ServicePort, Subset, Topology,
 };
 pub use routing::{Destination, HeaderMatch, HttpRule, Route};
+pub use yaml::printable;
 
 use crate::config::{RawConfig, RawResource, Spanned};
 use crate::diag::{did_you_mean, resolve_relative, Diagnostic, Diagnostics, Location, SourceFile};
@@ -689,17 +691,15 @@ fn build_remote_access(
         }
     }
     let read = |key: &str, v: &Spanned<String>, diags: &mut Vec<Diagnostic>| -> Option<String> {
-        let path = resolve_relative(&raw.base_dir, &v.value);
-        match std::fs::read_to_string(&path) {
+        match crate::config::read_input(&raw.base_dir, &v.value, crate::config::SMALL_FILE_LIMIT) {
             Ok(t) => Some(t),
             Err(e) => {
-                diags.push(
-                    Diagnostic::new(format!(
-                        "cannot read `{key}` file `{}`: {e}",
-                        path.display()
-                    ))
-                    .at_span(src, v.span.clone()),
-                );
+                let mut d = Diagnostic::new(format!("cannot read `{key}` file {e}"))
+                    .at_span(src, v.span.clone());
+                if let Some(h) = e.help() {
+                    d = d.help(h);
+                }
+                diags.push(d);
                 None
             }
         }
@@ -835,20 +835,37 @@ fn build_resource(
     let mut manifests = Vec::new();
     match (&r.file, &r.manifest) {
         (Some(file), None) => {
-            let path = resolve_relative(&raw.base_dir, &file.value);
-            match std::fs::read_to_string(&path) {
+            match crate::config::read_input(
+                &raw.base_dir,
+                &file.value,
+                crate::config::MANIFEST_LIMIT,
+            ) {
                 Ok(text) => {
                     let display = file.value.clone();
-                    let yaml_src = SourceFile::new(display, text);
-                    manifest::from_yaml(&yaml_src, &at(&file.span), &mut manifests, diags);
+                    let yaml_src = SourceFile::yaml(display, text);
+                    let before = diags.len();
+                    let found =
+                        manifest::from_yaml(&yaml_src, &at(&file.span), &mut manifests, diags);
+                    let allow_empty = r.allow_empty.as_ref().is_some_and(|a| a.value);
+                    if found == 0 && diags.len() == before && !allow_empty {
+                        diags.push(
+                            Diagnostic::new(format!(
+                                "manifest file `{}` of {label} holds no objects",
+                                file.value
+                            ))
+                            .at(at(&file.span))
+                            .help("an empty file would delete every object it declared before; set `allow_empty = true` in this resource if no objects is meant"),
+                        );
+                    }
                 }
-                Err(e) => diags.push(
-                    Diagnostic::new(format!(
-                        "cannot read manifest file `{}`: {e}",
-                        path.display()
-                    ))
-                    .at(at(&file.span)),
-                ),
+                Err(e) => {
+                    let mut d = Diagnostic::new(format!("cannot read manifest file {e}"))
+                        .at(at(&file.span));
+                    if let Some(h) = e.help() {
+                        d = d.help(h);
+                    }
+                    diags.push(d);
+                }
             }
         }
         (None, Some(m)) => {

@@ -215,7 +215,7 @@ pub enum StateError {
     #[error("the state file {path} is corrupt ({message}); it was left unchanged. Restore it from {path}.backup, or fix it by hand")]
     Corrupt { path: String, message: String },
     #[error("the state file {path} has format version {found}, newer than this dcm understands ({STATE_VERSION}); it was left unchanged. Use a newer dcm")]
-    TooNew { path: String, found: u32 },
+    TooNew { path: String, found: u64 },
     #[error("cannot write the state file {path}: {source}")]
     Write {
         path: String,
@@ -321,6 +321,12 @@ fn read_file(path: &Path) -> Result<Option<State>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(StateError::Corrupt {
+                path: path.display().to_string(),
+                message: "not UTF-8 text".into(),
+            })
+        }
         Err(source) => {
             return Err(StateError::Read {
                 path: path.display().to_string(),
@@ -334,15 +340,36 @@ fn read_file(path: &Path) -> Result<Option<State>, StateError> {
     };
     // Look at the version first, so a newer format is reported as such, not as corrupt.
     let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-    match raw.get("version").and_then(serde_json::Value::as_u64) {
+    let version = raw.get("version");
+    match version.and_then(serde_json::Value::as_u64) {
         Some(v) if v > STATE_VERSION as u64 => {
             return Err(StateError::TooNew {
                 path: path.display().to_string(),
-                found: v as u32,
+                found: v,
             })
         }
+        Some(0) => return Err(corrupt("`version` 0 is not a state format".into())),
         Some(_) => {}
-        None => return Err(corrupt("no `version` field".into())),
+        None if version.is_none() => return Err(corrupt("no `version` field".into())),
+        None => {
+            return Err(corrupt(format!(
+                "`version` must be a positive integer, found {}",
+                version.map(|v| v.to_string()).unwrap_or_default()
+            )))
+        }
+    }
+    match raw.get("serial").and_then(serde_json::Value::as_u64) {
+        Some(s) if s >= 1 << 63 => {
+            return Err(corrupt(format!(
+                "`serial` {s} is out of range (at most 2^63 - 1)"
+            )))
+        }
+        Some(_) => {}
+        None => {
+            return Err(corrupt(
+                "`serial` must be an integer from 0 to 2^63 - 1".into(),
+            ))
+        }
     }
     let mut state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
     // A file edited by hand may be out of order; lookups rely on the order.
@@ -660,5 +687,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read(&path).unwrap().unwrap().objects.len(), 3);
+    }
+
+    #[test]
+    fn versions_and_serials_out_of_range_are_named_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dcm.state.json");
+        let check = |version: &str, serial: &str, want: &str| {
+            std::fs::write(
+                &path,
+                format!(
+                    r#"{{"version": {version}, "lineage": "x", "serial": {serial}, "objects": []}}"#
+                ),
+            )
+            .unwrap();
+            let err = read(&path).unwrap_err().to_string();
+            assert!(err.contains(want), "{version}/{serial}: {err}");
+        };
+        check("1099511627776", "1", "format version 1099511627776,");
+        check("0", "1", "`version` 0 is not a state format");
+        check("-1", "1", "`version` must be a positive integer");
+        check("1.5", "1", "`version` must be a positive integer");
+        check(
+            "1",
+            "18446744073709551615",
+            "`serial` 18446744073709551615 is out of range",
+        );
+        check("1", "9223372036854775808", "out of range");
+        check("1", "-1", "`serial` must be an integer");
     }
 }
