@@ -136,7 +136,7 @@ impl SourceFile {
     fn snippet(&self, index: usize, raw: &str) -> String {
         let raw = raw.trim_end_matches('\r');
         let shown = if self.sensitive.get(index).copied().unwrap_or(true)
-            || (looks_like_credential(raw) && !(self.yaml == false && names_a_path(raw)))
+            || ((self.yaml || !names_a_path(raw)) && looks_like_credential(raw))
         {
             mask_line(raw)
         } else {
