@@ -536,7 +536,9 @@ fn yaml_quoted(s: &str) -> String {
 fn random_unicode_names_and_values_never_panic_nor_print_controls() {
     let mut rng = Lcg(0x5eed_1511);
     let mut planned = 0;
+    let mut applied = 0;
     for round in 0..24 {
+        let mut applied_now = false;
         let name = if rng.next(3) == 0 {
             format!("n{round}")
         } else {
@@ -575,6 +577,8 @@ fn random_unicode_names_and_values_never_panic_nor_print_controls() {
             &["validate"][..],
             &["plan"][..],
             &["plan", "--markdown"][..],
+            &["apply", "--auto-approve"][..],
+            &["plan", "--detailed-exitcode"][..],
         ] {
             let r = run(&p, args);
             assert!(
@@ -583,6 +587,16 @@ fn random_unicode_names_and_values_never_panic_nor_print_controls() {
             );
             if args[0] == "plan" && r.code != 1 {
                 planned += 1;
+            }
+            if args[0] == "apply" && r.code == 0 {
+                applied += 1;
+            }
+            // What was applied plans clean: nothing random breaks the round trip.
+            if args == ["plan", "--detailed-exitcode"] && applied_now {
+                assert_eq!(r.code, 0, "round {round}: {yaml:?}\n{}", r.stdout);
+            }
+            if args[0] == "apply" {
+                applied_now = r.code == 0;
             }
             let bad = r
                 .stdout
@@ -598,4 +612,5 @@ fn random_unicode_names_and_values_never_panic_nor_print_controls() {
         }
     }
     assert!(planned >= 4, "only {planned} random objects reached a plan");
+    assert!(applied >= 2, "only {applied} random objects were applied");
 }
