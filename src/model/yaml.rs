@@ -286,13 +286,11 @@ fn strip_location(msg: &str) -> String {
     msg.to_string()
 }
 
-/// Runs one pass over document `index` of `text`.
-fn pass(
-    text: &str,
-    index: usize,
+/// Runs one pass over one document.
+fn pass_over<'de>(
+    doc: serde_yaml_ng::Deserializer<'de>,
     target: Option<&Target>,
-) -> Option<Result<Value, (serde_yaml_ng::Error, Option<usize>)>> {
-    let doc = serde_yaml_ng::Deserializer::from_str(text).nth(index)?;
+) -> Result<Value, (serde_yaml_ng::Error, Option<usize>)> {
     let counter = Cell::new(0);
     let first_dup = Cell::new(None);
     let walk = Walk {
@@ -305,18 +303,27 @@ fn pass(
         walk: &walk,
         path: Vec::new(),
     };
-    Some(seed.deserialize(doc).map_err(|e| (e, first_dup.get())))
+    seed.deserialize(doc).map_err(|e| (e, first_dup.get()))
 }
 
-/// Every document of `text`, strictly read; stops at the first error (the parser cannot
-/// resume after one).
+/// Runs one pass over document `index` of `text` (to locate something in it: errors only).
+fn pass(
+    text: &str,
+    index: usize,
+    target: Option<&Target>,
+) -> Option<Result<Value, (serde_yaml_ng::Error, Option<usize>)>> {
+    let doc = serde_yaml_ng::Deserializer::from_str(text).nth(index)?;
+    Some(pass_over(doc, target))
+}
+
+/// Every document of `text`, strictly read, in one pass over the text; stops at the first
+/// error (the parser cannot resume after one).
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
     let mut out = Vec::new();
-    for index in 0.. {
-        match pass(text, index, None) {
-            None => break,
-            Some(Ok(v)) => out.push(v),
-            Some(Err((e, first))) => {
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        match pass_over(doc, None) {
+            Ok(v) => out.push(v),
+            Err((e, first)) => {
                 let first_at = first.and_then(|n| locate(text, index, &Target::Node(n)));
                 return Err(YamlError {
                     message: strip_location(&e.to_string()),

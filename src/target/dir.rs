@@ -416,6 +416,33 @@ fn io_err(path: &Path, source: std::io::Error) -> TargetError {
     }
 }
 
+/// The temp files (`.<name>.tmp-<pid>`) a killed run left in `dir` that start with
+/// `prefix`, taken out of the list made the first time this run wrote to `dir`.
+fn stale_temp_files(dir: &Path, prefix: &str) -> Vec<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LEFT: OnceLock<Mutex<HashMap<PathBuf, Vec<String>>>> = OnceLock::new();
+    let mut left = LEFT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let names = left.entry(dir.to_path_buf()).or_insert_with(|| {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with('.') && n.contains(".tmp-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let (mine, rest): (Vec<String>, Vec<String>) =
+        names.drain(..).partition(|n| n.starts_with(prefix));
+    *names = rest;
+    mine
+}
+
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never part.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -424,16 +451,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp_prefix = format!(".{file_name}.tmp-");
     let tmp = dir.join(format!("{tmp_prefix}{}", std::process::id()));
     // A run killed mid-write leaves its temp file; the next write of the same file
-    // sweeps it, so the directory holds only objects.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&tmp_prefix))
-            {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
+    // sweeps it, so the directory holds only objects. The directory is listed once per
+    // run (listing it for every write made writing N files cost N²).
+    for stale in stale_temp_files(dir, &tmp_prefix) {
+        let _ = std::fs::remove_file(dir.join(stale));
     }
     {
         // A new file, never one that is there (nor a symbolic link's target).
