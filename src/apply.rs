@@ -519,7 +519,7 @@ async fn run(
                 .map_err(|_| fail("the state is unavailable"))?;
             let origin = c.origin.unwrap_or(crate::state::Origin::Created);
             // What dcm creates or imports carries its marks; what it only edits does not.
-            let mut object = d.object.clone();
+            let mut object = serde_json::Value::clone(&d.object);
             if origin != crate::state::Origin::Edited && !c.forget_after {
                 let imported = origin == crate::state::Origin::Adopted;
                 crate::ownership::stamp_as(&mut object, &lineage, &c.address, imported);

@@ -383,7 +383,7 @@ fn confirm_with_server(
         if !d.known_after_apply.is_empty() {
             continue;
         }
-        let mut object = d.object.clone();
+        let mut object = serde_json::Value::clone(&d.object);
         if d.edit.is_none() {
             crate::ownership::stamp(&mut object, lineage, &c.address);
         }

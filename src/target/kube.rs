@@ -455,7 +455,7 @@ impl Target for KubeTarget {
                     let view = if item.whole {
                         live
                     } else {
-                        dcm_view(&live, item.desired.as_ref())
+                        dcm_view(&live, item.desired.as_deref())
                     };
                     out.insert(item.id.clone(), view);
                 }
