@@ -27,7 +27,10 @@ pub struct Global {
     pub state: PathBuf,
     /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
+    /// Work in flight at once over all clusters (`--parallelism`).
     pub parallelism: usize,
+    /// Work in flight at once in one cluster (`--cluster-parallelism`).
+    pub cluster_parallelism: usize,
     pub style: Style,
     /// Time limits and the retry budget for requests to API servers.
     pub net: crate::target::NetSettings,

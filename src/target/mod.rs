@@ -114,6 +114,12 @@ pub trait Target: Send + Sync {
         Ok(DryRun::NotChecked)
     }
 
+    /// Whether [`Target::dry_run`] asks anyone (a directory has no server to ask): a plan
+    /// prepares no dry runs for a target that answers them all `NotChecked`.
+    fn checks_writes(&self) -> bool {
+        false
+    }
+
     /// Every object of `kind` (in `group`, at `api_version`) in every namespace, whoever
     /// made it; none when the kind is not served. For checks against the whole cluster
     /// (addresses other ServiceEntries already use), never for Secrets.
