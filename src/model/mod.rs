@@ -284,13 +284,43 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
         .collect();
 
     let resource_names = resource_names(&raw, &src, &mut diags);
+    // Reading and parsing manifest files is most of the work for large files: the blocks
+    // are split over the cores, in order, and their results joined in order (so problems
+    // are reported exactly as one by one).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(raw.resources.len())
+        .max(1);
+    let chunk = raw.resources.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<Resource>, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = raw
+            .resources
+            .chunks(chunk)
+            .map(|rs| {
+                let (raw, clusters, lc_names, resource_names) =
+                    (&raw, &clusters, &lc_names, &resource_names);
+                scope.spawn(move || {
+                    let mut diags = Vec::new();
+                    let built = rs
+                        .iter()
+                        .filter_map(|r| {
+                            build_resource(raw, r, clusters, lc_names, resource_names, &mut diags)
+                        })
+                        .collect();
+                    (built, diags)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut resources = Vec::new();
-    for r in &raw.resources {
-        if let Some(res) =
-            build_resource(&raw, r, &clusters, &lc_names, &resource_names, &mut diags)
-        {
-            resources.push(res);
-        }
+    for (built, found) in parts {
+        resources.extend(built);
+        diags.extend(found);
     }
 
     let ignore_differences = build_ignore_differences(&raw, &src, &mut diags);
