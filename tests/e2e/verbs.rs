@@ -341,6 +341,12 @@ fn target_plans_only_the_matches_and_what_they_need() {
         "{}",
         r.stdout
     );
+    let shown = p.dcm(&["show", "t.json"]).expect(0);
+    assert!(
+        shown.stdout.contains("this plan is partial"),
+        "{}",
+        shown.stdout
+    );
     let saved: serde_json::Value = serde_json::from_str(&p.read("t.json")).unwrap();
     assert_eq!(
         saved["plan"]["targets"],
