@@ -563,3 +563,52 @@ fn refresh_only_records_live_values_and_writes_no_cluster() {
         .read("out/cluster1/bookinfo/configmap/settings.yaml")
         .contains("greeting: again"));
 }
+
+#[test]
+fn a_saved_plan_holds_no_ca_key_and_no_token_and_applies_from_elsewhere() {
+    let p = super::examples::example_project("primary-remote.toml");
+    dcm(
+        &p,
+        &["plan", "-f", "primary-remote.toml", "-o", "plan.json"],
+    )
+    .expect(0);
+    let plan = p.read("plan.json");
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    // Every token and private key the example reads: whole (as a Secret's data holds them,
+    // base64), and each line of a key's body.
+    let mut secrets: Vec<String> = Vec::new();
+    for f in p.files("certs") {
+        if f.ends_with("key.pem") || f.ends_with(".token") {
+            let bytes = std::fs::read(p.path(&format!("certs/{f}"))).unwrap();
+            secrets.push(b64(&bytes)[..40].to_string());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            secrets.push(b64(text.trim().as_bytes())[..20].to_string());
+            secrets.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with("-----") && l.trim().len() > 20)
+                    .map(str::to_string),
+            );
+        }
+    }
+    assert!(secrets.len() > 8, "{secrets:?}");
+    for s in &secrets {
+        assert!(!plan.contains(s.as_str()), "a secret is in the plan: {s}");
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let path = p.path("plan.json").display().to_string();
+    run_in(&p, Some(elsewhere.path()), &["apply", &path]).expect(0);
+    p.dcm(&["plan", "-f", "primary-remote.toml", "--detailed-exitcode"])
+        .expect(0);
+    // The values looked for are real: the clusters got them.
+    let written: String = p
+        .files("out")
+        .iter()
+        .map(|f| p.read(&format!("out/{f}")))
+        .collect();
+    let found = secrets
+        .iter()
+        .filter(|s| written.contains(s.as_str()))
+        .count();
+    assert!(found >= 2, "{found} of {} found in out/", secrets.len());
+}
