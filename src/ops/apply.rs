@@ -50,12 +50,16 @@ fn past_tense(a: Action) -> &'static str {
 /// `dcm apply` and `dcm destroy`.
 ///
 /// 1. refuse early when a confirmation is needed but cannot be asked (stdin not a terminal);
-/// 2. load the file (the saved plan's, if one is given);
-/// 3. lock the state, then refresh and plan, so nothing moves between plan and apply;
-/// 4. with a saved plan: refuse if the fresh plan differs from it in any decision;
+/// 2. with a saved plan: take the state it records (a `--state` must name the same);
+/// 3. lock the state; with a saved plan, check it is the same state, unchanged since, then
+///    find the config file it records (or check `-f`) and check the files are as planned;
+/// 4. refresh and plan (apply, destroy or refresh-only; whole or targeted) under the lock,
+///    so nothing moves between plan and apply;
+/// 5. with a saved plan: refuse if the fresh plan differs from it in any decision;
 ///    otherwise show the plan and ask, unless `--auto-approve`;
-/// 5. apply in dependency order, writing the state after every object;
-/// 6. report what was done, failed and skipped; on SIGINT or SIGTERM, start nothing new,
+/// 6. apply in dependency order, writing the state after every object (refresh-only:
+///    write only the state);
+/// 7. report what was done, failed and skipped; on SIGINT or SIGTERM, start nothing new,
 ///    let the changes in flight finish, and report what was and was not done (exit 130).
 pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     let plan_key = crate::keyed::plan_key_from_env();
@@ -130,7 +134,12 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
                     return Err(refused(path, "live objects", why, replan(s, path)));
                 }
             }
-            None => crate::out!("{}", render::text(&fresh, global.style)),
+            None => {
+                crate::out!("{}", render::text(&fresh, global.style));
+                if let Some(w) = crate::plan::targeting::partial_warning(&fresh) {
+                    crate::outln!("\n{}", global.style.yellow(&w));
+                }
+            }
         }
         if !fresh.has_changes() {
             if saved.is_some() {

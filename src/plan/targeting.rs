@@ -169,10 +169,10 @@ pub fn partial_warning(plan: &Plan) -> Option<String> {
     if plan.targets.is_empty() {
         return None;
     }
-    let with = if plan.operation == "destroy" {
-        "and what depends on them"
-    } else {
-        "and what they depend on"
+    let with = match plan.operation.as_str() {
+        "destroy" => "and what depends on them",
+        "refresh-only" => "and nothing else",
+        _ => "and what they depend on",
     };
     Some(format!(
         "Warning: this plan is partial (--target {}): it holds only the changes of the objects that match, {with}. Other changes the file or the state call for are left out; run the plan without --target to see them.",
@@ -183,6 +183,110 @@ pub fn partial_warning(plan: &Plan) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Change, PlannedState};
+    use crate::state::{Origin, StateEntry};
+
+    fn entry(address: &str, depends_on: &[&str]) -> StateEntry {
+        let id = crate::object::ObjRef::parse_address(address).unwrap();
+        StateEntry {
+            address: address.into(),
+            cluster: id.cluster.clone(),
+            api_version: "v1".into(),
+            kind: id.kind.clone(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            sha256: "x".into(),
+            origin: Origin::Created,
+            pending: false,
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            allocated: Default::default(),
+            uid: None,
+        }
+    }
+
+    fn delete(address: &str) -> Change {
+        Change {
+            address: address.into(),
+            action: Action::Delete,
+            before_sha256: Some("x".into()),
+            after_sha256: None,
+            origin: None,
+            record: false,
+            forget_after: false,
+            notes: vec![],
+            after: vec![],
+            diff: vec![],
+            conflicts: None,
+        }
+    }
+
+    #[test]
+    fn a_targeted_destroy_takes_what_depends_on_the_target_and_nothing_it_depends_on() {
+        let (ns, cm, user, other) = (
+            "c/core/Namespace/_cluster/shop",
+            "c/core/ConfigMap/shop/base",
+            "c/core/ConfigMap/default/user",
+            "c/core/ConfigMap/default/other",
+        );
+        let mut state = State::new();
+        state.upsert(entry(ns, &[]));
+        state.upsert(entry(cm, &[ns]));
+        state.upsert(entry(user, &[cm]));
+        state.upsert(entry(other, &[]));
+        let mut plan = Plan {
+            format_version: 1,
+            dcm_version: "t".into(),
+            operation: "destroy".into(),
+            config: "t.toml".into(),
+            state: PlannedState {
+                lineage: None,
+                serial: 1,
+            },
+            summary: Summary::default(),
+            changes: [ns, cm, user, other].into_iter().map(delete).collect(),
+            targets: vec![],
+        };
+        let graph = Graph {
+            deps: vec![],
+            order: vec![],
+        };
+        let mut p = plan.clone();
+        restrict(
+            &mut p,
+            &[cm.into()],
+            &Desired::default(),
+            &graph,
+            Some(&state),
+        )
+        .unwrap();
+        let kept: Vec<&str> = p.changes.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(
+            kept,
+            [cm, user],
+            "not the namespace it is in, not the other"
+        );
+        assert_eq!(p.summary.destroy, 2);
+        assert_eq!(p.targets, [cm]);
+        // The namespace brings what is in it, and what depends on that.
+        restrict(
+            &mut plan,
+            &["*/Namespace/*".into()],
+            &Desired::default(),
+            &graph,
+            Some(&state),
+        )
+        .unwrap();
+        assert_eq!(plan.changes.len(), 3);
+        let err = restrict(
+            &mut plan,
+            &["x/*".into()],
+            &Desired::default(),
+            &graph,
+            Some(&state),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--target x/* matches no object"));
+    }
 
     #[test]
     fn globs_match_whole_addresses() {
