@@ -133,6 +133,9 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
                 if let Some(why) = s.plan.staleness(&fresh) {
                     return Err(refused(path, "live objects", why, replan(s, path)));
                 }
+                if let Some(w) = crate::plan::targeting::partial_warning(&fresh) {
+                    crate::outln!("{}\n", global.style.yellow(&w));
+                }
             }
             None => {
                 crate::out!("{}", render::text(&fresh, global.style));
@@ -194,6 +197,9 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     if let Some((s, path)) = saved_at {
         if let Some(why) = s.plan.staleness(&fresh) {
             return Err(refused(path, "live objects", why, replan(s, path)));
+        }
+        if let Some(w) = crate::plan::targeting::partial_warning(&fresh) {
+            crate::outln!("{}\n", global.style.yellow(&w));
         }
     } else {
         crate::out!("{}", render::text(&fresh, global.style));

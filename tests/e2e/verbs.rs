@@ -189,6 +189,35 @@ fn every_refusal_of_a_saved_plan_names_its_check_and_what_to_run() {
         "pass the config file the plan was made from with -f",
     );
 
+    // A plan that does not record where it was made (an older dcm's).
+    let mut old: serde_json::Value = serde_json::from_str(&p.read("plan.json")).unwrap();
+    for k in [
+        "state_location",
+        "config_relative",
+        "config_absolute",
+        "objects",
+    ] {
+        old["binding"].as_object_mut().unwrap().remove(k);
+    }
+    use sha2::Digest;
+    let body =
+        serde_json::to_vec(&serde_json::json!({"binding": old["binding"], "plan": old["plan"]}))
+            .unwrap();
+    old["checksum"] = serde_json::json!(hex::encode(sha2::Sha256::digest(&body)));
+    old.as_object_mut().unwrap().remove("signature");
+    p.write("old.json", &serde_json::to_string_pretty(&old).unwrap());
+    let out = p
+        .command(&["apply", "-f", "moved.toml", "old.json"])
+        .output()
+        .unwrap();
+    let r = Run::from_output(out);
+    assert_refused(
+        &r,
+        "format",
+        "made by an older dcm",
+        "make a new plan with `dcm plan -o PLAN`",
+    );
+
     // A damaged plan, and a plan signed with another key.
     p.write(
         "damaged.json",
@@ -375,7 +404,8 @@ fn target_plans_only_the_matches_and_what_they_need() {
         "{}",
         r.stderr
     );
-    dcm(&p, &["apply", "t.json"]).expect(0);
+    let r = dcm(&p, &["apply", "t.json"]).expect(0);
+    assert!(r.stdout.contains("this plan is partial"), "{}", r.stdout);
     assert_eq!(
         p.files("out"),
         [
