@@ -17,5 +17,6 @@ mod e2e {
     pub mod signals;
     pub mod sops;
     pub mod terminal;
+    pub mod verbs;
     pub mod waits;
 }

@@ -73,16 +73,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     for e in &state.objects {
         let id = e.id();
         let current = live.get(&id).map(|v| normalize_live(v.clone()));
-        // For an object dcm only edits, only dcm's part can drift.
-        let live_sha = current.as_ref().map(|l| match e.origin {
-            Origin::Edited => {
-                let kind = Edit::of_mode(e.allocated.get("edit").map(String::as_str));
-                let parts = crate::compile::edit::recorded_parts(&e.allocated)
-                    .unwrap_or_else(|| crate::compile::edit::parts_in(&kind, l));
-                contribution_sha(&kind, l, &parts)
-            }
-            _ => object_sha256(l),
-        });
+        let live_sha = current.as_ref().map(|l| managed_sha(e, l));
         let matches =
             |plain: &str| crate::keyed::recorded_matches(&e.sha256, plain, key.as_deref());
         let kind = match (&current, &live_sha) {
@@ -194,6 +185,20 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     } else {
         Exit::Changes
     })
+}
+
+/// The plain sha256 of what the state entry `e` holds of `live` (normalized): the whole
+/// object, or, for an object dcm only edits, only dcm's part (all that can drift).
+pub(crate) fn managed_sha(e: &crate::state::StateEntry, live: &Value) -> String {
+    match e.origin {
+        Origin::Edited => {
+            let kind = Edit::of_mode(e.allocated.get("edit").map(String::as_str));
+            let parts = crate::compile::edit::recorded_parts(&e.allocated)
+                .unwrap_or_else(|| crate::compile::edit::parts_in(&kind, live));
+            contribution_sha(&kind, live, &parts)
+        }
+        _ => object_sha256(live),
+    }
 }
 
 /// A path of field names into an object (`["data", "greeting"]`).

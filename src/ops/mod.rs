@@ -5,6 +5,7 @@ mod apply;
 mod drift;
 mod import;
 mod plan;
+mod refresh;
 mod show;
 
 pub use apply::{apply, ApplyOptions};
@@ -25,6 +26,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Global {
     pub state: PathBuf,
+    /// Whether `--state` was given (not left at its default): a saved plan's recorded
+    /// state location stands in for one that was not.
+    pub state_given: bool,
     /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
     /// Work in flight at once over all clusters (`--parallelism`).
@@ -63,8 +67,16 @@ pub enum Error {
     Refresh(#[from] crate::refresh::RefreshError),
     #[error(transparent)]
     PlanFile(#[from] crate::plan::PlanFileError),
-    #[error("the saved plan {path} is stale: {why}. Nothing was applied; make a new plan")]
-    Stale { path: String, why: String },
+    /// A saved plan failed one of the checks `apply PLAN` makes.
+    #[error("the saved plan {path} fails the {check} check: {why}; nothing was applied\n  = help: {help}")]
+    PlanRefused {
+        path: String,
+        check: &'static str,
+        why: String,
+        help: String,
+    },
+    #[error(transparent)]
+    Target(#[from] crate::plan::targeting::NoMatch),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -95,6 +107,35 @@ impl Error {
     pub fn is_prerendered(&self) -> bool {
         matches!(self, Error::Invalid(_))
             || matches!(self, Error::Load(crate::config::LoadError::Invalid(_)))
+    }
+}
+
+/// The state location of this run as a saved plan records it and messages name it: the
+/// state file's absolute path. (The one place that turns `--state` into text.)
+pub(crate) fn state_location(global: &Global) -> String {
+    absolute(&global.state).display().to_string()
+}
+
+/// `global`, with the state at `location` (as [`state_location`] gives it).
+pub(crate) fn at_state_location(global: &Global, location: &str) -> Global {
+    Global {
+        state: PathBuf::from(location),
+        ..global.clone()
+    }
+}
+
+/// `path` made absolute, symbolic links resolved as far as it exists.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
     }
 }
 

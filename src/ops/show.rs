@@ -10,6 +10,9 @@ pub fn show(plan: Option<&Path>, global: &Global) -> Result<Exit, Error> {
     if let Some(path) = plan {
         let p = crate::plan::load(path)?;
         crate::out!("{}", render::text(&p, global.style));
+        if let Some(w) = crate::plan::targeting::partial_warning(&p) {
+            crate::outln!("\n{}", global.style.yellow(&w));
+        }
         return Ok(Exit::Ok);
     }
     let Some(state) = crate::state::read(&global.state)? else {

@@ -8,6 +8,7 @@
 //! Rendering (text, Markdown, JSON) lives in `render.rs`; it never decides anything.
 
 pub mod render;
+pub mod targeting;
 
 use crate::compile::Desired;
 use crate::diff::{unified, whole, DiffLine};
@@ -101,6 +102,23 @@ pub struct Summary {
     pub refused: usize,
 }
 
+impl Summary {
+    /// The counts of `changes`.
+    pub fn of(changes: &[Change]) -> Summary {
+        let mut summary = Summary::default();
+        for c in changes {
+            match c.action {
+                Action::Create => summary.add += 1,
+                Action::Update => summary.change += 1,
+                Action::Delete => summary.destroy += 1,
+                Action::NoOp | Action::Forget => summary.state_only += 1,
+                Action::Refuse => summary.refused += 1,
+            }
+        }
+        summary
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -118,7 +136,7 @@ pub struct PlannedState {
 pub struct Plan {
     pub format_version: u32,
     pub dcm_version: String,
-    /// `apply` or `destroy`.
+    /// `apply`, `destroy` or `refresh-only`.
     pub operation: String,
     /// The desired-state file, as given on the command line.
     pub config: String,
@@ -126,6 +144,9 @@ pub struct Plan {
     pub summary: Summary,
     /// Sorted by address. Unchanged objects are left out.
     pub changes: Vec<Change>,
+    /// The `--target` globs of a partial plan (sorted); empty for a whole plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -159,6 +180,12 @@ impl Plan {
             return Some(format!(
                 "it is a {} plan, not {}",
                 self.operation, fresh.operation
+            ));
+        }
+        if self.targets != fresh.targets {
+            return Some(format!(
+                "it targets {:?}, not {:?}",
+                self.targets, fresh.targets
             ));
         }
         if self.state != fresh.state {
@@ -440,6 +467,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         },
         summary,
         changes: changes.into_values().collect(),
+        targets: Vec::new(),
     }
 }
 
@@ -635,12 +663,14 @@ pub struct SavedPlan {
     pub plan: Plan,
 }
 
-/// What a saved plan was made from: the config file's bytes and the desired state dcm
-/// compiled from it and every file it read. Keyed (`hmac-sha256:`) with the state's key
-/// (or, before a state exists, one derived from `DCM_PLAN_KEY`); plain (`sha256:`)
-/// without a key when nothing secret is in them; none at all (`secrets_unbound`) when
-/// there are Secrets with data and no key, since any unkeyed hash of them could be
-/// reversed by trying values.
+/// What a saved plan was made from, and where: the config file's bytes and the desired
+/// state dcm compiled from it and every file it read (hashes, and the objects themselves
+/// with Secret values left out), the state's location and the config file's path.
+///
+/// The hashes are keyed (`hmac-sha256:`) with the state's key (or, before a state
+/// exists, one derived from `DCM_PLAN_KEY`); plain (`sha256:`) without a key when nothing
+/// secret is in them; none at all (`secrets_unbound`) when there are Secrets with data
+/// and no key, since any unkeyed hash of them could be reversed by trying values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -649,12 +679,71 @@ pub struct Binding {
     pub inputs: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secrets_unbound: bool,
+    /// The state the plan was made against, absolute (as `--state` names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_location: Option<String>,
+    /// The config file, relative to the plan file's directory (found first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_relative: Option<String>,
+    /// The config file, absolute (found when the plan moved but the config did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_absolute: Option<String>,
+    /// Every desired object as compiled, Secret values left out: what the plan writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<EmbeddedObject>,
+}
+
+/// One desired object as a saved plan embeds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedObject {
+    pub address: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// The object; each value of a Secret's `data` and `stringData` is `(sensitive)`.
+    pub object: Value,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocated: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert: bool,
+    /// For an object with Secret values, the keyed hash of the whole object (none
+    /// without a key), so a changed value is caught without being recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+}
+
+/// What stands for a Secret's value in an embedded object.
+pub const SENSITIVE: &str = "(sensitive)";
+
+/// `object` with every value of a Secret's `data` and `stringData` replaced by
+/// [`SENSITIVE`].
+pub fn without_secret_values(object: &Value) -> Value {
+    let mut out = object.clone();
+    if crate::object::is_secret_object(object) {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = out.get_mut(field) {
+                for v in map.values_mut() {
+                    *v = Value::String(SENSITIVE.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A check a saved plan failed, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Which check: `config`, `inputs` or `key`.
+    pub check: &'static str,
+    pub why: String,
 }
 
 impl Binding {
     /// The binding of `config` (the config file's bytes) and `desired` (compiled from it).
+    /// Where they are is set with [`Binding::located`].
     pub fn of(config: &[u8], desired: &Desired, key: Option<&[u8]>) -> Binding {
         let mut inputs = Vec::new();
+        let mut objects = Vec::new();
         for o in desired.objects.iter().chain(&desired.reverts) {
             let one = serde_json::json!({
                 "address": o.id.address(),
@@ -665,6 +754,17 @@ impl Binding {
             });
             inputs.extend(serde_json::to_vec(&one).unwrap_or_default());
             inputs.push(b'\n');
+            let secret = crate::object::has_secret_data(&o.object);
+            objects.push(EmbeddedObject {
+                address: o.id.address(),
+                api_version: o.api_version.clone(),
+                object: without_secret_values(&o.object),
+                allocated: o.allocated.clone(),
+                revert: o.revert,
+                secret_sha256: key
+                    .filter(|_| secret)
+                    .map(|k| crate::keyed::seal_sha(&object_sha256(&o.object), k)),
+            });
         }
         let secret = desired
             .objects
@@ -686,25 +786,116 @@ impl Binding {
             config: hash("plan config", config),
             inputs: hash("plan inputs", &inputs),
             secrets_unbound: key.is_none() && secret,
+            state_location: None,
+            config_relative: None,
+            config_absolute: None,
+            objects,
+        }
+    }
+
+    /// Records where the plan was made: the state's location, and the config file (an
+    /// absolute path) relative to the directory of the plan file (an absolute path too).
+    pub fn located(
+        mut self,
+        state_location: String,
+        config: &std::path::Path,
+        plan_dir: &std::path::Path,
+    ) -> Binding {
+        self.state_location = Some(state_location);
+        self.config_relative = relative_path(plan_dir, config).map(|p| p.display().to_string());
+        self.config_absolute = Some(config.display().to_string());
+        self
+    }
+
+    /// Whether the config file's bytes are the ones the plan was made from (always, when
+    /// the plan holds no hash of them: the key check refuses such a plan).
+    pub fn config_matches(&self, config: &[u8], key: Option<&[u8]>) -> bool {
+        match &self.config {
+            Some(h) => {
+                Binding::of(config, &Desired::default(), key)
+                    .config
+                    .as_ref()
+                    == Some(h)
+            }
+            None => true,
         }
     }
 
     /// Why a plan bound as `self` may not be applied with the files as they are now
-    /// (`now`); None when it may.
-    pub fn mismatch(&self, now: &Binding) -> Option<String> {
+    /// (`now`): which check failed and what was found; None when it may.
+    pub fn mismatch(&self, now: &Binding) -> Option<Mismatch> {
         if self.secrets_unbound {
-            return Some("it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with; set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`, or run `dcm apply` without a saved plan".to_string());
+            return Some(Mismatch {
+                check: "key",
+                why: "it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with".to_string(),
+            });
         }
         if self.config != now.config {
-            return Some(
-                "the config file is not the one it was made from (its hash differs)".to_string(),
-            );
+            return Some(Mismatch {
+                check: "config",
+                why: "the config file is not the one it was made from (its content hash differs)"
+                    .to_string(),
+            });
         }
         if self.inputs != now.inputs {
-            return Some("the config file or a file it reads (manifests, certificates, tokens) changed since it was made".to_string());
+            return Some(Mismatch {
+                check: "inputs",
+                why: format!(
+                    "the config file or a file it reads (manifests, certificates, tokens) changed since it was made: {}",
+                    self.changed_object(now)
+                ),
+            });
         }
         None
     }
+
+    /// The first object whose embedded form differs between `self` and `now`, described.
+    fn changed_object(&self, now: &Binding) -> String {
+        let then: BTreeMap<&str, &EmbeddedObject> = self
+            .objects
+            .iter()
+            .map(|o| (o.address.as_str(), o))
+            .collect();
+        let current: BTreeMap<&str, &EmbeddedObject> = now
+            .objects
+            .iter()
+            .map(|o| (o.address.as_str(), o))
+            .collect();
+        for (a, o) in &current {
+            match then.get(a) {
+                None => return format!("{a} is new"),
+                Some(t) if t.secret_sha256 != o.secret_sha256 && t.object == o.object => {
+                    return format!("a Secret value of {a} changed")
+                }
+                Some(t) if *t != *o => return format!("{a} is not what it was"),
+                _ => {}
+            }
+        }
+        match then.keys().find(|a| !current.contains_key(*a)) {
+            Some(a) => format!("{a} is no longer declared"),
+            None => "a value the plan records only by its hash changed".to_string(),
+        }
+    }
+}
+
+/// `to` (absolute) as a path relative to the directory `from` (absolute); None when they
+/// share no root (another drive).
+pub fn relative_path(from: &std::path::Path, to: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let a: Vec<Component> = from.components().collect();
+    let b: Vec<Component> = to.components().collect();
+    if a.first() != b.first() {
+        return None;
+    }
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -721,13 +912,13 @@ pub enum PlanFileError {
     },
     #[error("{path} is not a dcm plan file ({message})")]
     Invalid { path: String, message: String },
-    #[error("the plan file {path} was modified after it was saved (its checksum does not match); make a new plan")]
+    #[error("the plan file {path} fails the checksum check: it was modified after it was saved; nothing was applied\n  = help: make a new plan with `dcm plan -o PLAN`, review it, and apply that")]
     Tampered { path: String },
-    #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}")]
+    #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}\n  = help: make a new plan with this dcm (`dcm plan -o PLAN`)")]
     Version { path: String, found: u32 },
-    #[error("the plan file {path} is not signed, and DCM_PLAN_KEY is set: only plans signed with that key are applied; make the plan again with DCM_PLAN_KEY set")]
+    #[error("the plan file {path} fails the signature check: it is not signed, and DCM_PLAN_KEY is set: only plans signed with that key are applied; nothing was applied\n  = help: make the plan again with DCM_PLAN_KEY set (`dcm plan -o PLAN`)")]
     Unsigned { path: String },
-    #[error("the plan file {path} has a wrong signature: it was not made with this DCM_PLAN_KEY, or was changed since; nothing was applied")]
+    #[error("the plan file {path} fails the signature check: it has a wrong signature: it was not made with this DCM_PLAN_KEY, or was changed since; nothing was applied\n  = help: make the plan again with this DCM_PLAN_KEY set (`dcm plan -o PLAN`)")]
     BadSignature { path: String },
     #[error("refusing to write the plan to {path}: {why}")]
     Refused { path: String, why: String },
@@ -1149,6 +1340,54 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let mut marked = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut marked, &s.lineage, &d.objects[0].id.address());
         assert!(plan_owned(&s, marked, ownership).changes.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_climb_out_of_the_plan_s_directory() {
+        use std::path::Path;
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b)).unwrap();
+        assert_eq!(rel("/p/plans", "/p/dcm.toml"), Path::new("../dcm.toml"));
+        assert_eq!(rel("/p", "/p/dcm.toml"), Path::new("dcm.toml"));
+        assert_eq!(rel("/a/b/c", "/x/y.toml"), Path::new("../../../x/y.toml"));
+    }
+
+    #[test]
+    fn a_binding_names_the_object_that_changed_and_keeps_secret_values_out() {
+        let toml = |value: &str| {
+            format!(
+                r#"
+[clusters.c]
+dir = "x"
+secrets = "plaintext"
+[[resources]]
+clusters = ["c"]
+manifest = {{ apiVersion = "v1", kind = "Secret", metadata = {{ name = "s", namespace = "default" }}, stringData = {{ k = "{value}" }} }}
+"#
+            )
+        };
+        let compile = |text: String| {
+            let src = crate::diag::SourceFile::new("t.toml", text);
+            let m = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
+            crate::compile::compile(&m, &Default::default()).unwrap()
+        };
+        let key = b"k".as_slice();
+        let a = Binding::of(b"a", &compile(toml("first-value")), Some(key));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("first-value"), "{text}");
+        assert!(text.contains(SENSITIVE));
+        let b = Binding::of(b"a", &compile(toml("second-value")), Some(key));
+        let m = a.mismatch(&b).unwrap();
+        assert_eq!(m.check, "inputs");
+        assert!(
+            m.why
+                .contains("a Secret value of c/core/Secret/default/s changed"),
+            "{}",
+            m.why
+        );
+        assert_eq!(a.mismatch(&a.clone()), None);
+        let c = Binding::of(b"other", &compile(toml("first-value")), Some(key));
+        assert_eq!(a.mismatch(&c).unwrap().check, "config");
+        assert!(a.config_matches(b"a", Some(key)) && !a.config_matches(b"b", Some(key)));
     }
 
     #[test]
