@@ -47,6 +47,16 @@ pub struct RawConfig {
     /// import blocks).
     pub import: Vec<Spanned<String>>,
     pub ignore_differences: Vec<RawIgnoreDifferences>,
+    /// `[project]`: what the project is called in review comments.
+    pub project: Option<RawProject>,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone)]
+pub struct RawProject {
+    pub span: Option<Range<usize>>,
+    /// The name review comments carry (default: the file's name without `.toml`).
+    pub name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +263,14 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
     let mut r = Reader::new(&source);
     let mut root = TableView::root(doc.as_table());
 
+    let project = r.table(&mut root, "project").map(|mut t| {
+        let project = RawProject {
+            span: t.span.clone(),
+            name: r.string(&mut t, "name"),
+        };
+        r.finish(t);
+        project
+    });
     let ca = read_ca(&mut r, &mut root);
     let import = r
         .string_list(&mut root, "import")
@@ -414,6 +432,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         resources,
         import,
         ignore_differences,
+        project,
     })
 }
 
