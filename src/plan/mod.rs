@@ -597,7 +597,16 @@ fn plan_desired(
         notes.retain(|n| !n.starts_with("it changed"));
     }
     let keeps = !d.revert || action == Action::Update;
-    let reason = reason_for(action, &notes, live, &d.object, d.revert);
+    let reason = match (action, entry) {
+        (Action::NoOp, Some(e)) if e.pending => {
+            "an apply was interrupted after writing it: it matches the file, and the state records it now"
+                .to_string()
+        }
+        (Action::NoOp, Some(_)) => {
+            "it matches the file; the state's record of it is brought up to date".to_string()
+        }
+        _ => reason_for(action, &notes, live, &d.object, d.revert),
+    };
     Some(Change {
         address: d.id.address(),
         action,

@@ -181,7 +181,7 @@ fn strict_core_check(object: &Value) -> Option<Result<(), String>> {
 /// OpenAPI schema and the older Istio schemas of the kubernetes-models packages. Its packages
 /// are installed once from the lock file when missing. Without node and npm the check is
 /// skipped with a note (`None`), except in CI, where that fails.
-fn schema_check_script() -> Option<PathBuf> {
+pub(super) fn schema_check_script() -> Option<PathBuf> {
     static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
