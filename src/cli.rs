@@ -149,6 +149,15 @@ pub struct RefreshOnlyArg {
     pub refresh_only: bool,
 }
 
+/// `--max-bytes N`, for Markdown output.
+#[derive(Debug, Args)]
+pub struct MaxBytesArg {
+    /// With --markdown: the most bytes the comment may take; what does not fit is left
+    /// out whole, and the comment says how much and where to see it.
+    #[arg(long = "max-bytes", value_name = "N", default_value_t = crate::markdown::DEFAULT_MAX_BYTES, requires = "markdown")]
+    pub max_bytes: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the file (syntax, keys, names, references, cycles); contacts no cluster.
@@ -174,6 +183,8 @@ pub enum Command {
         /// Print the plan as Markdown (for a pull-request comment).
         #[arg(long)]
         markdown: bool,
+        #[command(flatten)]
+        max_bytes: MaxBytesArg,
         #[command(flatten)]
         take_over: TakeOverArg,
         #[command(flatten)]
@@ -242,8 +253,13 @@ pub enum Command {
         #[command(flatten)]
         file: FileArg,
         /// Print the report as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the report as Markdown (for an issue or pull-request comment).
+        #[arg(long)]
+        markdown: bool,
+        #[command(flatten)]
+        max_bytes: MaxBytesArg,
     },
     /// Delete everything the state records as created by dcm, in reverse dependency order.
     ///
@@ -269,6 +285,9 @@ pub enum Command {
     Show {
         #[arg(value_name = "PLAN")]
         plan: Option<PathBuf>,
+        /// Print the plan, or the state, as JSON (docs/json-format.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect or edit the state.
     #[command(subcommand)]
@@ -344,6 +363,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             out,
             json,
             markdown,
+            max_bytes,
             take_over,
             cascade,
             destroy,
@@ -361,6 +381,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                     detailed_exitcode,
                     out,
                     format,
+                    max_bytes: max_bytes.max_bytes,
                     take_over: take_over.take_over.into_iter().collect(),
                     cascade: cascade.cascade,
                     destroy,
@@ -423,15 +444,22 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             },
             &global,
         ),
-        Command::Drift { file, json } => ops::drift(
+        Command::Drift {
+            file,
+            json,
+            markdown,
+            max_bytes,
+        } => ops::drift(
             &DriftOptions {
                 file: file.file,
                 json,
+                markdown,
+                max_bytes: max_bytes.max_bytes,
             },
             &global,
         ),
         Command::Graph(f) => ops::graph(&f.file),
-        Command::Show { plan } => ops::show(plan.as_deref(), &global),
+        Command::Show { plan, json } => ops::show(plan.as_deref(), json, &global),
         Command::State(StateCommand::List) => ops::state_list(&global),
         Command::State(StateCommand::Show { address }) => ops::state_show(&address, &global),
         Command::State(StateCommand::Rm { addresses }) => ops::state_rm(&addresses, &global),

@@ -12,6 +12,7 @@ mod e2e {
     pub mod network;
     pub mod ownership;
     pub mod reference_shapes;
+    pub mod review;
     pub mod safety;
     pub mod scale;
     pub mod signals;

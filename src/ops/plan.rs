@@ -30,6 +30,8 @@ pub struct PlanOptions {
     pub targets: Vec<String>,
     /// `--refresh-only`: plan only to record live values in the state.
     pub refresh_only: bool,
+    /// `--max-bytes`: the most a Markdown plan may take.
+    pub max_bytes: usize,
 }
 
 /// `dcm validate`: parses and checks the file; contacts nothing.
@@ -319,10 +321,11 @@ fn guard_namespace_deletes(
             ));
         } else {
             c.action = plan::Action::Refuse;
-            c.notes.push(format!(
+            c.reason = format!(
                 "it holds {} object(s) dcm did not create, which deleting it would delete too: {list}",
                 foreign.len()
-            ));
+            );
+            c.notes.push(c.reason.clone());
             c.notes.push(
                 "move them out first, or delete them with it by passing --cascade".to_string(),
             );
@@ -359,10 +362,8 @@ fn keep_edited_files(
         if now.as_ref().is_some_and(|n| n != written) {
             c.action = plan::Action::Forget;
             c.diff.clear();
-            c.notes.push(
-                "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it"
-                    .to_string(),
-            );
+            c.reason = "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it".to_string();
+            c.notes.push(c.reason.clone());
             plan.summary.destroy -= 1;
             plan.summary.state_only += 1;
         }
@@ -398,8 +399,8 @@ fn confirm_with_server(
         if !matches!(c.action, plan::Action::Create | plan::Action::Update) || c.forget_after {
             continue;
         }
-        if !c.after.is_empty() {
-            if c.after
+        if !c.depends_on.is_empty() {
+            if c.depends_on
                 .iter()
                 .any(|a| a.contains("/apiextensions.k8s.io/CustomResourceDefinition/"))
             {
@@ -582,7 +583,25 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     match opts.format {
         PlanFormat::Text => crate::out!("{}", render::text(&p, global.style)),
         PlanFormat::Json => crate::out!("{}", render::json(&p)),
-        PlanFormat::Markdown => crate::out!("{}", render::markdown(&p)),
+        PlanFormat::Markdown => {
+            let full_hint = match (&opts.out, p.summary.refused) {
+                (Some(out), 0) => format!(
+                    "The full plan: `dcm show {}`.",
+                    crate::markdown::code_text(&out.display().to_string())
+                ),
+                _ => "The full plan: save it with `dcm plan -o PLAN` (a CI artifact) and run `dcm show PLAN`, or run `dcm plan` without `--markdown`.".to_string(),
+            };
+            let md = render::markdown(
+                &p,
+                &render::ReviewOptions {
+                    project: loaded.model.project.clone(),
+                    max_bytes: opts.max_bytes,
+                    full_hint,
+                },
+            )
+            .map_err(|e| Error::Usage(e.to_string()))?;
+            crate::out!("{md}");
+        }
     }
     if let Some(w) = plan::targeting::partial_warning(&p) {
         // JSON carries `targets` instead; standard output stays one document.

@@ -94,6 +94,10 @@ pub(crate) fn make_refresh_plan(
             None => Change {
                 address: e.address.clone(),
                 action: Action::Forget,
+                reason: "refresh-only: it is gone from its cluster; it leaves the state".to_string(),
+                before: None,
+                after: None,
+                depends_on: Vec::new(),
                 before_sha256: None,
                 after_sha256: None,
                 origin: None,
@@ -103,7 +107,6 @@ pub(crate) fn make_refresh_plan(
                     "refresh-only: it is gone from its cluster; it leaves the state (it is not made again)"
                         .to_string(),
                 ],
-                after: Vec::new(),
                 diff: Vec::new(),
                 conflicts: None,
             },
@@ -134,6 +137,10 @@ pub(crate) fn make_refresh_plan(
                 Change {
                     address: e.address.clone(),
                     action: Action::NoOp,
+                    reason: format!("refresh-only: {why}; the state records its live value"),
+                    before: None,
+                    after: Some(crate::object::redact(l)),
+                    depends_on: Vec::new(),
                     before_sha256: Some(e.sha256.clone()),
                     after_sha256: Some(sha),
                     origin: Some(e.origin),
@@ -142,7 +149,6 @@ pub(crate) fn make_refresh_plan(
                     notes: vec![format!(
                         "refresh-only: {why}; the state will record its live value (no cluster is changed), and the next plan shows what apply would change back"
                     )],
-                    after: Vec::new(),
                     diff,
                     conflicts: None,
                 }

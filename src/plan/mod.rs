@@ -13,7 +13,7 @@ pub mod targeting;
 use crate::compile::Desired;
 use crate::diff::{unified, whole, DiffLine};
 use crate::graph::Graph;
-use crate::object::{object_sha256, ObjRef};
+use crate::object::{object_sha256, redact, ObjRef};
 use crate::state::{Origin, State};
 use crate::target::normalize_live;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,18 @@ pub enum Action {
 pub struct Change {
     pub address: String,
     pub action: Action,
+    /// Why this change is what it is, in one sentence (the first thing a reviewer reads).
+    #[serde(default)]
+    pub reason: String,
+    /// The live object as refreshed (dcm's view, normalized), secret values replaced by
+    /// `{"sensitive": <fingerprint>}` (see [`Plan::seal_secrets`]); None when it does not
+    /// exist. For display only.
+    #[serde(default)]
+    pub before: Option<Value>,
+    /// The object as it will be, secret values replaced the same way; None when dcm will
+    /// not hold it afterwards (a delete or a forget). For display only.
+    #[serde(default)]
+    pub after: Option<Value>,
     /// sha256 of the live object as refreshed (normalized); none when it does not exist.
     pub before_sha256: Option<String>,
     /// sha256 of the object as it will be; none for deletions.
@@ -60,9 +72,10 @@ pub struct Change {
     /// Why this change is what it is, for the reviewer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Changes that must finish first (addresses). For display and ordering only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub after: Vec<String>,
+    /// Changes in this plan that must finish first (addresses). For display and ordering
+    /// only.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// The change as a reviewer sees it (secrets redacted). For display only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<DiffLine>,
@@ -149,7 +162,9 @@ pub struct Plan {
     pub targets: Vec<String>,
 }
 
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// The version of the plan document's layout (`dcm plan --json`, saved plans). 2: each
+/// change has `reason`, `before` and `after` (the objects) and `depends_on` (was `after`).
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
@@ -169,6 +184,10 @@ impl Plan {
             let mut seen = Vec::new();
             for l in &mut c.diff {
                 l.text = crate::keyed::seal_text(&l.text, key, &mut seen);
+            }
+            // The objects go after the diff, so a value keeps the number it has there.
+            for object in [&mut c.before, &mut c.after].into_iter().flatten() {
+                seal_object(object, key, &mut seen);
             }
         }
     }
@@ -222,6 +241,30 @@ impl Plan {
             return Some(format!("{addr} no longer needs the planned change"));
         }
         None
+    }
+}
+
+/// Replaces each redacted secret value of a Secret (`(sensitive, sha256:…)`, as `redact`
+/// leaves it) by `{"sensitive": "<fingerprint>"}`, the fingerprint being what diffs show:
+/// `hmac:<12 hex>` under `key`, else `value N`.
+fn seal_object(object: &mut Value, key: Option<&[u8]>, seen: &mut Vec<String>) {
+    if !crate::object::is_secret_object(object) {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        let Some(Value::Object(map)) = object.get_mut(field) else {
+            continue;
+        };
+        for v in map.values_mut() {
+            let text = v.as_str().unwrap_or_default();
+            let sealed = crate::keyed::seal_text(text, key, seen);
+            let fingerprint = sealed
+                .strip_prefix("(sensitive, ")
+                .and_then(|f| f.strip_suffix(')'))
+                .filter(|f| !f.starts_with("sha256:"));
+            // Anything else (never expected) is hidden rather than shown.
+            *v = serde_json::json!({ "sensitive": fingerprint.unwrap_or("hidden") });
+        }
     }
 }
 
@@ -345,13 +388,16 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 Change {
                     address: d.id.address(),
                     action: Action::Refuse,
+                    reason: why.clone(),
+                    before: Some(redact(&l)),
+                    after: Some(redact(&d.object)),
                     before_sha256: Some(object_sha256(&l)),
                     after_sha256: Some(object_sha256(&d.object)),
                     origin: None,
                     record: false,
                     forget_after: false,
                     notes: vec![why, fix],
-                    after: Vec::new(),
+                    depends_on: Vec::new(),
                     diff: unified(&l, &d.object),
                     conflicts: None,
                 },
@@ -426,18 +472,29 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 (Action::Delete, notes, whole(l, '-'), Some(before))
             }
         };
+        let reason = match (action, notes.first()) {
+            (Action::Delete, _) if inputs.destroy => {
+                "destroy deletes every object dcm created".to_string()
+            }
+            (Action::Delete, _) => "the file no longer declares it, and dcm created it".to_string(),
+            (_, Some(n)) => n.clone(),
+            (_, None) => String::new(),
+        };
         changes.insert(
             e.address.clone(),
             Change {
                 address: e.address.clone(),
                 action,
+                reason,
+                before: live.as_ref().map(redact),
+                after: None,
                 before_sha256: before,
                 after_sha256: None,
                 origin: None,
                 record: false,
                 forget_after: false,
                 notes,
-                after: Vec::new(),
+                depends_on: Vec::new(),
                 diff,
                 conflicts: None,
             },
@@ -567,22 +624,115 @@ fn plan_desired(
         }
         notes.retain(|n| !n.starts_with("it changed"));
     }
+    let keeps = !d.revert || action == Action::Update;
+    let reason = match (action, entry) {
+        (Action::NoOp, Some(e)) if e.pending => {
+            "an apply was interrupted after writing it: it matches the file, and the state records it now"
+                .to_string()
+        }
+        (Action::NoOp, Some(_)) => {
+            "it matches the file; the state's record of it is brought up to date".to_string()
+        }
+        _ => reason_for(action, &notes, live, &d.object, d.revert),
+    };
     Some(Change {
         address: d.id.address(),
         action,
+        reason,
+        before: live.map(redact),
+        after: keeps.then(|| redact(&d.object)),
         before_sha256: before,
-        after_sha256: (!d.revert || action == Action::Update).then_some(after),
+        after_sha256: keeps.then_some(after),
         origin: (!d.revert).then_some(origin),
         record: record && !d.revert,
         forget_after: d.revert,
         notes,
-        after: Vec::new(),
+        depends_on: Vec::new(),
         diff,
         conflicts: None,
     })
 }
 
-/// Fills in `after`: creates and updates wait for the changes of what they depend on;
+/// The one-sentence reason of a change for an object the file wants (or an edit being
+/// taken back), from what was decided about it.
+fn reason_for(
+    action: Action,
+    notes: &[String],
+    live: Option<&Value>,
+    desired: &Value,
+    revert: bool,
+) -> String {
+    let noted = |start: &str| notes.iter().find(|n| n.starts_with(start)).cloned();
+    match action {
+        Action::Create => noted("it was deleted outside dcm")
+            .unwrap_or_else(|| "it does not exist in the cluster".to_string()),
+        Action::Update if revert => {
+            "dcm takes its part back out; every other byte is kept".to_string()
+        }
+        Action::Update => {
+            let fields = live.map(|l| changed_paths(l, desired)).unwrap_or_default();
+            if fields.is_empty() {
+                return noted("dcm puts its ownership labels")
+                    .unwrap_or_else(|| "it differs from the file".to_string());
+            }
+            const SHOWN: usize = 8;
+            let mut list = fields
+                .iter()
+                .take(SHOWN)
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if fields.len() > SHOWN {
+                list.push_str(&format!(" and {} more", fields.len() - SHOWN));
+            }
+            let prefix = match noted("it already exists and is imported") {
+                Some(_) => "it exists (imported) and differs from the file in",
+                None => "it differs from the file in",
+            };
+            format!("{prefix} {list}")
+        }
+        Action::NoOp => "it already matches the file; the state does not record it yet".to_string(),
+        Action::Forget => noted("dcm's part is already gone")
+            .or_else(|| notes.first().cloned())
+            .unwrap_or_default(),
+        _ => notes.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// The fields (dotted paths, `metadata.labels["app.kubernetes.io/name"]` for keys with
+/// dots) whose values differ between two objects, in order; lists count as one value.
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
+    fn walk(a: Option<&Value>, b: Option<&Value>, path: &mut String, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let len = path.len();
+                    let plain = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    match (path.is_empty(), plain) {
+                        (true, true) => path.push_str(k),
+                        (false, true) => {
+                            path.push('.');
+                            path.push_str(k);
+                        }
+                        (_, false) => path.push_str(&format!("[{}]", Value::from(k.as_str()))),
+                    }
+                    walk(x.get(k), y.get(k), path, out);
+                    path.truncate(len);
+                }
+            }
+            (a, b) if a != b => out.push(path.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(Some(before), Some(after), &mut String::new(), &mut out);
+    out
+}
+
+/// Fills in `depends_on`: creates and updates wait for the changes of what they depend on;
 /// deletions wait for the deletion of what depended on them (reverse order).
 fn order_changes(
     changes: &mut BTreeMap<String, Change>,
@@ -594,7 +744,7 @@ fn order_changes(
     for (i, d) in desired.iter().enumerate() {
         let addr = d.id.address();
         if let Some(c) = changes.get_mut(&addr) {
-            c.after = inputs.graph.deps[i]
+            c.depends_on = inputs.graph.deps[i]
                 .iter()
                 .map(|&j| desired[j].id.address())
                 .filter(|a| present.contains(a))
@@ -631,7 +781,7 @@ fn order_changes(
     }
     for (addr, w) in waits {
         if let Some(c) = changes.get_mut(&addr) {
-            c.after = w.into_iter().collect();
+            c.depends_on = w.into_iter().collect();
         }
     }
     // Only creates/updates point at creates/updates: drop edges to deletions/forgets.
@@ -639,7 +789,7 @@ fn order_changes(
         changes.iter().map(|(a, c)| (a.clone(), c.action)).collect();
     for c in changes.values_mut() {
         let mine = matches!(c.action, Action::Delete | Action::Forget);
-        c.after.retain(|a| {
+        c.depends_on.retain(|a| {
             let theirs = matches!(kinds.get(a), Some(Action::Delete | Action::Forget));
             mine == theirs
         });

@@ -154,7 +154,7 @@ pub fn restrict(
     plan.changes.retain(|c| chosen.contains(&c.address));
     let present: BTreeSet<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
     for c in &mut plan.changes {
-        c.after.retain(|a| present.contains(a));
+        c.depends_on.retain(|a| present.contains(a));
     }
     plan.summary = Summary::of(&plan.changes);
     let mut targets: Vec<String> = globs.to_vec();
@@ -208,13 +208,16 @@ mod tests {
         Change {
             address: address.into(),
             action: Action::Delete,
+            reason: String::new(),
+            before: None,
+            after: None,
+            depends_on: vec![],
             before_sha256: Some("x".into()),
             after_sha256: None,
             origin: None,
             record: false,
             forget_after: false,
             notes: vec![],
-            after: vec![],
             diff: vec![],
             conflicts: None,
         }

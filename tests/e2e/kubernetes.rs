@@ -552,7 +552,7 @@ fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
         for c in ["cluster1", "cluster2", "cluster3"] {
             p.edit_all(
                 toml,
-                &format!("dir = \"out/{c}\""),
+                &format!("dir = \"{}/{c}\"", p.out),
                 &format!("context = \"{c}\""),
             );
         }
