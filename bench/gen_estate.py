@@ -131,6 +131,9 @@ def main():
         r = a.resources
     elif n is not None:
         r = max(0, round((n - estimate(c, l, s, 0, m)) / (c * (1 + 1 / PER_NAMESPACE))))
+        if r == 0:
+            print(f"warning: the logical clouds alone make {estimate(c, l, s, 0, m)} objects "
+                  f"(--objects {n}): clusters outside them get none", file=sys.stderr)
     if c < 1 or l < 0 or s < 0 or r < 0:
         sys.exit("error: --clusters must be at least 1; the others at least 0")
     if l and not 2 <= m <= c:
