@@ -139,7 +139,7 @@ pub(crate) fn make_refresh_plan(
                     action: Action::NoOp,
                     reason: format!("refresh-only: {why}; the state records its live value"),
                     before: None,
-                    after: Some(crate::object::redact(l)),
+                    after: Some(std::sync::Arc::new(crate::object::redact(l))),
                     depends_on: Vec::new(),
                     before_sha256: Some(e.sha256.clone()),
                     after_sha256: Some(sha),

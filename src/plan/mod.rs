@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// What apply does to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,11 +52,11 @@ pub struct Change {
     /// `{"sensitive": <fingerprint>}` (see [`Plan::seal_secrets`]); None when it does not
     /// exist. For display only.
     #[serde(default)]
-    pub before: Option<Value>,
+    pub before: Option<Arc<Value>>,
     /// The object as it will be, secret values replaced the same way; None when dcm will
     /// not hold it afterwards (a delete or a forget). For display only.
     #[serde(default)]
-    pub after: Option<Value>,
+    pub after: Option<Arc<Value>>,
     /// sha256 of the live object as refreshed (normalized); none when it does not exist.
     pub before_sha256: Option<String>,
     /// sha256 of the object as it will be; none for deletions.
@@ -187,6 +188,10 @@ impl Plan {
             }
             // The objects go after the diff, so a value keeps the number it has there.
             for object in [&mut c.before, &mut c.after].into_iter().flatten() {
+                if !crate::object::is_secret_object(object) {
+                    continue; // shared with the desired objects, and nothing to seal
+                }
+                let object = Arc::make_mut(object);
                 seal_object(object, key, &mut seen);
             }
         }
@@ -265,6 +270,16 @@ fn seal_object(object: &mut Value, key: Option<&[u8]>, seen: &mut Vec<String>) {
             // Anything else (never expected) is hidden rather than shown.
             *v = serde_json::json!({ "sensitive": fingerprint.unwrap_or("hidden") });
         }
+    }
+}
+
+/// An object as a plan shows it: a Secret with its values redacted (a copy); anything
+/// else is the desired object itself, shared rather than copied.
+fn shown(object: &Arc<Value>) -> Arc<Value> {
+    if crate::object::is_secret_object(object) {
+        Arc::new(redact(object))
+    } else {
+        Arc::clone(object)
     }
 }
 
@@ -389,8 +404,8 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     address: d.id.address(),
                     action: Action::Refuse,
                     reason: why.clone(),
-                    before: Some(redact(&l)),
-                    after: Some(redact(&d.object)),
+                    before: Some(Arc::new(redact(&l))),
+                    after: Some(shown(&d.object)),
                     before_sha256: Some(object_sha256(&l)),
                     after_sha256: Some(object_sha256(&d.object)),
                     origin: None,
@@ -486,7 +501,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 address: e.address.clone(),
                 action,
                 reason,
-                before: live.as_ref().map(redact),
+                before: live.as_ref().map(|l| Arc::new(redact(l))),
                 after: None,
                 before_sha256: before,
                 after_sha256: None,
@@ -639,8 +654,8 @@ fn plan_desired(
         address: d.id.address(),
         action,
         reason,
-        before: live.map(redact),
-        after: keeps.then(|| redact(&d.object)),
+        before: live.map(|l| Arc::new(redact(l))),
+        after: keeps.then(|| shown(&d.object)),
         before_sha256: before,
         after_sha256: keeps.then_some(after),
         origin: (!d.revert).then_some(origin),
