@@ -15,6 +15,7 @@ mod e2e {
     pub mod safety;
     pub mod signals;
     pub mod sops;
+    pub mod state_backends;
     pub mod terminal;
     pub mod waits;
 }

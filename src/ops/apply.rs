@@ -70,7 +70,8 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
     }
     // Always the file the user names (`-f`), never one a plan names.
     let file = opts.file.clone();
-    let store = StateStore::open(&global.state, verb)?;
+    let target = super::state_target(global, Some(&file))?;
+    let store = StateStore::open_at(&target.location, &target.access, verb)?;
     let state = store.existed().then_some(&store.state);
     let loaded = load(&file, state)?;
     if let (Some(s), Some(path)) = (&saved_file, &opts.plan_file) {

@@ -11,26 +11,82 @@ pub use apply::{apply, ApplyOptions};
 pub use drift::{drift, DriftOptions};
 pub use import::{import, recover, TAKEN_FROM};
 pub use plan::{graph, plan, validate, PlanFormat, PlanOptions};
-pub use show::{force_unlock, show, state_list, state_rm, state_show};
+pub use show::{
+    force_unlock, show, state_list, state_mv, state_pull, state_push, state_rm, state_show,
+};
 
 use crate::compile::Desired;
 use crate::diag::Diagnostics;
 use crate::graph::Graph;
 use crate::model::Model;
 use crate::output::Style;
+use crate::state::{Access, StateLocation};
 use crate::target::{ReadItem, Targets};
 use std::path::{Path, PathBuf};
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Global {
-    pub state: PathBuf,
+    /// `--state`, when given: it wins over the file's `[state]` (see [`state_target`]).
+    pub state: Option<StateLocation>,
+    /// `--lock-timeout`: how long to wait for a lock another run holds (zero: fail at once).
+    pub lock_timeout: std::time::Duration,
     /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
     pub parallelism: usize,
     pub style: Style,
     /// Time limits and the retry budget for requests to API servers.
     pub net: crate::target::NetSettings,
+}
+
+/// The environment variable that sets the lease of a Kubernetes state's lock (it wins
+/// over `[state] lock_lease`).
+pub const LOCK_LEASE_ENV: &str = "DCM_LOCK_LEASE";
+
+/// Where the state of a run lives, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct StateTarget {
+    pub location: StateLocation,
+    pub access: Access,
+}
+
+/// The state of a run: `--state` when given; else what the `[state]` table of `file` (the
+/// desired-state file, when there is one) says; else `state/dcm.state.json`. The lease of
+/// the lock: `DCM_LOCK_LEASE`, else `[state] lock_lease`, else 30s.
+pub fn state_target(global: &Global, file: Option<&Path>) -> Result<StateTarget, Error> {
+    let mut settings = crate::state::location::StateSettings::default();
+    if let Some(file) = file {
+        if let Some((raw, source)) = crate::config::load_state_section(file)? {
+            let base = crate::config::base_dir_of(file);
+            settings = crate::state::location::settings_from(&raw, &source, &base)
+                .map_err(|d| Error::Invalid(Diagnostics(d)))?;
+        }
+    }
+    let lease = match std::env::var(LOCK_LEASE_ENV) {
+        Ok(v) => crate::state::location::parse_lease(&v)
+            .map_err(|why| Error::Usage(format!("{LOCK_LEASE_ENV} {why}")))?,
+        Err(_) => settings.lease.unwrap_or(crate::state::kube::DEFAULT_LEASE),
+    };
+    let location = global
+        .state
+        .clone()
+        .or(settings.location)
+        .unwrap_or_else(StateLocation::default_local);
+    Ok(StateTarget {
+        location,
+        access: Access {
+            kubeconfig: global.kubeconfig.clone(),
+            net: global.net,
+            lock_timeout: global.lock_timeout,
+            lease,
+        },
+    })
+}
+
+/// Where the state of a run lives (its `Display` is what messages and saved plans show:
+/// the path, or `k8s://CONTEXT/NAMESPACE/NAME`).
+pub fn state_location(global: &Global, file: Option<&Path>) -> Result<StateLocation, Error> {
+    Ok(state_target(global, file)?.location)
 }
 
 /// How a command ended when it did not fail.
