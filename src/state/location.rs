@@ -204,30 +204,28 @@ pub fn settings_from(
                 &raw.span,
             ));
         }
-        match (&raw.context, &raw.namespace, &raw.name) {
-            (Some(c), Some(ns), Some(n)) => {
-                // Each part on its own, so the error points at it.
-                let mut ok = true;
-                if let Err(why) = KubeLocation::new(&c.value, "x", "x") {
-                    diags.push(at(Diagnostic::new(why), &c.span));
+        // Each part on its own, so the error points at it.
+        let mut ok = missing.is_empty();
+        type Check = fn(&str) -> Result<KubeLocation, String>;
+        let checks: [(&Option<crate::config::Spanned<String>>, Check); 3] = [
+            (&raw.context, |v| KubeLocation::new(v, "x", "x")),
+            (&raw.namespace, |v| KubeLocation::new("x", v, "x")),
+            (&raw.name, |v| KubeLocation::new("x", "x", v)),
+        ];
+        for (value, check) in checks {
+            if let Some(v) = value {
+                if let Err(why) = check(&v.value) {
+                    diags.push(at(Diagnostic::new(why), &v.span));
                     ok = false;
                 }
-                if let Err(why) = KubeLocation::new("x", &ns.value, "x") {
-                    diags.push(at(Diagnostic::new(why), &ns.span));
-                    ok = false;
-                }
-                if let Err(why) = KubeLocation::new("x", "x", &n.value) {
-                    diags.push(at(Diagnostic::new(why), &n.span));
-                    ok = false;
-                }
-                ok.then(|| {
-                    StateLocation::Kubernetes(KubeLocation {
-                        context: c.value.clone(),
-                        namespace: ns.value.clone(),
-                        name: n.value.clone(),
-                    })
-                })
             }
+        }
+        match (&raw.context, &raw.namespace, &raw.name) {
+            (Some(c), Some(ns), Some(n)) if ok => Some(StateLocation::Kubernetes(KubeLocation {
+                context: c.value.clone(),
+                namespace: ns.value.clone(),
+                name: n.value.clone(),
+            })),
             _ => None,
         }
     } else {

@@ -949,3 +949,71 @@ fn state_mv_renames_an_address_and_what_refers_to_it_and_list_filters_by_glob() 
     let plan = p.dcm(&["plan", "--detailed-exitcode"]).expect(0);
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
 }
+
+#[test]
+fn bad_state_locations_are_refused_naming_the_part_and_nothing_is_written() {
+    let p = Project::two_clusters();
+    let bad = p
+        .dcm(&["--state", "k8s://ctx/Not_A_Namespace/x", "state", "list"])
+        .expect(1);
+    assert!(
+        bad.stderr.contains(
+            "the namespace `Not_A_Namespace` of a Kubernetes state is not a valid namespace name"
+        ),
+        "{}",
+        bad.stderr
+    );
+    let bad = p.dcm(&["--state", "k8s://ctx/ns", "show"]).expect(1);
+    assert!(
+        bad.stderr.contains("write k8s://CONTEXT/NAMESPACE/NAME"),
+        "{}",
+        bad.stderr
+    );
+    // [state] in the file: every problem at its place, before anything is contacted.
+    let text = p.read("dcm.toml");
+    p.write(
+        "dcm.toml",
+        &format!("[state]\nbackend = \"kubernetes\"\ncontext = \"mgmt\"\nname = \"Prod\"\n{text}"),
+    );
+    let before = p.snapshot();
+    let plan = p.dcm(&["plan"]).expect(1);
+    assert!(
+        plan.stderr.contains("dcm.toml:1:1")
+            && plan.stderr.contains("needs `namespace`")
+            && plan.stderr.contains("dcm.toml:4:8")
+            && plan
+                .stderr
+                .contains("the name `Prod` of a Kubernetes state is not valid"),
+        "{}",
+        plan.stderr
+    );
+    let validate = p.dcm(&["validate"]).expect(1);
+    assert!(
+        validate.stderr.contains("needs `namespace`"),
+        "{}",
+        validate.stderr
+    );
+    // A context the kubeconfig does not have is named, with the kubeconfig.
+    p.edit(
+        "dcm.toml",
+        "name = \"Prod\"",
+        "name = \"prod\"\nnamespace = \"dcm\"",
+    );
+    let clusters = Clusters::start(1, p.dir.path()).expect("start");
+    let k = clusters.kubeconfig.display().to_string();
+    let apply = p
+        .dcm(&["--kubeconfig", &k, "apply", "--auto-approve"])
+        .expect(1);
+    assert!(
+        apply
+            .stderr
+            .contains("the state at k8s://mgmt/dcm/prod: kubeconfig context `mgmt` does not exist"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(
+        p.snapshot().len(),
+        before.len() + 1,
+        "only the kubeconfig was added"
+    );
+}
