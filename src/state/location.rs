@@ -267,6 +267,10 @@ pub fn settings_from(
 pub fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(text)
         .map_err(|e| format!("must be a duration such as \"30s\" ({e}), found {text:?}"))?;
+    if d.subsec_nanos() != 0 {
+        // The Lease holds whole seconds; a holder must not count on more than others see.
+        return Err(format!("must be a whole number of seconds, found {text:?}"));
+    }
     let (min, max) = (super::kube::MIN_LEASE, super::kube::MAX_LEASE);
     if d < min || d > max {
         return Err(format!(
@@ -352,6 +356,10 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("needs `context`, `name`"), "{all}");
+        assert!(parse_lease("3500ms")
+            .unwrap_err()
+            .contains("whole number of seconds"));
+        assert_eq!(parse_lease("2m"), Ok(std::time::Duration::from_secs(120)));
         let errs = settings("[state]\nbackend = \"s3\"\n").unwrap_err();
         assert!(
             errs[0].contains("must be \"local\" or \"kubernetes\""),

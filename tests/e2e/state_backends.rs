@@ -425,7 +425,7 @@ fn a_run_that_cannot_renew_its_lease_stops_writing_and_says_so() {
 
 #[test]
 fn a_local_state_lock_is_waited_for_with_lock_timeout() {
-    let w = World::new(12);
+    let w = World::new(30);
     w.slow_writes(250);
     let local = ["--state", "local/dcm.state.json"];
     let first = w.spawn(&[
