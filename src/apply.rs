@@ -61,8 +61,10 @@ struct Job {
 /// How far an apply may go at once, and how long it waits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Changes in flight at once.
+    /// Changes in flight at once, over all clusters (`--parallelism`).
     pub parallelism: usize,
+    /// Changes in flight at once in one cluster (`--cluster-parallelism`).
+    pub per_cluster: usize,
     /// How long to wait for values only a cluster knows.
     pub wait: std::time::Duration,
     /// Take fields other field managers own (`--force-conflicts`).
@@ -84,6 +86,7 @@ pub async fn apply(
 ) -> ApplyReport {
     let Limits {
         parallelism,
+        per_cluster,
         wait,
         force_conflicts,
     } = limits;
@@ -140,10 +143,14 @@ pub async fn apply(
             }
         }
     }
-    let mut ready: BinaryHeap<Reverse<(String, usize)>> = (0..n)
-        .filter(|&i| waiting_on[i] == 0)
-        .map(|i| Reverse((plan.changes[i].address.clone(), i)))
-        .collect();
+    let cluster_of = |i: usize| {
+        let a = &plan.changes[i].address;
+        a.split('/').next().unwrap_or(a).to_string()
+    };
+    let mut ready = Ready::default();
+    for i in (0..n).filter(|&i| waiting_on[i] == 0) {
+        ready.push(cluster_of(i), plan.changes[i].address.clone(), i);
+    }
 
     let mut report = ApplyReport::default();
     let mut finished = vec![false; n];
@@ -151,10 +158,13 @@ pub async fn apply(
     let mut stop = false;
     loop {
         while !stop && !interrupt.raised() && tasks.len() < parallelism.max(1) {
-            let Some(Reverse((_, i))) = ready.pop() else {
+            let Some(i) = ready.next(per_cluster.max(1)) else {
                 break;
             };
-            let Some(job) = jobs[i].take() else { continue };
+            let Some(job) = jobs[i].take() else {
+                ready.finished(&cluster_of(i));
+                continue;
+            };
             let targets = targets.clone();
             let store = store.clone();
             tasks.spawn(async move {
@@ -177,6 +187,7 @@ pub async fn apply(
             }
         };
         finished[i] = true;
+        ready.finished(&cluster_of(i));
         let c = &plan.changes[i];
         match result {
             Ok(()) => {
@@ -189,7 +200,7 @@ pub async fn apply(
                 for &d in &dependents[i] {
                     waiting_on[d] -= 1;
                     if waiting_on[d] == 0 {
-                        ready.push(Reverse((plan.changes[d].address.clone(), d)));
+                        ready.push(cluster_of(d), plan.changes[d].address.clone(), d);
                     }
                 }
             }
@@ -221,6 +232,62 @@ pub async fn apply(
     report.done.sort();
     report.failed.sort();
     report
+}
+
+/// Ready changes by (address, index), the smallest address on top.
+type ReadyHeap = BinaryHeap<Reverse<(String, usize)>>;
+
+/// The changes ready to start, by cluster. Clusters take turns, each with at most a
+/// per-cluster number of changes in flight, so a large cluster early in address order
+/// does not hold the others back; within a cluster the smaller address starts first.
+#[derive(Default)]
+struct Ready {
+    /// cluster → (its ready changes, smallest address first; how many it has in flight)
+    by_cluster: BTreeMap<String, (ReadyHeap, usize)>,
+    /// The cluster after which the next turn starts.
+    last: Option<String>,
+}
+
+impl Ready {
+    fn push(&mut self, cluster: String, address: String, i: usize) {
+        self.by_cluster
+            .entry(cluster)
+            .or_default()
+            .0
+            .push(Reverse((address, i)));
+    }
+
+    /// The next change to start: from the first cluster after the last one served that
+    /// has one ready and fewer than `per_cluster` in flight.
+    fn next(&mut self, per_cluster: usize) -> Option<usize> {
+        let after = self.last.clone();
+        let (later, earlier): (Vec<&String>, Vec<&String>) = self
+            .by_cluster
+            .keys()
+            .partition(|c| after.as_ref().is_some_and(|l| *c > l));
+        let order: Vec<String> = later.into_iter().chain(earlier).cloned().collect();
+        for cluster in order {
+            let Some((heap, in_flight)) = self.by_cluster.get_mut(&cluster) else {
+                continue;
+            };
+            if *in_flight >= per_cluster {
+                continue;
+            }
+            if let Some(Reverse((_, i))) = heap.pop() {
+                *in_flight += 1;
+                self.last = Some(cluster);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// A change of `cluster` that `next` gave out has finished.
+    fn finished(&mut self, cluster: &str) {
+        if let Some((_, in_flight)) = self.by_cluster.get_mut(cluster) {
+            *in_flight = in_flight.saturating_sub(1);
+        }
+    }
 }
 
 /// Whether change `i` waits (transitively) on a change that failed.
@@ -523,7 +590,7 @@ async fn run(
                 .map_err(|_| fail("the state is unavailable"))?;
             let origin = c.origin.unwrap_or(crate::state::Origin::Created);
             // What dcm creates or imports carries its marks; what it only edits does not.
-            let mut object = d.object.clone();
+            let mut object = serde_json::Value::clone(&d.object);
             if origin != crate::state::Origin::Edited && !c.forget_after {
                 let imported = origin == crate::state::Origin::Adopted;
                 crate::ownership::stamp_as(&mut object, &lineage, &c.address, imported);
@@ -620,6 +687,24 @@ mod tests {
     use serde_json::Value;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    #[test]
+    fn clusters_take_turns_and_none_goes_over_its_own_limit() {
+        let mut ready = Ready::default();
+        // c1 has many changes and comes first in address order; c2 and c3 one each.
+        for i in 0..5 {
+            ready.push("c1".into(), format!("c1/x/{i}"), i);
+        }
+        ready.push("c2".into(), "c2/x".into(), 10);
+        ready.push("c3".into(), "c3/x".into(), 20);
+        // Turns: c1, c2, c3, then c1 again up to its limit of 2.
+        let started: Vec<usize> = std::iter::from_fn(|| ready.next(2)).collect();
+        assert_eq!(started, vec![0, 10, 20, 1]);
+        // c1 at its limit until one of its changes finishes.
+        assert_eq!(ready.next(2), None);
+        ready.finished("c1");
+        assert_eq!(ready.next(2), Some(2));
+    }
+
     /// A cluster that records how many writes run at once and fails on chosen names.
     #[derive(Default)]
     struct Fake {
@@ -712,6 +797,7 @@ mod tests {
             store.clone(),
             Limits {
                 parallelism,
+                per_cluster: parallelism,
                 wait: std::time::Duration::ZERO,
                 force_conflicts: false,
             },

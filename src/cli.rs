@@ -29,9 +29,14 @@ pub struct Cli {
     /// The kubeconfig for clusters given by `context` (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, global = true, value_name = "PATH", env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
-    /// How many objects or clusters to work on at once.
+    /// How many objects to work on at once over all clusters (writes, dry runs, waits;
+    /// reads are one request per kind and namespace).
     #[arg(long, global = true, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
+    /// How many of those may be in one cluster at once, so that one cluster's many
+    /// objects do not hold the other clusters back.
+    #[arg(long, global = true, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub cluster_parallelism: u16,
     /// How long connecting to a cluster's API server may take, e.g. 5s.
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", env = "DCM_CONNECT_TIMEOUT", value_parser = positive_duration)]
     pub connect_timeout: std::time::Duration,
@@ -307,11 +312,13 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         lock_timeout: cli.lock_timeout,
         kubeconfig: cli.kubeconfig,
         parallelism: cli.parallelism as usize,
+        cluster_parallelism: cli.cluster_parallelism as usize,
         style: Style::for_stdout(cli.no_color),
         net: crate::target::NetSettings {
             connect_timeout: cli.connect_timeout,
             request_timeout: cli.request_timeout,
             retry_budget: cli.retry_budget,
+            reads_in_flight: cli.cluster_parallelism as usize,
         },
     };
     match cli.command {

@@ -13,6 +13,7 @@ mod e2e {
     pub mod ownership;
     pub mod reference_shapes;
     pub mod safety;
+    pub mod scale;
     pub mod signals;
     pub mod sops;
     pub mod state_backends;

@@ -16,14 +16,16 @@ use crate::model::{Dependency, Model};
 use crate::object::{is_builtin_cluster_scoped, split_api_version, ObjRef};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One object dcm wants to exist in one cluster.
 #[derive(Debug, Clone)]
 pub struct DesiredObject {
     pub id: ObjRef,
     pub api_version: String,
-    /// The whole object as it should be, namespace filled in.
-    pub object: Value,
+    /// The whole object as it should be, namespace filled in. Shared, not copied, by the
+    /// stages that read it (refresh, plan); a stage that changes it gets its own copy.
+    pub object: Arc<Value>,
     /// The config block it comes from: `resources.<name>`, `resources[<i>]`, `logical_clouds.<name>`.
     pub source: String,
     /// Dependencies written in the file (`depends_on`); implicit ones are the graph's.
@@ -346,7 +348,7 @@ impl DesiredObject {
                 _ => {}
             }
         }
-        replace(&mut self.object, placeholder, value);
+        replace(Arc::make_mut(&mut self.object), placeholder, value);
         if let Some(e) = &mut self.edit {
             for v in e.values_mut() {
                 *v = v.replace(placeholder, value);
@@ -362,7 +364,7 @@ impl DesiredObject {
     pub fn fold_when_known(&mut self) {
         if self.known_after_apply.is_empty() && self.id.group.is_empty() && self.id.kind == "Secret"
         {
-            crate::object::fold_string_data(&mut self.object);
+            crate::object::fold_string_data(Arc::make_mut(&mut self.object));
         }
     }
 }
@@ -412,13 +414,48 @@ impl Desired {
 /// Compiles the model into desired objects, or every problem found (duplicates, address
 /// exhaustion). `allocations` are the values the state already holds.
 pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diagnostics> {
+    let manifests = model
+        .resources
+        .iter()
+        .map(|r| r.manifests.clone())
+        .collect();
+    compile_manifests(model, manifests, allocations)
+}
+
+/// [`compile`], taking the `[[resources]]` manifests out of `model` (they are left empty)
+/// rather than copying them: each manifest's tree becomes its last cluster's object.
+pub fn compile_taking_manifests(
+    model: &mut Model,
+    allocations: &Allocations,
+) -> Result<Desired, Diagnostics> {
+    let manifests = model
+        .resources
+        .iter_mut()
+        .map(|r| std::mem::take(&mut r.manifests))
+        .collect();
+    compile_manifests(model, manifests, allocations)
+}
+
+/// `manifests[i]` are the manifests of `model.resources[i]`.
+fn compile_manifests(
+    model: &Model,
+    manifests: Vec<Vec<crate::model::Manifest>>,
+    allocations: &Allocations,
+) -> Result<Desired, Diagnostics> {
     let mut diags = Vec::new();
-    let crd_scopes = crd_scopes(model);
+    let crd_scopes = crd_scopes(model, &manifests);
     let mut by_id: BTreeMap<ObjRef, DesiredObject> = BTreeMap::new();
-    for res in &model.resources {
-        for cluster in &res.clusters {
-            for m in &res.manifests {
-                let (id, api_version, object) = place(cluster, &m.object, &crd_scopes);
+    for (res, manifests) in model.resources.iter().zip(manifests) {
+        for m in manifests {
+            let last = res.clusters.len().saturating_sub(1);
+            let mut tree = Some(m.object);
+            for (i, cluster) in res.clusters.iter().enumerate() {
+                let object = if i == last {
+                    tree.take().unwrap_or_default()
+                } else {
+                    tree.clone().unwrap_or_default()
+                };
+                let (id, api_version, object) = place(cluster, object, &crd_scopes);
                 // `wait = true`: its workloads are waited on until they are up.
                 let ready_when = res
                     .wait
@@ -427,7 +464,7 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
                 let d = DesiredObject {
                     id,
                     api_version,
-                    object,
+                    object: Arc::new(object),
                     source: res.label.clone(),
                     depends_on: res.depends_on.clone(),
                     location: m.location.clone(),
@@ -481,7 +518,7 @@ pub fn compile(model: &Model, allocations: &Allocations) -> Result<Desired, Diag
             .filter(|o| o.edit.is_none() && rule.matches(&o.id))
         {
             for pointer in &rule.json_pointers {
-                crate::object::remove_pointer(&mut o.object, pointer);
+                crate::object::remove_pointer(Arc::make_mut(&mut o.object), pointer);
             }
         }
     }
@@ -579,7 +616,7 @@ pub fn resolve_edits(
         let live = current(&o.id);
         let mine = owned(&o.id, e, live.as_ref());
         match edit::resolve(e, &o.object, live.as_ref(), mine.as_ref()) {
-            Ok(v) => o.object = v,
+            Ok(v) => o.object = Arc::new(v),
             Err(msg) => diags.push(
                 Diagnostic::new(format!(
                     "cannot edit {} in cluster `{}`: {msg}",
@@ -602,7 +639,7 @@ pub fn resolve_edits(
         desired.reverts.push(DesiredObject {
             id,
             api_version: entry.api_version.clone(),
-            object,
+            object: Arc::new(object),
             source: "state".into(),
             depends_on: Vec::new(),
             location: Location::none(),
@@ -634,7 +671,7 @@ fn add(
             && d.id.kind == "Namespace"
             && (from_cloud(&d.source) || from_cloud(&first.source))
         {
-            if let Some(conflict) = merge_labels(&mut first.object, &d.object) {
+            if let Some(conflict) = merge_labels(Arc::make_mut(&mut first.object), &d.object) {
                 diags.push(
                     Diagnostic::new(format!(
                         "namespace {} gets label `{conflict}` with two values ({} and {origin})",
@@ -685,10 +722,10 @@ fn merge_labels(into: &mut Value, from: &Value) -> Option<String> {
 /// (group, kind) → namespaced?, per cluster, from the CRDs the file itself declares.
 type CrdScopes = BTreeMap<String, BTreeMap<(String, String), bool>>;
 
-fn crd_scopes(model: &Model) -> CrdScopes {
+fn crd_scopes(model: &Model, manifests: &[Vec<crate::model::Manifest>]) -> CrdScopes {
     let mut out: CrdScopes = BTreeMap::new();
-    for res in &model.resources {
-        for m in &res.manifests {
+    for (res, manifests) in model.resources.iter().zip(manifests) {
+        for m in manifests {
             if let Some((group, kind, namespaced)) = crd_info(&m.object) {
                 for c in &res.clusters {
                     out.entry(c.clone())
@@ -714,8 +751,7 @@ pub fn crd_info(object: &Value) -> Option<(String, String, bool)> {
 }
 
 /// Puts an object into a cluster: its identity, with the namespace defaulted.
-fn place(cluster: &str, object: &Value, crds: &CrdScopes) -> (ObjRef, String, Value) {
-    let mut object = object.clone();
+fn place(cluster: &str, mut object: Value, crds: &CrdScopes) -> (ObjRef, String, Value) {
     let api_version = object["apiVersion"]
         .as_str()
         .unwrap_or_default()

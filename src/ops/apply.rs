@@ -182,6 +182,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             store.clone(),
             crate::apply::Limits {
                 parallelism: global.parallelism,
+                per_cluster: global.cluster_parallelism,
                 wait: opts.wait,
                 force_conflicts: opts.force_conflicts,
             },

@@ -145,7 +145,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
                 continue;
             };
             if let Some(live) = whole.get(&id) {
-                d.changed_by = changed_by(live, loaded.desired.get(&id).map(|o| &o.object));
+                d.changed_by = changed_by(live, loaded.desired.get(&id).map(|o| &*o.object));
             }
         }
     }

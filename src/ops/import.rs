@@ -67,7 +67,7 @@ pub fn import(
         .map(|d| ReadItem {
             id: d.id.clone(),
             api_version: d.api_version.clone(),
-            desired: Some(d.object.clone()),
+            desired: Some(std::sync::Arc::clone(&d.object)),
             whole: false,
             // Asked for by name: the user hands it to dcm.
             owned: true,

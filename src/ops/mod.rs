@@ -33,7 +33,10 @@ pub struct Global {
     pub lock_timeout: std::time::Duration,
     /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
+    /// Work in flight at once over all clusters (`--parallelism`).
     pub parallelism: usize,
+    /// Work in flight at once in one cluster (`--cluster-parallelism`).
+    pub cluster_parallelism: usize,
     pub style: Style,
     /// Time limits and the retry budget for requests to API servers.
     pub net: crate::target::NetSettings,
@@ -162,13 +165,14 @@ pub struct Loaded {
 /// dcm allocated before (they never change).
 pub fn load(path: &Path, state: Option<&crate::state::State>) -> Result<Loaded, Error> {
     let raw = crate::config::load(path)?;
-    let model = crate::model::build(raw).map_err(Error::Invalid)?;
+    let mut model = crate::model::build(raw).map_err(Error::Invalid)?;
     // Warnings never stop a command; every command that reads the file shows them.
     for w in &model.warnings {
         crate::errln!("{w}");
     }
     let allocations = crate::compile::Allocations::from_state(state);
-    let desired = crate::compile::compile(&model, &allocations).map_err(Error::Invalid)?;
+    let desired = crate::compile::compile_taking_manifests(&mut model, &allocations)
+        .map_err(Error::Invalid)?;
     let graph = crate::graph::build(&desired).map_err(Error::Invalid)?;
     Ok(Loaded {
         model,

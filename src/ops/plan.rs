@@ -141,6 +141,7 @@ pub(crate) fn make_plan(
         &targets,
         &rt,
         state.map(|s| s.lineage.as_str()),
+        (global.parallelism, global.cluster_parallelism),
     )?;
     Ok((plan, desired, identities))
 }
@@ -355,13 +356,14 @@ fn confirm_with_server(
     targets: &crate::target::Targets,
     rt: &tokio::runtime::Runtime,
     lineage: Option<&str>,
+    limits: (usize, usize),
 ) -> Result<(), Error> {
     use crate::target::DryRun;
     // The lineage of a state not made yet: any valid label value does for a dry run.
     let lineage = lineage.unwrap_or("00000000-0000-0000-0000-000000000000");
-    let mut rejected = Vec::new();
-    let mut unchanged = Vec::new();
-    for c in plan.changes.iter_mut() {
+    // (index of the change, the object as apply will send it, whether it takes fields)
+    let mut checks: Vec<(usize, crate::object::ObjRef, serde_json::Value, bool)> = Vec::new();
+    for (i, c) in plan.changes.iter_mut().enumerate() {
         // An edit being taken back (`forget_after`) writes its revert, checked by apply.
         if !matches!(c.action, plan::Action::Create | plan::Action::Update) || c.forget_after {
             continue;
@@ -380,18 +382,22 @@ fn confirm_with_server(
         }
         let Some(id) = c.id() else { continue };
         let Some(d) = desired.get(&id) else { continue };
-        if !d.known_after_apply.is_empty() {
+        if !d.known_after_apply.is_empty() || !targets.get(&id.cluster)?.checks_writes() {
             continue;
         }
-        let mut object = d.object.clone();
+        let mut object = serde_json::Value::clone(&d.object);
         if d.edit.is_none() {
             crate::ownership::stamp(&mut object, lineage, &c.address);
         }
-        let target = targets.get(&id.cluster)?.clone();
         // An edit of another's object takes the field it edits, as apply does.
-        let answer = rt
-            .block_on(target.dry_run(&id, &object, d.edit.is_some()))
-            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        checks.push((i, id, object, d.edit.is_some()));
+    }
+    let answers = rt.block_on(dry_run_all(&checks, targets, limits))?;
+    let mut rejected = Vec::new();
+    let mut unchanged = std::collections::BTreeSet::new();
+    for ((i, id, object, _), answer) in checks.iter().zip(answers) {
+        let c = &mut plan.changes[*i];
+        let Some(d) = desired.get(id) else { continue };
         match answer {
             DryRun::NotChecked => {}
             DryRun::Rejected(message) => {
@@ -408,11 +414,11 @@ fn confirm_with_server(
                 c.conflicts = Some(message);
             }
             DryRun::Accepted(server) => {
-                let Some(now) = live.get(&id) else { continue };
+                let Some(now) = live.get(id) else { continue };
                 let view = |v: &serde_json::Value| {
                     crate::target::normalize_live(crate::target::kube::dcm_view(
                         v,
-                        Some(&object),
+                        Some(object),
                     ))
                 };
                 let same_marks = crate::ownership::Marks::of(&server).lineage
@@ -422,7 +428,7 @@ fn confirm_with_server(
                     && same_marks
                     && view(&server) == crate::target::normalize_live(now.clone())
                 {
-                    unchanged.push(c.address.clone());
+                    unchanged.insert(c.address.clone());
                 }
             }
         }
@@ -439,6 +445,53 @@ fn confirm_with_server(
         plan.summary.change -= unchanged.len();
     }
     Ok(())
+}
+
+/// Sends the dry runs of `checks` concurrently: at most `limits.0` in flight in all, and
+/// `limits.1` in one cluster. The answers come back in the order of `checks`.
+async fn dry_run_all(
+    checks: &[(usize, crate::object::ObjRef, serde_json::Value, bool)],
+    targets: &crate::target::Targets,
+    (parallelism, per_cluster): (usize, usize),
+) -> Result<Vec<crate::target::DryRun>, Error> {
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+    let all = Arc::new(Semaphore::new(parallelism.max(1)));
+    let mut per: std::collections::BTreeMap<&str, Arc<Semaphore>> = Default::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, (_, id, object, force)) in checks.iter().enumerate() {
+        let target = targets.get(&id.cluster)?.clone();
+        let mine = per
+            .entry(id.cluster.as_str())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_cluster.max(1))))
+            .clone();
+        let all = all.clone();
+        let (id, object, force) = (id.clone(), object.clone(), *force);
+        tasks.spawn(async move {
+            let _cluster = mine.acquire_owned().await;
+            let _global = all.acquire_owned().await;
+            (n, target.dry_run(&id, &object, force).await)
+        });
+    }
+    let mut answers: Vec<Option<crate::target::DryRun>> = Vec::new();
+    answers.resize_with(checks.len(), || None);
+    let mut errors = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((n, Ok(answer))) => answers[n] = Some(answer),
+            Ok((_, Err(e))) => errors.push(e.to_string()),
+            Err(e) => errors.push(format!("a dry-run task failed: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        return Err(crate::refresh::RefreshError(errors).into());
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or(crate::target::DryRun::NotChecked))
+        .collect())
 }
 
 /// The objects a plan refuses, each with why and what to do, for the error that stops

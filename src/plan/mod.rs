@@ -659,7 +659,7 @@ impl Binding {
             let one = serde_json::json!({
                 "address": o.id.address(),
                 "apiVersion": o.api_version,
-                "object": o.object,
+                "object": &*o.object,
                 "allocated": o.allocated,
                 "revert": o.revert,
             });
@@ -954,7 +954,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             true,
         ));
         // Server-set fields do not count as a difference.
-        let mut live = d.objects[0].object.clone();
+        let mut live = d.objects[0].object.as_ref().clone();
         live["metadata"]["uid"] = json!("123");
         live["status"] = json!({});
         let p = plan_with(Some(&s), Some(live));
@@ -987,14 +987,14 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             Origin::Created,
             false,
         ));
-        let p = plan_with(Some(&s), Some(d.objects[0].object.clone()));
+        let p = plan_with(Some(&s), Some(d.objects[0].object.as_ref().clone()));
         assert!(!p.has_changes(), "{p:?}");
     }
 
     #[test]
     fn foreign_objects_are_refused_until_imported_and_then_forgotten_not_deleted() {
         let (d, g) = desired();
-        let mut other = d.objects[0].object.clone();
+        let mut other = d.objects[0].object.as_ref().clone();
         other["data"]["k"] = json!("theirs");
         let p = plan_with(None, Some(other.clone()));
         assert_eq!(p.changes[0].action, Action::Refuse);
@@ -1064,7 +1064,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let (d, _) = desired();
         let address = d.objects[0].id.address();
         let mine = State::new();
-        let mut theirs = d.objects[0].object.clone();
+        let mut theirs = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut theirs, "other-lineage", &address);
         let ours = Ownership {
             lineage: Some(&mine.lineage),
@@ -1084,7 +1084,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         );
 
         // Its own marks, but no state entry (a lost state rebuilt): it is this state's.
-        let mut own = d.objects[0].object.clone();
+        let mut own = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut own, &mine.lineage, &address);
         assert!(plan_owned(&mine, own.clone(), ours)
             .changes
@@ -1101,7 +1101,7 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         );
         e.uid = Some("a".into());
         s.upsert(e);
-        let mut remade = d.objects[0].object.clone();
+        let mut remade = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut remade, &s.lineage, &address);
         remade["metadata"]["uid"] = json!("b");
         let lineage = Ownership {
@@ -1143,10 +1143,10 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
             lineage: Some(&s.lineage),
             ..Default::default()
         };
-        let p = plan_owned(&s, d.objects[0].object.clone(), ownership);
+        let p = plan_owned(&s, d.objects[0].object.as_ref().clone(), ownership);
         assert_eq!(p.changes[0].action, Action::Update);
         assert!(p.changes[0].diff.is_empty());
-        let mut marked = d.objects[0].object.clone();
+        let mut marked = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut marked, &s.lineage, &d.objects[0].id.address());
         assert!(plan_owned(&s, marked, ownership).changes.is_empty());
     }

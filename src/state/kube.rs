@@ -813,6 +813,7 @@ async fn renew(
         request_timeout: conn.net.request_timeout.min(every),
         retry_budget: conn.net.retry_budget.min(every),
         connect_timeout: conn.net.connect_timeout.min(every),
+        ..conn.net
     };
     let api = conn.leases();
     let name = conn.lease_name();

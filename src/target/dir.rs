@@ -86,7 +86,7 @@ impl DirTarget {
         let Some(value) = self.read_file(&item.id)? else {
             return Ok(None);
         };
-        Ok(Some(self.as_live(value, item.desired.as_ref())))
+        Ok(Some(self.as_live(value, item.desired.as_deref())))
     }
 
     /// What a file stands for. A file that sops encrypted loses its sops metadata and

@@ -22,17 +22,21 @@ use crate::ownership::Marks;
 use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersion};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 
 /// dcm's field manager name on every cluster.
 pub const FIELD_MANAGER: &str = "dcm";
 
-const PAGE: u32 = 500;
+/// Objects per page of a LIST. Large, so that reading dcm's objects of a kind is one
+/// request up to this many (requests stay independent of the number of objects), and
+/// bounded, so that no one answer holds a whole cluster.
+const PAGE: u32 = 5000;
 
 /// Why a kubeconfig cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +161,9 @@ pub struct KubeTarget {
     preferred: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
     /// The state's lineage, once known: dcm's own objects are listed by it.
     lineage: std::sync::OnceLock<String>,
+    /// Every namespaced kind the cluster lists, from one discovery per run (for what a
+    /// namespace holds).
+    namespaced_kinds: OnceCell<Vec<ApiResource>>,
 }
 
 impl KubeTarget {
@@ -170,6 +177,7 @@ impl KubeTarget {
             resources: Mutex::new(BTreeMap::new()),
             preferred: Mutex::new(BTreeMap::new()),
             lineage: std::sync::OnceLock::new(),
+            namespaced_kinds: OnceCell::new(),
         }
     }
 
@@ -232,24 +240,28 @@ impl KubeTarget {
             Some((g, v)) => (g, v),
             None => ("", api_version),
         };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
+        // One discovery request per apiVersion gives every kind it serves.
+        let gv = GroupVersion::gv(group, version);
         let client = self.client().await?.clone();
         let found = retry(&self.net, || {
             let client = client.clone();
-            let gvk = gvk.clone();
-            async move { kube::discovery::pinned_kind(&client, &gvk).await }
+            let gv = gv.clone();
+            async move { kube::discovery::pinned_group(&client, &gv).await }
         })
         .await;
-        match found {
-            Ok((ar, caps)) => {
-                let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
-                let r = (ar, namespaced);
-                self.resources.lock().await.insert(key, r.clone());
-                Ok(Some(r))
-            }
-            Err(e) if not_served(&e) => Ok(None),
-            Err(e) => Err(self.unreachable(describe(&e))),
+        let served = match found {
+            Ok(g) => g.versioned_resources(version),
+            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) => return Err(self.unreachable(describe(&e))),
+        };
+        let mut cache = self.resources.lock().await;
+        for (ar, caps) in served {
+            let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+            cache
+                .entry((api_version.to_string(), ar.kind.clone()))
+                .or_insert((ar, namespaced));
         }
+        Ok(cache.get(&key).cloned())
     }
 
     /// The resource of `kind` in `group` at the group's preferred version (any served
@@ -313,6 +325,18 @@ impl KubeTarget {
         api: &Api<DynamicObject>,
         selector: Option<&str>,
     ) -> Result<Vec<Value>, TargetError> {
+        self.list_all_raw(api, selector).await.map_err(|e| match e {
+            ListError::Request(e) => self.unreachable(describe(&e)),
+            ListError::Decode(e) => e,
+        })
+    }
+
+    /// [`KubeTarget::list_all`], keeping the server's answer to a refused request.
+    async fn list_all_raw(
+        &self,
+        api: &Api<DynamicObject>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, ListError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -329,9 +353,12 @@ impl KubeTarget {
                 async move { api.list(&lp).await }
             })
             .await
-            .map_err(|e| self.unreachable(describe(&e)))?;
+            .map_err(ListError::Request)?;
             for item in page.items {
-                out.push(serde_json::to_value(&item).map_err(|e| self.unreachable(e))?);
+                out.push(
+                    serde_json::to_value(&item)
+                        .map_err(|e| ListError::Decode(self.unreachable(e)))?,
+                );
             }
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -390,7 +417,117 @@ impl KubeTarget {
             .map(|o| serde_json::to_value(&o).map_err(|e| self.unreachable(e)))
             .transpose()
     }
+
+    /// dcm's objects (by `managed`, its label selector) of kind `ar` in every namespace,
+    /// keyed by (namespace, name); None when the user may not list the whole cluster
+    /// (403), so each namespace is listed on its own.
+    async fn list_everywhere(
+        &self,
+        ar: &ApiResource,
+        managed: &str,
+    ) -> Result<Option<BTreeMap<(String, String), Value>>, TargetError> {
+        let client = self.client().await?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        match self.list_all_raw(&api, Some(managed)).await {
+            Ok(objects) => Ok(Some(
+                objects
+                    .into_iter()
+                    .filter_map(|o| {
+                        let ns = o.pointer("/metadata/namespace")?.as_str()?.to_string();
+                        let name = o.pointer("/metadata/name")?.as_str()?.to_string();
+                        Some(((ns, name), o))
+                    })
+                    .collect(),
+            )),
+            Err(ListError::Request(e)) if status_code(&e) == Some(403) => Ok(None),
+            Err(ListError::Request(e)) => Err(self.unreachable(describe(&e))),
+            Err(ListError::Decode(e)) => Err(e),
+        }
+    }
+
+    /// The live objects among `wanted` (all of kind `kind` in namespace `ns`): dcm's from
+    /// `whole_cluster` when it was listed there, else from one labelled LIST here; the
+    /// others from one metadata-only LIST (and a GET each only for those dcm owns or
+    /// edits, or that are not Secrets).
+    #[allow(clippy::too_many_arguments)]
+    async fn read_group(
+        &self,
+        (api_version, kind): (String, String),
+        (ar, namespaced): (ApiResource, bool),
+        ns: String,
+        wanted: Vec<&ReadItem>,
+        managed: &str,
+        whole_cluster: Option<Arc<BTreeMap<(String, String), Value>>>,
+    ) -> Result<Vec<(ObjRef, Value)>, TargetError> {
+        let client = self.client().await?;
+        let api = self.api(client, &ar, namespaced, &ns);
+        let mut by_name: BTreeMap<String, Value> = match &whole_cluster {
+            Some(all) => wanted
+                .iter()
+                .filter_map(|i| {
+                    let o = all.get(&(ns.clone(), i.id.name.clone()))?;
+                    Some((i.id.name.clone(), o.clone()))
+                })
+                .collect(),
+            None => self
+                .list_all(&api, Some(managed))
+                .await?
+                .into_iter()
+                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?.to_string(), o)))
+                .collect(),
+        };
+        let missing: Vec<&&ReadItem> = wanted
+            .iter()
+            .filter(|i| !by_name.contains_key(&i.id.name))
+            .collect();
+        if !missing.is_empty() {
+            let metadata = self.list_metadata(&api).await?;
+            let secret = ar.group.is_empty() && kind == "Secret";
+            for item in missing {
+                let Some(meta) = metadata.get(&item.id.name) else {
+                    continue;
+                };
+                let object = if item.whole || item.owned || !secret {
+                    self.get(&api, &item.id).await?
+                } else {
+                    Some(serde_json::json!({ "metadata": meta }))
+                };
+                if let Some(o) = object {
+                    by_name.insert(item.id.name.clone(), o);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for item in wanted {
+            if let Some(mut live) = by_name.remove(&item.id.name) {
+                if live.get("apiVersion").is_none() {
+                    live["apiVersion"] = Value::String(api_version.clone());
+                }
+                if live.get("kind").is_none() {
+                    live["kind"] = Value::String(kind.clone());
+                }
+                let view = if item.whole {
+                    live
+                } else {
+                    dcm_view(&live, item.desired.as_deref())
+                };
+                out.push((item.id.clone(), view));
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// Why a LIST failed: the request (with the server's answer), or an object in the answer
+/// that could not be read.
+enum ListError {
+    Request(RetryError),
+    Decode(TargetError),
+}
+
+/// Up to this many namespaces, a kind is listed namespace by namespace (what a user
+/// limited to those namespaces may do); beyond, once over the whole cluster.
+const NAMESPACES_LISTED_ONE_BY_ONE: usize = 4;
 
 #[async_trait]
 impl Target for KubeTarget {
@@ -400,14 +537,15 @@ impl Target for KubeTarget {
     /// or edits, or that are not Secrets (a refusal shows what the file would change).
     /// So other applications' Secrets are never read.
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
-        let mut groups: BTreeMap<(String, String, String), Vec<&ReadItem>> = BTreeMap::new();
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        // (apiVersion, kind) → namespace → the items wanted there.
+        type ByNamespace<'a> = BTreeMap<String, Vec<&'a ReadItem>>;
+        let mut kinds: BTreeMap<(String, String), ByNamespace<'_>> = BTreeMap::new();
         for item in items {
-            groups
-                .entry((
-                    item.api_version.clone(),
-                    item.id.kind.clone(),
-                    item.id.namespace.clone(),
-                ))
+            kinds
+                .entry((item.api_version.clone(), item.id.kind.clone()))
+                .or_default()
+                .entry(item.id.namespace.clone())
                 .or_default()
                 .push(item);
         }
@@ -419,89 +557,76 @@ impl Target for KubeTarget {
                 crate::ownership::MANAGED_BY
             ),
         };
-        let mut out = BTreeMap::new();
-        for ((api_version, kind, ns), wanted) in groups {
+        // Discovery first (once per kind, cached), then the reads, several at a time.
+        let mut reads = Vec::new();
+        for ((api_version, kind), by_ns) in kinds {
             let Some((ar, namespaced)) = self.resource(&api_version, &kind).await? else {
                 continue; // not served: none of them can exist
             };
-            let client = self.client().await?;
-            let api = self.api(client, &ar, namespaced, &ns);
-            let listed = self.list_all(&api, Some(&managed)).await?;
-            let mut by_name: BTreeMap<String, Value> = listed
-                .into_iter()
-                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?.to_string(), o)))
-                .collect();
-            let missing: Vec<&&ReadItem> = wanted
-                .iter()
-                .filter(|i| !by_name.contains_key(&i.id.name))
-                .collect();
-            if !missing.is_empty() {
-                let metadata = self.list_metadata(&api).await?;
-                let secret = ar.group.is_empty() && kind == "Secret";
-                for item in missing {
-                    let Some(meta) = metadata.get(&item.id.name) else {
-                        continue;
-                    };
-                    let object = if item.whole || item.owned || !secret {
-                        self.get(&api, &item.id).await?
-                    } else {
-                        Some(serde_json::json!({ "metadata": meta }))
-                    };
-                    if let Some(o) = object {
-                        by_name.insert(item.id.name.clone(), o);
-                    }
-                }
-            }
-            for item in wanted {
-                if let Some(live) = by_name.get(&item.id.name) {
-                    let mut live = live.clone();
-                    if live.get("apiVersion").is_none() {
-                        live["apiVersion"] = Value::String(api_version.clone());
-                    }
-                    if live.get("kind").is_none() {
-                        live["kind"] = Value::String(kind.clone());
-                    }
-                    let view = if item.whole {
-                        live
-                    } else {
-                        dcm_view(&live, item.desired.as_ref())
-                    };
-                    out.insert(item.id.clone(), view);
-                }
+            // Spread over many namespaces, dcm's objects of a kind are listed once over
+            // the whole cluster rather than once per namespace.
+            let listed = if namespaced && by_ns.len() > NAMESPACES_LISTED_ONE_BY_ONE {
+                self.list_everywhere(&ar, &managed).await?
+            } else {
+                None
+            };
+            let whole_cluster = listed.map(Arc::new);
+            for (ns, wanted) in by_ns {
+                reads.push(self.read_group(
+                    (api_version.clone(), kind.clone()),
+                    (ar.clone(), namespaced),
+                    ns,
+                    wanted,
+                    &managed,
+                    whole_cluster.clone(),
+                ));
             }
         }
-        Ok(out)
+        let parts: Vec<Vec<(ObjRef, Value)>> = stream::iter(reads)
+            .buffer_unordered(self.net.reads_in_flight.max(1))
+            .try_collect()
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
         let client = self.client().await?.clone();
-        let discovery = retry(&self.net, || {
-            let client = client.clone();
-            async move { kube::Discovery::new(client).run().await }
-        })
-        .await
-        .map_err(|e| self.unreachable(describe(&e)))?;
+        let kinds = self
+            .namespaced_kinds
+            .get_or_try_init(|| async {
+                let discovery = retry(&self.net, || {
+                    let client = client.clone();
+                    async move { kube::Discovery::new(client).run().await }
+                })
+                .await
+                .map_err(|e| self.unreachable(describe(&e)))?;
+                let mut kinds = Vec::new();
+                for group in discovery.groups() {
+                    for (ar, caps) in group.recommended_resources() {
+                        if caps.scope == kube::discovery::Scope::Namespaced
+                            && caps.supports_operation(kube::discovery::verbs::LIST)
+                        {
+                            kinds.push(ar);
+                        }
+                    }
+                }
+                Ok::<_, TargetError>(kinds)
+            })
+            .await?;
         let mut out = Vec::new();
-        for group in discovery.groups() {
-            for (ar, caps) in group.recommended_resources() {
-                if caps.scope != kube::discovery::Scope::Namespaced
-                    || !caps.supports_operation(kube::discovery::verbs::LIST)
-                {
+        for ar in kinds {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
+            for (name, meta) in self.list_metadata(&api).await? {
+                if super::made_by_the_cluster(&ar.group, &ar.kind, &name, &meta) {
                     continue;
                 }
-                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-                for (name, meta) in self.list_metadata(&api).await? {
-                    if super::made_by_the_cluster(&ar.group, &ar.kind, &name, &meta) {
-                        continue;
-                    }
-                    out.push(ObjRef {
-                        cluster: self.cluster.clone(),
-                        group: ar.group.clone(),
-                        kind: ar.kind.clone(),
-                        namespace: namespace.to_string(),
-                        name,
-                    });
-                }
+                out.push(ObjRef {
+                    cluster: self.cluster.clone(),
+                    group: ar.group.clone(),
+                    kind: ar.kind.clone(),
+                    namespace: namespace.to_string(),
+                    name,
+                });
             }
         }
         out.sort();
@@ -588,6 +713,10 @@ impl Target for KubeTarget {
             .iter()
             .find(|c| &c.name == cluster)?;
         named.cluster.as_ref()?.server.clone()
+    }
+
+    fn checks_writes(&self) -> bool {
+        true
     }
 
     fn has_controllers(&self) -> bool {

@@ -52,7 +52,7 @@ pub struct ReadItem {
     pub api_version: String,
     /// What the file wants it to be, when it wants it (lets a server-side target tell
     /// the fields dcm sets from the ones the server or others set).
-    pub desired: Option<Value>,
+    pub desired: Option<std::sync::Arc<Value>>,
     /// Read the whole object, not only dcm's fields (objects dcm only edits).
     pub whole: bool,
     /// The state holds it (dcm created or imported it, or waits on it): read it even
@@ -112,6 +112,12 @@ pub trait Target: Send + Sync {
     ) -> Result<DryRun, TargetError> {
         let _ = (id, object, force);
         Ok(DryRun::NotChecked)
+    }
+
+    /// Whether [`Target::dry_run`] asks anyone (a directory has no server to ask): a plan
+    /// prepares no dry runs for a target that answers them all `NotChecked`.
+    fn checks_writes(&self) -> bool {
+        false
     }
 
     /// Every object of `kind` (in `group`, at `api_version`) in every namespace, whoever

@@ -32,6 +32,8 @@ pub struct NetSettings {
     pub request_timeout: Duration,
     /// How long an operation may keep retrying passing failures, from its first try.
     pub retry_budget: Duration,
+    /// How many reads (LISTs) may be in flight to one cluster at once.
+    pub reads_in_flight: usize,
 }
 
 impl Default for NetSettings {
@@ -40,6 +42,7 @@ impl Default for NetSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry_budget: Duration::from_secs(60),
+            reads_in_flight: 10,
         }
     }
 }

@@ -119,7 +119,7 @@ pub fn dns_stub_domains(model: &Model) -> Vec<DesiredObject> {
                 name: name.into(),
             },
             api_version: "v1".into(),
-            object: json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "namespace": "kube-system" } }),
+            object: std::sync::Arc::new(json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "namespace": "kube-system" } })),
             source: format!("logical_clouds.{}", clouds[0].name),
             depends_on,
             location,

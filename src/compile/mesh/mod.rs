@@ -65,7 +65,7 @@ impl Out<'_> {
         self.objects.push(DesiredObject {
             id,
             api_version,
-            object,
+            object: std::sync::Arc::new(object),
             source: self.source.clone(),
             depends_on: depends_on
                 .into_iter()

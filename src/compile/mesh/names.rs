@@ -211,7 +211,8 @@ pub fn allocate_addresses(
                 Ipv4Addr::from(free)
             }
         };
-        objects[i].object["spec"]["addresses"] = json!([ip.to_string()]);
+        std::sync::Arc::make_mut(&mut objects[i].object)["spec"]["addresses"] =
+            json!([ip.to_string()]);
         objects[i]
             .allocated
             .insert("address".into(), ip.to_string());
@@ -245,7 +246,8 @@ mod tests {
     fn addresses_that_the_files_own_service_entries_use_are_never_handed_out() {
         let mut theirs = service_entry("c1", "theirs");
         theirs.source = "resources.mine".into();
-        theirs.object["spec"]["addresses"] = json!(["127.255.0.1", "127.255.0.2/32"]);
+        std::sync::Arc::make_mut(&mut theirs.object)["spec"]["addresses"] =
+            json!(["127.255.0.1", "127.255.0.2/32"]);
         let mut objects = vec![theirs, service_entry("c1", "a"), service_entry("c2", "a")];
         let mut diags = Vec::new();
         allocate_addresses(&mut objects, &Allocations::default(), &mut diags);
