@@ -233,8 +233,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// List the object addresses in the state: all, or those GLOB matches (`*` any run of
-    /// characters, `/` included; `?` one character), e.g. 'c1/*' or '*/Secret/*'.
+    /// List the object addresses in the state, or those a glob matches.
+    ///
+    /// In GLOB, `*` stands for any run of characters (`/` included) and `?` for one
+    /// character, e.g. 'c1/*' or '*/Secret/*'.
     List {
         #[arg(value_name = "GLOB")]
         glob: Option<String>,
@@ -255,10 +257,11 @@ pub enum StateCommand {
         #[command(flatten)]
         file: StateFileArg,
     },
-    /// Give an entry another address without touching any cluster, e.g. after a cluster
-    /// key was renamed in the file: `dcm state mv c1/core/ConfigMap/default/x
-    /// east/core/ConfigMap/default/x`. Refused when SRC is not in the state, DST is, or
-    /// their kinds differ.
+    /// Give an entry another address, changing nothing in any cluster.
+    ///
+    /// E.g. after a cluster key was renamed in the file: `dcm state mv
+    /// c1/core/ConfigMap/default/x east/core/ConfigMap/default/x`. Refused when SRC is not
+    /// in the state, DST is, or their kinds differ.
     Mv {
         #[arg(value_name = "SRC")]
         src: String,
@@ -272,9 +275,10 @@ pub enum StateCommand {
         #[command(flatten)]
         file: StateFileArg,
     },
-    /// Make a state file (as `state pull` prints it; `-` reads stdin) the state. Refused
-    /// when the state there has another lineage, or a serial not below the file's,
-    /// unless --force.
+    /// Make a state file (as `state pull` prints it; `-`: stdin) the state.
+    ///
+    /// Refused when the state there has another lineage, or a serial not below the
+    /// file's, unless --force.
     Push {
         #[arg(value_name = "FILE")]
         path: PathBuf,

@@ -1251,9 +1251,9 @@ pub struct KubeStore {
     seq: u64,
 }
 
-/// The result of opening: the store, the state read (None: there is none) and whether a
-/// journal was read into it.
-pub type Opened = (KubeStore, Option<State>, bool);
+/// The result of opening: the store, the state (`fresh` when there was none), whether
+/// there was one, and whether a journal was read into it.
+pub type Opened = (KubeStore, State, bool, bool);
 
 impl KubeStore {
     /// Locks the state at `loc` for `operation` and reads it; `fresh` is the state to
@@ -1320,7 +1320,7 @@ impl KubeStore {
             progress,
             seq: 0,
         };
-        Ok((store, existed.then_some(state), journaled))
+        Ok((store, state, existed, journaled))
     }
 
     fn send(&mut self, make: impl FnOnce(u64) -> Cmd) -> super::Durable {

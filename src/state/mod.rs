@@ -612,21 +612,23 @@ impl StateStore {
         access: &Access,
         operation: &str,
     ) -> Result<StateStore, StateError> {
-        let (backend, found, journaled) = match location {
+        let (backend, mut state, existed, journaled) = match location {
             StateLocation::Local(path) => {
                 let lock = lock::Lock::acquire_waiting(path, operation, access.lock_timeout)?;
                 let found = read(path)?;
-                let journaled = found.is_some() && journal_path(path).exists();
+                let existed = found.is_some();
+                let journaled = existed && journal_path(path).exists();
                 let local = Local {
                     path: path.clone(),
                     backed_up: false,
                     journal: None,
                     _lock: lock,
                 };
-                (Backend::Local(local), found, journaled)
+                let state = found.unwrap_or_default();
+                (Backend::Local(local), state, existed, journaled)
             }
             StateLocation::Kubernetes(k) => {
-                let (store, found, journaled) =
+                let (store, state, existed, journaled) =
                     kube::KubeStore::open(k, access, operation, State::new)?;
                 let kube = Kube {
                     store,
@@ -634,11 +636,14 @@ impl StateStore {
                     snapshotted: false,
                     journaled: false,
                 };
-                (Backend::Kubernetes(Box::new(kube)), found, journaled)
+                (
+                    Backend::Kubernetes(Box::new(kube)),
+                    state,
+                    existed,
+                    journaled,
+                )
             }
         };
-        let existed = found.is_some();
-        let mut state = found.unwrap_or_default();
         if state.secrets_hmac_key.bytes().is_none() {
             // A state from before the key existed (or a mangled key): saved with the next write.
             state.secrets_hmac_key = SecretsKey::generate();
