@@ -1017,3 +1017,72 @@ fn bad_state_locations_are_refused_naming_the_part_and_nothing_is_written() {
         "only the kubeconfig was added"
     );
 }
+
+#[test]
+fn a_reader_never_sees_half_of_a_write() {
+    let p = Project::new();
+    let clusters = Clusters::start(1, p.dir.path()).expect("start");
+    let k = clusters.kubeconfig.display().to_string();
+    let at = "k8s://cluster1/default/big";
+    // Each version has its own number of entries, so a read tells which one it saw.
+    let size = |serial: u64| 15_000 + serial as usize;
+    p.write("v1.json", &big_state(size(1), "big-lineage", 1));
+    p.dcm(&[
+        "--kubeconfig",
+        &k,
+        "--state",
+        at,
+        "state",
+        "push",
+        "v1.json",
+    ])
+    .expect(0);
+    for serial in 2..=4 {
+        p.write(
+            &format!("v{serial}.json"),
+            &big_state(size(serial), "big-lineage", serial),
+        );
+    }
+    let writer = {
+        let dir = p.dir.path().to_path_buf();
+        let k = k.clone();
+        std::thread::spawn(move || {
+            for serial in 2..=4 {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_dcm"))
+                    .args(["--kubeconfig", &k, "--state", at, "state", "push"])
+                    .arg(format!("v{serial}.json"))
+                    .current_dir(&dir)
+                    .env("HOME", &dir)
+                    .env_remove("KUBECONFIG")
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("push");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while !writer.is_finished() {
+        let pulled = p
+            .dcm(&["--kubeconfig", &k, "--state", at, "state", "pull"])
+            .expect(0);
+        let state: Value = serde_json::from_str(&pulled.stdout).expect("a whole state");
+        let serial = state["serial"].as_u64().unwrap();
+        assert_eq!(state["objects"].as_array().unwrap().len(), size(serial));
+        seen.push(serial);
+    }
+    writer.join().expect("pushes");
+    assert!(seen.len() >= 2, "the reads overlapped the writes: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    let last: Value = serde_json::from_str(
+        &p.dcm(&["--kubeconfig", &k, "--state", at, "state", "pull"])
+            .expect(0)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(last["serial"], 4);
+}
