@@ -1086,3 +1086,75 @@ fn a_reader_never_sees_half_of_a_write() {
     .unwrap();
     assert_eq!(last["serial"], 4);
 }
+
+#[test]
+fn state_mv_keeps_allocations_unique_and_moves_the_cluster_identity() {
+    let p = Project::new();
+    let entry = |cluster: &str, name: &str, ip: &str| {
+        json!({
+            "address": format!("{cluster}/networking.istio.io/ServiceEntry/default/{name}"),
+            "cluster": cluster, "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "namespace": "default", "name": name, "sha256": "0".repeat(64), "origin": "created",
+            "allocated": {"address": ip}, "uid": "u-1"
+        })
+    };
+    let state = json!({
+        "version": 1, "lineage": "l-1", "serial": 3,
+        "clusters": {"c1": {"server": "https://c1.example", "kube_system_uid": "ks-1"}},
+        "objects": [entry("c1", "a", "127.255.0.1"), entry("east", "b", "127.255.0.1")]
+    });
+    p.write("s.json", &state.to_string());
+    p.dcm(&["state", "push", "s.json"]).expect(0);
+    let before = p.read("state/dcm.state.json");
+    let clash = p
+        .dcm(&[
+            "state",
+            "mv",
+            "c1/networking.istio.io/ServiceEntry/default/a",
+            "east/networking.istio.io/ServiceEntry/default/a",
+        ])
+        .expect(1);
+    assert!(
+        clash.stderr.contains("its allocated address 127.255.0.1 is already east/networking.istio.io/ServiceEntry/default/b's in cluster `east`"),
+        "{}",
+        clash.stderr
+    );
+    assert_eq!(p.read("state/dcm.state.json"), before, "nothing changed");
+    // To a new cluster key: the address moves with it, and so does c1's identity.
+    p.dcm(&[
+        "state",
+        "mv",
+        "c1/networking.istio.io/ServiceEntry/default/a",
+        "west/networking.istio.io/ServiceEntry/default/a",
+    ])
+    .expect(0);
+    let s = p.state();
+    assert_eq!(
+        s["clusters"],
+        json!({"west": {"server": "https://c1.example", "kube_system_uid": "ks-1"}})
+    );
+    let moved = &s["objects"][1];
+    assert_eq!(
+        moved["address"],
+        "west/networking.istio.io/ServiceEntry/default/a"
+    );
+    assert_eq!(
+        (
+            moved["allocated"]["address"].as_str(),
+            moved["uid"].as_str()
+        ),
+        (Some("127.255.0.1"), Some("u-1"))
+    );
+    assert_eq!(s["serial"], 4);
+    // A new name is another object: its UID is not kept.
+    p.dcm(&[
+        "state",
+        "mv",
+        "west/networking.istio.io/ServiceEntry/default/a",
+        "west/networking.istio.io/ServiceEntry/default/a2",
+    ])
+    .expect(0);
+    let s = p.state();
+    assert_eq!(s["objects"][1]["name"], "a2");
+    assert!(s["objects"][1].get("uid").is_none());
+}
