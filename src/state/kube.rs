@@ -951,6 +951,11 @@ pub async fn force_unlock(conn: &Conn, id: &str) -> Result<LockInfo, super::Stat
 // ---------------------------------------------------------------------------------------
 // Writing.
 
+/// The name of the state that keeps `name`'s state from before its last run.
+pub fn backup_name(name: &str) -> String {
+    format!("{name}-backup")
+}
+
 /// How far the writer got.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
@@ -986,6 +991,9 @@ struct Writer {
     next_seq: u64,
     /// The state as durable in the cluster (journal included).
     state: State,
+    /// Set while the state from before the run is still to be kept as the backup (the
+    /// state `<name>-backup`), which the run's first whole write does.
+    backup_due: bool,
 }
 
 impl Writer {
@@ -1056,6 +1064,9 @@ impl Writer {
     /// the chunks and journal it no longer names go.
     async fn snapshot(&mut self, mut s: State) -> Result<(), KubeStateError> {
         self.lock.check(&self.location())?;
+        if std::mem::take(&mut self.backup_due) {
+            self.keep_backup().await?;
+        }
         s.serial = s.serial.max(self.state.serial + 1);
         let failed = |message: String| KubeStateError::Failed {
             location: self.location(),
@@ -1162,6 +1173,41 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes the state as it is now (from before the run's first whole write) as the
+    /// state `<name>-backup`, replacing the one there: `dcm --state
+    /// k8s://CONTEXT/NAMESPACE/NAME-backup state pull` shows it.
+    async fn keep_backup(&self) -> Result<(), KubeStateError> {
+        let mut loc = self.conn.loc.clone();
+        loc.name = backup_name(&loc.name);
+        let conn = Conn {
+            loc,
+            ..self.conn.clone()
+        };
+        let name = conn.index_name();
+        let index = conn
+            .get_secret(&name)
+            .await
+            .map_err(|e| conn.failed(&format!("cannot read Secret {name}"), &e))?;
+        if index.as_ref().is_some_and(|i| !conn.ours(&i.metadata)) {
+            return Err(conn.not_ours("Secret", &name));
+        }
+        let mut backup = Writer {
+            conn,
+            lock: self.lock.clone(),
+            index,
+            journal: String::new(),
+            next_seq: 0,
+            // Below any serial, so the backup keeps the state's own.
+            state: State {
+                serial: 0,
+                ..State::new()
+            },
+            backup_due: false,
+        };
+        let old = self.state.clone();
+        Box::pin(backup.snapshot(old)).await
+    }
+
     /// Deletes chunks and journal records the index no longer names. A failure leaves
     /// them for the next write: they are never read.
     async fn collect_garbage(&self, manifest: &Manifest) {
@@ -1264,6 +1310,18 @@ impl KubeStore {
         operation: &str,
         fresh: impl FnOnce() -> State,
     ) -> Result<Opened, super::StateError> {
+        let max = super::location::MAX_WRITTEN_NAME;
+        if loc.name.len() > max {
+            return Err(KubeStateError::Failed {
+                location: loc.to_string(),
+                message: format!(
+                    "a state dcm writes needs a name of at most {max} characters, to name its backup `<name>-backup` (`{}` has {}); it can only be read",
+                    loc.name,
+                    loc.name.len()
+                ),
+            }
+            .into());
+        }
         let rt = Runtime::new().map_err(|message| KubeStateError::Failed {
             location: loc.to_string(),
             message,
@@ -1302,6 +1360,7 @@ impl KubeStore {
             journal,
             next_seq,
             state: state.clone(),
+            backup_due: existed,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (ptx, progress) = watch::channel(Progress {

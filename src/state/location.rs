@@ -11,8 +11,12 @@ use std::path::PathBuf;
 pub const K8S_SCHEME: &str = "k8s://";
 
 /// The longest state name: Kubernetes label values (the state's label) hold 63
-/// characters, and the Secrets and Lease dcm derives from it must stay valid names.
+/// characters. A state that is written needs room for its backup's name
+/// (`<name>-backup`): [`MAX_WRITTEN_NAME`].
 pub const MAX_NAME: usize = 63;
+
+/// The longest name of a state dcm writes (its backup, `<name>-backup`, is a state too).
+pub const MAX_WRITTEN_NAME: usize = MAX_NAME - "-backup".len();
 
 /// Where the state of a run lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +223,20 @@ pub fn settings_from(
                     ok = false;
                 }
             }
+        }
+        if let Some(n) = raw
+            .name
+            .as_ref()
+            .filter(|n| ok && n.value.len() > MAX_WRITTEN_NAME)
+        {
+            diags.push(at(
+                Diagnostic::new(format!(
+                    "`state.name` must be at most {MAX_WRITTEN_NAME} characters (it has {}): dcm also writes the state's backup, `<name>-backup`",
+                    n.value.len()
+                )),
+                &n.span,
+            ));
+            ok = false;
         }
         match (&raw.context, &raw.namespace, &raw.name) {
             (Some(c), Some(ns), Some(n)) if ok => Some(StateLocation::Kubernetes(KubeLocation {

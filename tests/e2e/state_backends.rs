@@ -714,6 +714,15 @@ fn push_refuses_another_lineage_or_an_older_serial_and_pull_push_round_trips() {
         back.stdout, pulled.stdout,
         "k8s gives back what it was given"
     );
+    let backup = "k8s://cluster1/default/moved-backup";
+    let none = p
+        .dcm(&["--kubeconfig", &k, "--state", backup, "state", "pull"])
+        .expect(0);
+    assert!(
+        none.stdout.is_empty(),
+        "a new state has no backup: {}",
+        none.stdout
+    );
 
     // The same serial again: refused, naming both serials.
     let same = p
@@ -802,6 +811,11 @@ fn push_refuses_another_lineage_or_an_older_serial_and_pull_push_round_trips() {
     )
     .unwrap();
     assert_eq!(forced["serial"].as_u64(), Some(serial + 1));
+    // The state from before the push is kept as the backup, itself a state to pull.
+    let kept = p
+        .dcm(&["--kubeconfig", &k, "--state", backup, "state", "pull"])
+        .expect(0);
+    assert_eq!(kept.stdout, pulled.stdout);
 
     // And back from the cluster to a local file.
     p.write("remote.json", &back.stdout);
@@ -960,6 +974,14 @@ fn bad_state_locations_are_refused_naming_the_part_and_nothing_is_written() {
         bad.stderr.contains(
             "the namespace `Not_A_Namespace` of a Kubernetes state is not a valid namespace name"
         ),
+        "{}",
+        bad.stderr
+    );
+    let long = format!("k8s://ctx/ns/{}", "a".repeat(60));
+    let bad = p.dcm(&["--state", &long, "state", "rm", "x"]).expect(1);
+    assert!(
+        bad.stderr
+            .contains("needs a name of at most 56 characters, to name its backup"),
         "{}",
         bad.stderr
     );
