@@ -136,7 +136,7 @@ pub async fn apply(
     let mut waiting_on: Vec<usize> = vec![0; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, c) in plan.changes.iter().enumerate() {
-        for a in &c.after {
+        for a in &c.depends_on {
             if let Some(&j) = index.get(a.as_str()) {
                 waiting_on[i] += 1;
                 dependents[j].push(i);
@@ -305,7 +305,7 @@ fn waits_on_a_failure(
         if !seen.insert(j) {
             continue;
         }
-        for a in &plan.changes[j].after {
+        for a in &plan.changes[j].depends_on {
             if failed.contains(a.as_str()) {
                 return true;
             }

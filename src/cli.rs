@@ -54,6 +54,50 @@ pub struct Cli {
     pub allow_path: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+    /// Which of the flags a saved plan also records were given on the command line (a
+    /// saved plan's own records stand in for those that were not).
+    #[arg(skip)]
+    pub given: Given,
+}
+
+/// Flags given on the command line rather than left at their defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given {
+    /// `--state`.
+    pub state: bool,
+    /// `-f`/`--file` of `apply`.
+    pub file: bool,
+}
+
+impl Cli {
+    /// Parses the process's arguments, noting which of `--state` and `apply -f` were given.
+    pub fn try_parse_args() -> Result<Cli, clap::Error> {
+        Cli::try_parse_from_args(std::env::args_os())
+    }
+
+    /// [`Cli::try_parse_args`] over `args`.
+    pub fn try_parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::parser::ValueSource;
+        use clap::FromArgMatches;
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let on_command_line = |m: &clap::ArgMatches, id: &str| {
+            m.try_get_raw(id).is_ok() && m.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let sub = matches.subcommand().map(|(_, m)| m);
+        cli.given = Given {
+            state: on_command_line(&matches, "state")
+                || sub.is_some_and(|m| on_command_line(m, "state")),
+            file: matches
+                .subcommand_matches("apply")
+                .is_some_and(|m| on_command_line(m, "file")),
+        };
+        Ok(cli)
+    }
 }
 
 /// The desired-state file argument, shared by most commands.
@@ -106,6 +150,34 @@ pub struct CascadeArg {
     pub cascade: bool,
 }
 
+/// `--target ADDRESS_GLOB`, repeatable.
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// Plan only the objects whose address matches ADDRESS_GLOB (`*`: any characters, `?`:
+    /// one), with what they depend on (for a destroy: with what depends on them);
+    /// repeatable. The plan is then partial, and says so.
+    #[arg(long = "target", value_name = "ADDRESS_GLOB")]
+    pub target: Vec<String>,
+}
+
+/// `--refresh-only`.
+#[derive(Debug, Args)]
+pub struct RefreshOnlyArg {
+    /// Change no cluster: record in the state the live values of objects that changed
+    /// outside dcm (and forget those that are gone), so drift stops reporting them.
+    #[arg(long)]
+    pub refresh_only: bool,
+}
+
+/// `--max-bytes N`, for Markdown output.
+#[derive(Debug, Args)]
+pub struct MaxBytesArg {
+    /// With --markdown: the most bytes the comment may take; what does not fit is left
+    /// out whole, and the comment says how much and where to see it.
+    #[arg(long = "max-bytes", value_name = "N", default_value_t = crate::markdown::DEFAULT_MAX_BYTES, requires = "markdown")]
+    pub max_bytes: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the file (syntax, keys, names, references, cycles); contacts no cluster.
@@ -132,18 +204,29 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
         #[command(flatten)]
+        max_bytes: MaxBytesArg,
+        #[command(flatten)]
         take_over: TakeOverArg,
         #[command(flatten)]
         cascade: CascadeArg,
+        /// Plan the deletion of everything the state records (what `dcm destroy` does);
+        /// save it with -o and carry it out with `dcm apply PLAN`.
+        #[arg(long, conflicts_with = "refresh_only")]
+        destroy: bool,
+        #[command(flatten)]
+        target: TargetArg,
+        #[command(flatten)]
+        refresh_only: RefreshOnlyArg,
     },
     /// Make the clusters match the file, in dependency order, recording what was done.
     ///
-    /// With PLAN, applies exactly that saved plan and refuses if anything it was planned
-    /// against has changed. Without it, plans afresh and asks for confirmation unless
-    /// --auto-approve; it refuses to run unattended without --auto-approve.
+    /// With PLAN, applies exactly that saved plan, from any directory, with the state and
+    /// the config file it records, and refuses if anything it was planned against has
+    /// changed. Without it, plans afresh and asks for confirmation unless --auto-approve;
+    /// it refuses to run unattended without --auto-approve.
     Apply {
-        /// A plan saved with `dcm plan -o PLAN`, made from the file -f names (with
-        /// DCM_PLAN_KEY set, it must be signed with it).
+        /// A plan saved with `dcm plan -o PLAN` (with DCM_PLAN_KEY set, it must be signed
+        /// with it). A -f or --state given with it must name the plan's own.
         #[arg(value_name = "PLAN")]
         plan: Option<PathBuf>,
         #[command(flatten)]
@@ -164,6 +247,10 @@ pub enum Command {
         force_conflicts: bool,
         #[command(flatten)]
         cascade: CascadeArg,
+        #[command(flatten)]
+        target: TargetArg,
+        #[command(flatten)]
+        refresh_only: RefreshOnlyArg,
     },
     /// Start managing an object that already exists (as `terraform import` does): record
     /// it in the state without changing it. The next plan shows what the file would change.
@@ -186,8 +273,13 @@ pub enum Command {
         #[command(flatten)]
         file: FileArg,
         /// Print the report as JSON.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the report as Markdown (for an issue or pull-request comment).
+        #[arg(long)]
+        markdown: bool,
+        #[command(flatten)]
+        max_bytes: MaxBytesArg,
     },
     /// Delete everything the state records as created by dcm, in reverse dependency order.
     ///
@@ -204,6 +296,8 @@ pub enum Command {
         wait_timeout: std::time::Duration,
         #[command(flatten)]
         cascade: CascadeArg,
+        #[command(flatten)]
+        target: TargetArg,
     },
     /// Print the dependency graph in DOT (an edge points at what an object depends on).
     Graph(FileArg),
@@ -211,6 +305,9 @@ pub enum Command {
     Show {
         #[arg(value_name = "PLAN")]
         plan: Option<PathBuf>,
+        /// Print the plan, or the state, as JSON (docs/json-format.md).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         file: StateFileArg,
     },
@@ -333,8 +430,12 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             out,
             json,
             markdown,
+            max_bytes,
             take_over,
             cascade,
+            destroy,
+            target,
+            refresh_only,
         } => {
             let format = match (json, markdown) {
                 (true, _) => PlanFormat::Json,
@@ -347,8 +448,12 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                     detailed_exitcode,
                     out,
                     format,
+                    max_bytes: max_bytes.max_bytes,
                     take_over: take_over.take_over.into_iter().collect(),
                     cascade: cascade.cascade,
+                    destroy,
+                    targets: target.target,
+                    refresh_only: refresh_only.refresh_only,
                 },
                 &global,
             )
@@ -361,9 +466,12 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             take_over,
             force_conflicts,
             cascade,
+            target,
+            refresh_only,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
+                file_given: cli.given.file,
                 plan_file: plan,
                 auto_approve,
                 destroy: false,
@@ -371,6 +479,8 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 take_over: take_over.take_over.into_iter().collect(),
                 force_conflicts,
                 cascade: cascade.cascade,
+                targets: target.target,
+                refresh_only: refresh_only.refresh_only,
             },
             &global,
         ),
@@ -384,9 +494,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             auto_approve,
             wait_timeout,
             cascade,
+            target,
         } => ops::apply(
             &ApplyOptions {
                 file: file.file,
+                file_given: true,
                 plan_file: None,
                 auto_approve,
                 destroy: true,
@@ -394,19 +506,28 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 take_over: Default::default(),
                 force_conflicts: false,
                 cascade: cascade.cascade,
+                targets: target.target,
+                refresh_only: false,
             },
             &global,
         ),
-        Command::Drift { file, json } => ops::drift(
+        Command::Drift {
+            file,
+            json,
+            markdown,
+            max_bytes,
+        } => ops::drift(
             &DriftOptions {
                 file: file.file,
                 json,
+                markdown,
+                max_bytes: max_bytes.max_bytes,
             },
             &global,
         ),
         Command::Graph(f) => ops::graph(&f.file),
-        Command::Show { plan, file } => {
-            ops::show(plan.as_deref(), file.resolve().as_deref(), &global)
+        Command::Show { plan, json, file } => {
+            ops::show(plan.as_deref(), json, file.resolve().as_deref(), &global)
         }
         Command::State(StateCommand::List { glob, file }) => {
             ops::state_list(glob.as_deref(), file.resolve().as_deref(), &global)

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod graph;
 pub mod interrupt;
 pub mod keyed;
+pub mod markdown;
 pub mod model;
 pub mod object;
 pub mod ops;

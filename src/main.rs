@@ -1,7 +1,6 @@
 //! The `dcm` binary: parse the command line, run one operation, turn the outcome into an
 //! exit code (0 ok, 2 changes or drift where promised, 1 error, 130 interrupted).
 
-use clap::Parser;
 use std::process::ExitCode;
 
 /// mimalloc: dcm builds and drops millions of small JSON nodes per run; glibc's malloc
@@ -10,7 +9,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match dcm::cli::Cli::try_parse() {
+    let cli = match dcm::cli::Cli::try_parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version on a closed standard output end quietly too.

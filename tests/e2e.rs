@@ -12,11 +12,13 @@ mod e2e {
     pub mod network;
     pub mod ownership;
     pub mod reference_shapes;
+    pub mod review;
     pub mod safety;
     pub mod scale;
     pub mod signals;
     pub mod sops;
     pub mod state_backends;
     pub mod terminal;
+    pub mod verbs;
     pub mod waits;
 }

@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub ignore_differences: Vec<RawIgnoreDifferences>,
     /// `[state]`: where the state lives.
     pub state: Option<RawState>,
+    /// `[project]`: what the project is called in review comments.
+    pub project: Option<RawProject>,
 }
 
 /// `[state]`: the state's backend and where in it the state is.
@@ -64,6 +66,14 @@ pub struct RawState {
     pub name: Option<Spanned<String>>,
     /// How long a Kubernetes state's lock lives without renewal, e.g. `30s`.
     pub lock_lease: Option<Spanned<String>>,
+}
+
+/// `[project]`.
+#[derive(Debug, Clone)]
+pub struct RawProject {
+    pub span: Option<Range<usize>>,
+    /// The name review comments carry (default: the file's name without `.toml`).
+    pub name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -253,6 +263,21 @@ pub fn load(path: &Path) -> Result<RawConfig, LoadError> {
         .map_err(|d| LoadError::Invalid(crate::diag::Diagnostics(d)))
 }
 
+pub use reader::KeyLog;
+
+/// Every key the file reader accepts, as patterns (`clusters.<name>.dir`), found by
+/// reading `text`: the keys of a table are found only when `text` has that table (see
+/// [`KeyLog`]).
+pub fn accepted_keys(text: &str) -> KeyLog {
+    let source = SourceFile::new("keys.toml", text.to_string());
+    let Ok(doc) = toml_edit::Document::parse(source.text.as_str()) else {
+        return KeyLog::default();
+    };
+    let mut r = Reader::keeping_keys(&source);
+    let _ = read(&mut r, &doc, &source, PathBuf::from("."));
+    r.key_log()
+}
+
 /// Parses the text of a desired-state file.
 pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Diagnostic>> {
     if let Some(d) = crate::diag::control_character(&source) {
@@ -268,14 +293,37 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         }
     };
     let mut r = Reader::new(&source);
+    let raw = read(&mut r, &doc, &source, base_dir);
+    let diags = r.into_diagnostics();
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(raw)
+}
+
+/// Reads a parsed file; problems go to `r`.
+fn read(
+    r: &mut Reader<'_>,
+    doc: &toml_edit::Document<&str>,
+    source: &SourceFile,
+    base_dir: PathBuf,
+) -> RawConfig {
     let mut root = TableView::root(doc.as_table());
 
-    let ca = read_ca(&mut r, &mut root);
+    let project = r.table(&mut root, "project").map(|mut t| {
+        let project = RawProject {
+            span: t.span.clone(),
+            name: r.string(&mut t, "name"),
+        };
+        r.finish(t);
+        project
+    });
+    let ca = read_ca(r, &mut root);
     let import = r
         .string_list(&mut root, "import")
         .map(|l| l.value)
         .unwrap_or_default();
-    let state = read_state(&mut r, &mut root);
+    let state = read_state(r, &mut root);
     let istio = r.table(&mut root, "istio").map(|mut t| {
         let istio = RawIstio {
             span: t.span.clone(),
@@ -304,7 +352,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
                 api_server: r.string(&mut t, "api_server"),
                 token_file: r.string(&mut t, "token_file"),
                 ca_file: r.string(&mut t, "ca_file"),
-                ca: read_ca(&mut r, &mut t),
+                ca: read_ca(r, &mut t),
             });
             r.finish(t);
         }
@@ -361,7 +409,7 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
             let routes = r
                 .table_array(&mut t, "routes")
                 .into_iter()
-                .map(|route| read_route(&mut r, route))
+                .map(|route| read_route(r, route))
                 .collect();
             logical_clouds.push(RawLogicalCloud {
                 name,
@@ -418,12 +466,8 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
     }
     r.finish(root);
 
-    let diags = r.into_diagnostics();
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    Ok(RawConfig {
-        source,
+    RawConfig {
+        source: source.clone(),
         base_dir,
         ca,
         istio,
@@ -432,8 +476,9 @@ pub fn parse(source: SourceFile, base_dir: PathBuf) -> Result<RawConfig, Vec<Dia
         resources,
         import,
         ignore_differences,
+        project,
         state,
-    })
+    }
 }
 
 fn read_state(r: &mut Reader<'_>, root: &mut TableView<'_>) -> Option<RawState> {
@@ -612,6 +657,106 @@ clusterz = ["a"]
             text[1]
         );
         assert!(text[2].contains("did you mean `clusters`?"), "{}", text[2]);
+    }
+
+    /// A file with every table the reader knows, so that it asks for every key.
+    const EVERY_TABLE: &str = r#"
+import = ["c/core/Namespace/_cluster/x"]
+[project]
+[state]
+[istio]
+[ca]
+[clusters.c]
+[clusters.c.ca]
+[logical_clouds.l]
+dns_forward = { c = "10.0.0.1" }
+[[logical_clouds.l.services]]
+ports = [{ number = 1 }]
+subsets = [{ labels = { a = "b" } }]
+[[logical_clouds.l.routes]]
+http = [{ headers = { h = { exact = "x" } }, to = [{ subset = "s" }] }]
+[[resources]]
+[[ignore_differences]]
+"#;
+
+    /// The tables and keys the reference documents: each heading that names a table or
+    /// key (`` ## `[clusters.<name>]` ``, `` ### `[[logical_clouds.<name>.services]]` ``,
+    /// `` ## `import` ``) as a pattern (`clusters.<name>`, `logical_clouds.<name>.services[]`),
+    /// with the text of its section.
+    fn reference_sections(doc: &str) -> Vec<(String, String)> {
+        let mut sections: Vec<(usize, String, String)> = Vec::new();
+        let mut open: Vec<usize> = Vec::new();
+        let mut in_code = false;
+        for line in doc.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+            }
+            let level = line.chars().take_while(|c| *c == '#').count();
+            if !in_code && level > 0 && line[level..].starts_with(' ') {
+                open.retain(|&i| sections[i].0 < level);
+                let title = line[level..].trim();
+                let named = title
+                    .strip_prefix('`')
+                    .and_then(|t| t.strip_suffix('`'))
+                    .filter(|t| !t.contains('`'));
+                if let Some(name) = named {
+                    let pattern = match name.strip_prefix("[[").and_then(|n| n.strip_suffix("]]")) {
+                        Some(n) => format!("{n}[]"),
+                        None => name
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_string(),
+                    };
+                    sections.push((level, pattern, String::new()));
+                    open.push(sections.len() - 1);
+                    continue;
+                }
+            }
+            for &i in &open {
+                sections[i].2.push_str(line);
+                sections[i].2.push('\n');
+            }
+        }
+        sections.into_iter().map(|(_, p, t)| (p, t)).collect()
+    }
+
+    #[test]
+    fn every_key_the_reader_accepts_is_in_the_configuration_reference() {
+        let log = accepted_keys(EVERY_TABLE);
+        let unread: Vec<&String> = log.tables.difference(&log.entered).collect();
+        assert!(
+            unread.is_empty(),
+            "add these tables to EVERY_TABLE, so their keys are checked too: {unread:?}"
+        );
+        assert!(log.keys.contains("clusters.<name>.dir"), "{:?}", log.keys);
+        assert!(log
+            .keys
+            .contains("logical_clouds.<name>.routes[].http[].to[].weight"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let sections = reference_sections(&doc);
+        let mut missing = Vec::new();
+        for key in &log.keys {
+            if sections.iter().any(|(p, _)| {
+                [key.clone(), format!("{key}[]"), format!("{key}.<name>")].contains(p)
+            }) {
+                continue;
+            }
+            // The deepest section of a table the key is in must have a row for it.
+            let home = sections
+                .iter()
+                .filter(|(p, _)| key.starts_with(&format!("{p}.")))
+                .max_by_key(|(p, _)| p.len());
+            let documented = home
+                .is_some_and(|(p, text)| text.contains(&format!("| `{}` |", &key[p.len() + 1..])));
+            if !documented {
+                missing.push(key.clone());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "keys the file reader accepts but docs/configuration.md does not document (a table row `| `key` |` in the section of its table): {missing:#?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct TableView<'t> {
     path: String,
     pub span: Option<Range<usize>>,
     known: Vec<String>,
+    /// The table's place in any file (`clusters.<name>`, `resources[]`), for [`KeyLog`].
+    pattern: String,
+    /// Its keys are names the user chose (cluster names, labels), not keys dcm reads.
+    names: bool,
 }
 
 impl<'t> TableView<'t> {
@@ -26,11 +30,15 @@ impl<'t> TableView<'t> {
             path: String::new(),
             span: None,
             known: Vec::new(),
+            pattern: String::new(),
+            names: false,
         }
     }
 
-    /// Every key of this table, with its span, in file order. Marks them all as known.
+    /// Every key of this table, with its span, in file order. Marks them all as known:
+    /// they are names (of clusters, labels, headers), not keys dcm reads.
     pub fn keys(&mut self) -> Vec<Spanned<String>> {
+        self.names = true;
         let keys: Vec<Spanned<String>> = self
             .table
             .iter()
@@ -41,6 +49,16 @@ impl<'t> TableView<'t> {
             .collect();
         self.known.extend(keys.iter().map(|k| k.value.clone()));
         keys
+    }
+
+    /// The pattern of a key of this table: `clusters.<name>`, `clusters.<name>.dir`.
+    fn child_pattern(&self, key: &str) -> String {
+        let key = if self.names { "<name>" } else { key };
+        if self.pattern.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.pattern)
+        }
     }
 
     fn child_path(&self, key: &str) -> String {
@@ -56,6 +74,22 @@ impl<'t> TableView<'t> {
 pub struct Reader<'s> {
     source: &'s SourceFile,
     diags: Vec<Diagnostic>,
+    /// What was asked for, when kept (see [`Reader::keeping_keys`]).
+    log: Option<KeyLog>,
+}
+
+/// Every key the loader asks for while reading a file, whether the file has it or not:
+/// the keys it accepts. Keys inside a table are only asked for when the file has the
+/// table, so `tables` and `entered` tell which tables a file left unread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLog {
+    /// Keys as patterns: `clusters.<name>.dir`, `resources[].file`,
+    /// `logical_clouds.<name>.services[].ports[].number`.
+    pub keys: std::collections::BTreeSet<String>,
+    /// The keys asked for as tables or arrays of tables (`resources[]`).
+    pub tables: std::collections::BTreeSet<String>,
+    /// The tables the file had, so their keys were asked for.
+    pub entered: std::collections::BTreeSet<String>,
 }
 
 fn type_name(item: &Item) -> &'static str {
@@ -80,6 +114,37 @@ impl<'s> Reader<'s> {
         Reader {
             source,
             diags: Vec::new(),
+            log: None,
+        }
+    }
+
+    /// A reader that also keeps every key it is asked for ([`KeyLog`]).
+    pub fn keeping_keys(source: &'s SourceFile) -> Self {
+        Reader {
+            log: Some(KeyLog::default()),
+            ..Reader::new(source)
+        }
+    }
+
+    /// The keys asked for so far (empty unless made with [`Reader::keeping_keys`]).
+    pub fn key_log(&self) -> KeyLog {
+        self.log.clone().unwrap_or_default()
+    }
+
+    fn log_key(&mut self, t: &TableView<'_>, key: &str) {
+        if let Some(log) = self.log.as_mut().filter(|_| !t.names) {
+            log.keys.insert(t.child_pattern(key));
+        }
+    }
+
+    fn log_table(&mut self, pattern: &str, entered: bool, asked: bool) {
+        if let Some(log) = self.log.as_mut() {
+            if asked {
+                log.tables.insert(pattern.to_string());
+            }
+            if entered {
+                log.entered.insert(pattern.to_string());
+            }
         }
     }
 
@@ -91,6 +156,7 @@ impl<'s> Reader<'s> {
     }
 
     fn get<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Option<&'t Item> {
+        self.log_key(t, key);
         t.known.push(key.to_string());
         t.table.get(key).filter(|i| !i.is_none())
     }
@@ -167,13 +233,19 @@ impl<'s> Reader<'s> {
     }
 
     pub fn table<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Option<TableView<'t>> {
-        let item = self.get(t, key)?;
-        match item.as_table_like() {
+        let pattern = t.child_pattern(key);
+        let item = self.get(t, key);
+        let table = item.and_then(|i| i.as_table_like());
+        self.log_table(&pattern, table.is_some(), !t.names);
+        let item = item?;
+        match table {
             Some(table) => Some(TableView {
                 table,
                 path: t.child_path(key),
                 span: item.span(),
                 known: Vec::new(),
+                pattern,
+                names: false,
             }),
             None => {
                 self.wrong_type(t, key, "a table", item);
@@ -216,7 +288,14 @@ impl<'s> Reader<'s> {
 
     /// `[[key]]` entries, or an inline array of tables.
     pub fn table_array<'t>(&mut self, t: &mut TableView<'t>, key: &str) -> Vec<TableView<'t>> {
-        let Some(item) = self.get(t, key) else {
+        let pattern = format!("{}[]", t.child_pattern(key));
+        let item = self.get(t, key);
+        let entered = matches!(
+            item,
+            Some(Item::ArrayOfTables(_) | Item::Value(toml_edit::Value::Array(_)))
+        );
+        self.log_table(&pattern, entered, !t.names);
+        let Some(item) = item else {
             return Vec::new();
         };
         let path = t.child_path(key);
@@ -229,6 +308,8 @@ impl<'s> Reader<'s> {
                     path: format!("{path}[{i}]"),
                     span: table.span(),
                     known: Vec::new(),
+                    pattern: pattern.clone(),
+                    names: false,
                 })
                 .collect(),
             Item::Value(toml_edit::Value::Array(a)) => {
@@ -240,6 +321,8 @@ impl<'s> Reader<'s> {
                             path: format!("{path}[{i}]"),
                             span: v.span(),
                             known: Vec::new(),
+                            pattern: pattern.clone(),
+                            names: false,
                         }),
                         None => {
                             let d = Diagnostic::new(format!(

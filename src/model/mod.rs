@@ -186,6 +186,58 @@ pub struct Model {
     /// named (the compiler checks that the file declares them).
     pub imports: Vec<(String, Location)>,
     pub ignore_differences: Vec<IgnoreDifferences>,
+    /// The project's name (`[project] name`, else the file's name without `.toml`), as
+    /// review comments show it: letters, digits, `.`, `_`, `-`.
+    pub project: String,
+}
+
+/// Whether `c` may be in a project name (it goes into an HTML comment, a heading and
+/// code spans).
+fn project_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// `[project] name`, checked; else the file's name without `.toml`, with every character
+/// a name may not hold made `-` (`dcm` when nothing is left).
+fn build_project(
+    raw: &RawConfig,
+    src: &crate::diag::SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> String {
+    if let Some(name) = raw.project.as_ref().and_then(|p| p.name.as_ref()) {
+        let n = &name.value;
+        let ok = (1..=63).contains(&n.len())
+            && n.chars().all(project_char)
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !n.contains("--");
+        if !ok {
+            diags.push(
+                Diagnostic::new(format!(
+                    "`project.name` {n:?} is not a valid project name: 1 to 63 letters, digits, `.`, `_` or `-`, starting with a letter or digit, without `--`"
+                ))
+                .at_span(src, name.span.clone()),
+            );
+        }
+        return n.clone();
+    }
+    let stem = std::path::Path::new(&src.display)
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let stem = stem.strip_suffix(".toml").unwrap_or(&stem);
+    let mut name = String::new();
+    for c in stem.chars().take(63) {
+        let c = if project_char(c) { c } else { '-' };
+        if !(c == '-' && name.ends_with('-')) {
+            name.push(c);
+        }
+    }
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    if name.is_empty() {
+        "dcm".to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 /// `[[ignore_differences]]`: a kind and at least one JSON pointer (`/a/b`, `~0`/`~1`
@@ -284,16 +336,47 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
         .collect();
 
     let resource_names = resource_names(&raw, &src, &mut diags);
+    // Reading and parsing manifest files is most of the work for large files: the blocks
+    // are split over the cores, in order, and their results joined in order (so problems
+    // are reported exactly as one by one).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(raw.resources.len())
+        .max(1);
+    let chunk = raw.resources.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<Resource>, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = raw
+            .resources
+            .chunks(chunk)
+            .map(|rs| {
+                let (raw, clusters, lc_names, resource_names) =
+                    (&raw, &clusters, &lc_names, &resource_names);
+                scope.spawn(move || {
+                    let mut diags = Vec::new();
+                    let built = rs
+                        .iter()
+                        .filter_map(|r| {
+                            build_resource(raw, r, clusters, lc_names, resource_names, &mut diags)
+                        })
+                        .collect();
+                    (built, diags)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut resources = Vec::new();
-    for r in &raw.resources {
-        if let Some(res) =
-            build_resource(&raw, r, &clusters, &lc_names, &resource_names, &mut diags)
-        {
-            resources.push(res);
-        }
+    for (built, found) in parts {
+        resources.extend(built);
+        diags.extend(found);
     }
 
     let ignore_differences = build_ignore_differences(&raw, &src, &mut diags);
+    let project = build_project(&raw, &src, &mut diags);
     if let Some(state) = &raw.state {
         if let Err(d) = crate::state::location::settings_from(state, &src, &raw.base_dir) {
             diags.extend(d);
@@ -319,6 +402,7 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
             istio,
             warnings,
             ignore_differences,
+            project,
             imports: raw
                 .import
                 .iter()

@@ -671,3 +671,28 @@ fn overlaps_across_networks_and_a_shared_intermediate_are_warnings() {
     assert!(all.contains("share one intermediate CA ([ca]); Istio's plug-in CA guidance is one intermediate per cluster"), "{all}");
     assert_eq!(m.logical_clouds["lc1"].profile, Profile::Current);
 }
+
+#[test]
+fn the_project_is_named_by_its_table_or_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = "[clusters.c]\ndir = \"out/c\"\n";
+    let m = current_model_in(dir.path(), cluster).unwrap();
+    assert_eq!(m.project, "dcm", "dcm.toml is project `dcm`");
+    let named = format!("[project]\nname = \"shop-prod\"\n{cluster}");
+    assert_eq!(
+        current_model_in(dir.path(), &named).unwrap().project,
+        "shop-prod"
+    );
+    // A name that could end the marker's HTML comment, or break its line, is refused.
+    for bad in ["a-->b", "a b", "", "-a", "a>b"] {
+        let toml = format!("[project]\nname = \"{bad}\"\n{cluster}");
+        let err = current_model_in(dir.path(), &toml).unwrap_err().to_string();
+        assert!(err.contains("is not a valid project name"), "{bad}: {err}");
+        assert!(err.contains("dcm.toml:2:8"), "{err}");
+    }
+    // Without a table, characters a name may not hold become `-`.
+    let path = dir.path().join("my shop (prod).toml");
+    std::fs::write(&path, cluster).unwrap();
+    let raw = config::load(&path).unwrap();
+    assert_eq!(build(raw).unwrap().project, "my-shop-prod");
+}

@@ -18,6 +18,10 @@ pub const DRIFT_FORMAT_VERSION: u32 = 1;
 pub struct DriftOptions {
     pub file: PathBuf,
     pub json: bool,
+    /// Markdown, for an issue or pull-request comment.
+    pub markdown: bool,
+    /// `--max-bytes`: the most the Markdown report may take.
+    pub max_bytes: usize,
 }
 
 /// One object that is not as dcm left it.
@@ -74,16 +78,7 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     for e in &state.objects {
         let id = e.id();
         let current = live.get(&id).map(|v| normalize_live(v.clone()));
-        // For an object dcm only edits, only dcm's part can drift.
-        let live_sha = current.as_ref().map(|l| match e.origin {
-            Origin::Edited => {
-                let kind = Edit::of_mode(e.allocated.get("edit").map(String::as_str));
-                let parts = crate::compile::edit::recorded_parts(&e.allocated)
-                    .unwrap_or_else(|| crate::compile::edit::parts_in(&kind, l));
-                contribution_sha(&kind, l, &parts)
-            }
-            _ => object_sha256(l),
-        });
+        let live_sha = current.as_ref().map(|l| managed_sha(e, l));
         let matches =
             |plain: &str| crate::keyed::recorded_matches(&e.sha256, plain, key.as_deref());
         let kind = match (&current, &live_sha) {
@@ -157,6 +152,20 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
             "objects": drifted,
         });
         crate::outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else if opts.markdown {
+        let full_hint = format!(
+            "The full report: `dcm drift -f {}`.",
+            crate::markdown::code_text(&opts.file.display().to_string())
+        );
+        let review = markdown(
+            &drifted,
+            state.objects.len(),
+            &loaded.model.project,
+            &full_hint,
+        );
+        let md = crate::markdown::fit(&review, opts.max_bytes)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        crate::out!("{md}");
     } else if drifted.is_empty() {
         crate::outln!(
             "No drift: all {} objects match what was last applied.",
@@ -195,6 +204,134 @@ pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
     } else {
         Exit::Changes
     })
+}
+
+/// The plain sha256 of what the state entry `e` holds of `live` (normalized): the whole
+/// object, or, for an object dcm only edits, only dcm's part (all that can drift).
+pub(crate) fn managed_sha(e: &crate::state::StateEntry, live: &Value) -> String {
+    match e.origin {
+        Origin::Edited => {
+            let kind = Edit::of_mode(e.allocated.get("edit").map(String::as_str));
+            let parts = crate::compile::edit::recorded_parts(&e.allocated)
+                .unwrap_or_else(|| crate::compile::edit::parts_in(&kind, live));
+            contribution_sha(&kind, live, &parts)
+        }
+        _ => object_sha256(live),
+    }
+}
+
+/// What a drifted object is said to be, after its address.
+fn drift_words(d: &Drifted) -> String {
+    match d.drift {
+        "deleted" => "was deleted outside dcm".to_string(),
+        "unknown" => "is in an unknown state (an apply was interrupted); run apply".into(),
+        _ if !d.changed_by.is_empty() => format!("changed by {}", d.changed_by.join(", ")),
+        _ => "changed outside dcm".into(),
+    }
+}
+
+/// The drift report as a review comment (`<!-- dcm:drift:<project> -->`): the summary,
+/// a table by cluster and kind of drift, and each object (its diff in a `<details>`).
+fn markdown(
+    drifted: &[Drifted],
+    checked: usize,
+    project: &str,
+    full_hint: &str,
+) -> crate::markdown::Review {
+    use crate::markdown::{code_block, details, escape_html, escape_text, Item, Review, Table};
+    let summary = if drifted.is_empty() {
+        format!("**No drift.** All {checked} objects match what was last applied.")
+    } else {
+        format!(
+            "**Drift in {} of {checked} objects.** Run `dcm plan` to see what apply would do to restore them.",
+            drifted.len()
+        )
+    };
+    let kinds: BTreeSet<&str> = drifted.iter().map(|d| d.drift).collect();
+    let mut counts: std::collections::BTreeMap<&str, std::collections::BTreeMap<&str, usize>> =
+        Default::default();
+    for d in drifted {
+        let cluster = d.address.split('/').next().unwrap_or_default();
+        *counts
+            .entry(cluster)
+            .or_default()
+            .entry(d.drift)
+            .or_default() += 1;
+    }
+    let mut header = vec!["cluster".to_string()];
+    header.extend(kinds.iter().map(|k| k.to_string()));
+    let mut rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(cluster, n)| {
+            let mut row = vec![format!("`{cluster}`")];
+            row.extend(
+                kinds
+                    .iter()
+                    .map(|k| n.get(k).copied().unwrap_or_default().to_string()),
+            );
+            row
+        })
+        .collect();
+    if counts.len() > 1 {
+        let mut row = vec!["**all**".to_string()];
+        row.extend(
+            kinds
+                .iter()
+                .map(|k| format!("**{}**", drifted.iter().filter(|d| d.drift == *k).count())),
+        );
+        rows.push(row);
+    }
+    let items = drifted
+        .iter()
+        .map(|d| {
+            let words = drift_words(d);
+            let line = format!("- `{}` {}\n", d.address, escape_text(&words));
+            if d.diff.is_empty() {
+                return Item {
+                    full: line.clone(),
+                    line,
+                };
+            }
+            let lines: Vec<String> = d
+                .diff
+                .iter()
+                .map(|l| {
+                    if l.tag == '@' {
+                        l.text.clone()
+                    } else {
+                        format!("{}{}", l.tag, l.text)
+                    }
+                })
+                .collect();
+            Item {
+                full: details(
+                    &format!(
+                        "<code>{}</code> {}",
+                        escape_html(&d.address),
+                        escape_html(&words)
+                    ),
+                    &format!(
+                        "From what dcm applied to what is live:\n\n{}",
+                        code_block("diff", &lines)
+                    ),
+                ),
+                line,
+            }
+        })
+        .collect();
+    Review {
+        kind: "drift",
+        project: project.to_string(),
+        summary,
+        table: (!drifted.is_empty()).then(|| Table {
+            numeric: (0..header.len()).map(|i| i > 0).collect(),
+            header,
+            rows,
+        }),
+        items,
+        full_hint: full_hint.to_string(),
+        noun: "object",
+    }
 }
 
 /// A path of field names into an object (`["data", "greeting"]`).

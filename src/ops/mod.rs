@@ -5,6 +5,7 @@ mod apply;
 mod drift;
 mod import;
 mod plan;
+mod refresh;
 mod show;
 
 pub use apply::{apply, ApplyOptions};
@@ -27,7 +28,8 @@ use std::path::{Path, PathBuf};
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Global {
-    /// `--state`, when given: it wins over the file's `[state]` (see [`state_target`]).
+    /// `--state`, when given: it wins over the file's `[state]` (see [`state_target`]),
+    /// and a saved plan's recorded state location stands in for one that was not.
     pub state: Option<StateLocation>,
     /// `--lock-timeout`: how long to wait for a lock another run holds (zero: fail at once).
     pub lock_timeout: std::time::Duration,
@@ -86,10 +88,16 @@ pub fn state_target(global: &Global, file: Option<&Path>) -> Result<StateTarget,
     })
 }
 
-/// Where the state of a run lives (its `Display` is what messages and saved plans show:
-/// the path, or `k8s://CONTEXT/NAMESPACE/NAME`).
+/// The state location of a run (`file`: the desired-state file, for its `[state]`) as a
+/// saved plan records it: a local state's path made absolute, or the Kubernetes state.
+/// Its `Display` is the text recorded (the path, or `k8s://CONTEXT/NAMESPACE/NAME`);
+/// [`at_state_location`] reads that text back. (The one place that says where a run's
+/// state is.)
 pub fn state_location(global: &Global, file: Option<&Path>) -> Result<StateLocation, Error> {
-    Ok(state_target(global, file)?.location)
+    Ok(match state_target(global, file)?.location {
+        StateLocation::Local(p) => StateLocation::Local(absolute(&p)),
+        k => k,
+    })
 }
 
 /// How a command ended when it did not fail.
@@ -119,8 +127,16 @@ pub enum Error {
     Refresh(#[from] crate::refresh::RefreshError),
     #[error(transparent)]
     PlanFile(#[from] crate::plan::PlanFileError),
-    #[error("the saved plan {path} is stale: {why}. Nothing was applied; make a new plan")]
-    Stale { path: String, why: String },
+    /// A saved plan failed one of the checks `apply PLAN` makes.
+    #[error("the saved plan {path} fails the {check} check: {why}; nothing was applied\n  = help: {help}")]
+    PlanRefused {
+        path: String,
+        check: &'static str,
+        why: String,
+        help: String,
+    },
+    #[error(transparent)]
+    Target(#[from] crate::plan::targeting::NoMatch),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -151,6 +167,35 @@ impl Error {
     pub fn is_prerendered(&self) -> bool {
         matches!(self, Error::Invalid(_))
             || matches!(self, Error::Load(crate::config::LoadError::Invalid(_)))
+    }
+}
+
+/// `global`, with the state at `location` (the text of a [`state_location`], as a saved
+/// plan records it).
+pub(crate) fn at_state_location(global: &Global, location: &str) -> Result<Global, Error> {
+    let state = StateLocation::parse(location).map_err(|why| {
+        Error::Usage(format!(
+            "the state location {location:?} a saved plan records is not one: {why}"
+        ))
+    })?;
+    Ok(Global {
+        state: Some(state),
+        ..global.clone()
+    })
+}
+
+/// `path` made absolute, symbolic links resolved as far as it exists.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
     }
 }
 

@@ -24,6 +24,14 @@ pub struct PlanOptions {
     /// `--cascade`: a namespace dcm deletes may take objects dcm did not create with it.
     pub cascade: bool,
     pub format: PlanFormat,
+    /// `--destroy`: plan the deletion of everything the state records.
+    pub destroy: bool,
+    /// `--target`: address globs a partial plan is restricted to.
+    pub targets: Vec<String>,
+    /// `--refresh-only`: plan only to record live values in the state.
+    pub refresh_only: bool,
+    /// `--max-bytes`: the most a Markdown plan may take.
+    pub max_bytes: usize,
 }
 
 /// `dcm validate`: parses and checks the file; contacts nothing.
@@ -54,6 +62,19 @@ pub fn graph(file: &Path) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
+/// What a plan covers, and what it may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    /// Plan the deletion of everything the state records.
+    pub destroy: bool,
+    /// `--target` globs (none: the whole plan).
+    pub targets: &'a [String],
+    /// `--take-over` addresses.
+    pub take_over: &'a std::collections::BTreeSet<String>,
+    /// `--cascade`.
+    pub cascade: bool,
+}
+
 /// Refreshes and plans against `state` (shared by plan, apply and destroy). Returns the
 /// plan and the desired objects with edits resolved against the live ones (what apply writes).
 ///
@@ -67,10 +88,14 @@ pub(crate) fn make_plan(
     state: Option<&State>,
     file: &Path,
     global: &Global,
-    destroy: bool,
-    take_over: &std::collections::BTreeSet<String>,
-    cascade: bool,
+    scope: &Scope<'_>,
 ) -> Result<(Plan, Desired, Identities), Error> {
+    let Scope {
+        destroy,
+        targets: target_globs,
+        take_over,
+        cascade,
+    } = *scope;
     let targets = loaded.targets(global, state)?;
     let mut items = loaded.read_items(state);
     if destroy {
@@ -131,6 +156,13 @@ pub(crate) fn make_plan(
         },
     });
     let mut plan = plan;
+    plan::targeting::restrict(
+        &mut plan,
+        target_globs,
+        &loaded.desired,
+        &loaded.graph,
+        state,
+    )?;
     plan.seal_secrets(crate::keyed::fingerprint_key(state).as_deref());
     guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
     keep_edited_files(&mut plan, state, &targets)?;
@@ -152,7 +184,7 @@ pub(crate) type Identities = std::collections::BTreeMap<String, crate::state::Cl
 /// Reads which cluster each context reaches now, and refuses when one is not the cluster
 /// the state last wrote to (same name, another kube-system UID): objects there are not
 /// the ones the state records.
-fn check_identities(
+pub(crate) fn check_identities(
     state: Option<&State>,
     targets: &crate::target::Targets,
     rt: &tokio::runtime::Runtime,
@@ -289,10 +321,11 @@ fn guard_namespace_deletes(
             ));
         } else {
             c.action = plan::Action::Refuse;
-            c.notes.push(format!(
+            c.reason = format!(
                 "it holds {} object(s) dcm did not create, which deleting it would delete too: {list}",
                 foreign.len()
-            ));
+            );
+            c.notes.push(c.reason.clone());
             c.notes.push(
                 "move them out first, or delete them with it by passing --cascade".to_string(),
             );
@@ -329,10 +362,8 @@ fn keep_edited_files(
         if now.as_ref().is_some_and(|n| n != written) {
             c.action = plan::Action::Forget;
             c.diff.clear();
-            c.notes.push(
-                "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it"
-                    .to_string(),
-            );
+            c.reason = "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it".to_string();
+            c.notes.push(c.reason.clone());
             plan.summary.destroy -= 1;
             plan.summary.state_only += 1;
         }
@@ -368,8 +399,8 @@ fn confirm_with_server(
         if !matches!(c.action, plan::Action::Create | plan::Action::Update) || c.forget_after {
             continue;
         }
-        if !c.after.is_empty() {
-            if c.after
+        if !c.depends_on.is_empty() {
+            if c.depends_on
                 .iter()
                 .any(|a| a.contains("/apiextensions.k8s.io/CustomResourceDefinition/"))
             {
@@ -527,26 +558,74 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
     }
     let state = crate::state::read_at(&target.location, &target.access)?;
     let loaded = load(&opts.file, state.as_ref())?;
-    let (p, _, _) = make_plan(
-        &loaded,
-        state.as_ref(),
-        &opts.file,
-        global,
-        false,
-        &opts.take_over,
-        opts.cascade,
-    )?;
+    let p = if opts.refresh_only {
+        super::refresh::make_refresh_plan(
+            &loaded,
+            state.as_ref(),
+            &opts.file,
+            global,
+            &opts.targets,
+        )?
+    } else {
+        make_plan(
+            &loaded,
+            state.as_ref(),
+            &opts.file,
+            global,
+            &Scope {
+                destroy: opts.destroy,
+                targets: &opts.targets,
+                take_over: &opts.take_over,
+                cascade: opts.cascade,
+            },
+        )?
+        .0
+    };
     match opts.format {
         PlanFormat::Text => crate::out!("{}", render::text(&p, global.style)),
         PlanFormat::Json => crate::out!("{}", render::json(&p)),
-        PlanFormat::Markdown => crate::out!("{}", render::markdown(&p)),
+        PlanFormat::Markdown => {
+            let full_hint = match (&opts.out, p.summary.refused) {
+                (Some(out), 0) => format!(
+                    "The full plan: `dcm show {}`.",
+                    crate::markdown::code_text(&out.display().to_string())
+                ),
+                _ => "The full plan: save it with `dcm plan -o PLAN` (a CI artifact) and run `dcm show PLAN`, or run `dcm plan` without `--markdown`.".to_string(),
+            };
+            let md = render::markdown(
+                &p,
+                &render::ReviewOptions {
+                    project: loaded.model.project.clone(),
+                    max_bytes: opts.max_bytes,
+                    full_hint,
+                },
+            )
+            .map_err(|e| Error::Usage(e.to_string()))?;
+            crate::out!("{md}");
+        }
+    }
+    if let Some(w) = plan::targeting::partial_warning(&p) {
+        // JSON carries `targets` instead; standard output stays one document.
+        match opts.format {
+            PlanFormat::Text => crate::outln!("\n{}", global.style.yellow(&w)),
+            _ => crate::errln!("{w}"),
+        }
     }
     // A refused plan can never be applied: it is not saved.
     if let (Some(out), 0) = (&opts.out, p.summary.refused) {
         let config = std::fs::read(&opts.file)
             .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.file.display())))?;
         let key = crate::keyed::fingerprint_key(state.as_ref());
-        let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref());
+        let out_abs = super::absolute(out);
+        let plan_dir = out_abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| out_abs.clone());
+        let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref()).located(
+            super::state_location(global, Some(&opts.file))?.to_string(),
+            &super::absolute(&opts.file),
+            &plan_dir,
+        );
         if binding.secrets_unbound {
             crate::errln!(
                 "warning: this plan writes Secrets and was made without a key (no state yet, and DCM_PLAN_KEY is not set): `dcm apply {}` will refuse it, as it cannot show which Secret values were reviewed without revealing them\n  = help: set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`",

@@ -7,15 +7,63 @@ use crate::plan::render;
 use crate::state::{StateEntry, StateStore};
 use std::path::Path;
 
-/// `dcm show [PLAN]`: a saved plan, or the state.
-pub fn show(plan: Option<&Path>, file: Option<&Path>, global: &Global) -> Result<Exit, Error> {
+/// The version of the layout of `dcm show --json` for the state.
+pub const STATE_JSON_FORMAT_VERSION: u32 = 1;
+
+/// The state as `dcm show --json` prints it: everything but its key.
+#[derive(serde::Serialize)]
+struct StateDoc<'a> {
+    format_version: u32,
+    /// Where the state was read from.
+    state: String,
+    /// The state file's own version; None when there is no state.
+    version: Option<u32>,
+    lineage: Option<&'a str>,
+    serial: u64,
+    clusters: std::collections::BTreeMap<&'a str, &'a crate::state::ClusterIdentity>,
+    objects: &'a [crate::state::StateEntry],
+}
+
+/// `dcm show [PLAN] [--json]`: a saved plan, or the state.
+pub fn show(
+    plan: Option<&Path>,
+    json: bool,
+    file: Option<&Path>,
+    global: &Global,
+) -> Result<Exit, Error> {
     if let Some(path) = plan {
         let p = crate::plan::load(path)?;
-        crate::out!("{}", render::text(&p, global.style));
+        if json {
+            crate::out!("{}", render::json(&p));
+        } else {
+            crate::out!("{}", render::text(&p, global.style));
+            if let Some(w) = crate::plan::targeting::partial_warning(&p) {
+                crate::outln!("\n{}", global.style.yellow(&w));
+            }
+        }
         return Ok(Exit::Ok);
     }
     let target = state_target(global, file)?;
-    let Some(state) = crate::state::read_at(&target.location, &target.access)? else {
+    let state = crate::state::read_at(&target.location, &target.access)?;
+    if json {
+        let doc = StateDoc {
+            format_version: STATE_JSON_FORMAT_VERSION,
+            state: target.location.to_string(),
+            version: state.as_ref().map(|s| s.version),
+            lineage: state.as_ref().map(|s| s.lineage.as_str()),
+            serial: state.as_ref().map(|s| s.serial).unwrap_or_default(),
+            clusters: state
+                .iter()
+                .flat_map(|s| s.clusters.iter().map(|(k, v)| (k.as_str(), v)))
+                .collect(),
+            objects: state.as_ref().map(|s| &s.objects[..]).unwrap_or_default(),
+        };
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| Error::Io(format!("cannot render the state as JSON: {e}")))?;
+        crate::outln!("{text}");
+        return Ok(Exit::Ok);
+    }
+    let Some(state) = state else {
         crate::outln!("No state at {}.", target.location);
         return Ok(Exit::Ok);
     };

@@ -8,11 +8,12 @@
 //! Rendering (text, Markdown, JSON) lives in `render.rs`; it never decides anything.
 
 pub mod render;
+pub mod targeting;
 
 use crate::compile::Desired;
 use crate::diff::{unified, whole, DiffLine};
 use crate::graph::Graph;
-use crate::object::{object_sha256, ObjRef};
+use crate::object::{object_sha256, redact, ObjRef};
 use crate::state::{Origin, State};
 use crate::target::normalize_live;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,18 @@ pub enum Action {
 pub struct Change {
     pub address: String,
     pub action: Action,
+    /// Why this change is what it is, in one sentence (the first thing a reviewer reads).
+    #[serde(default)]
+    pub reason: String,
+    /// The live object as refreshed (dcm's view, normalized), secret values replaced by
+    /// `{"sensitive": <fingerprint>}` (see [`Plan::seal_secrets`]); None when it does not
+    /// exist. For display only.
+    #[serde(default)]
+    pub before: Option<Value>,
+    /// The object as it will be, secret values replaced the same way; None when dcm will
+    /// not hold it afterwards (a delete or a forget). For display only.
+    #[serde(default)]
+    pub after: Option<Value>,
     /// sha256 of the live object as refreshed (normalized); none when it does not exist.
     pub before_sha256: Option<String>,
     /// sha256 of the object as it will be; none for deletions.
@@ -59,9 +72,10 @@ pub struct Change {
     /// Why this change is what it is, for the reviewer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Changes that must finish first (addresses). For display and ordering only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub after: Vec<String>,
+    /// Changes in this plan that must finish first (addresses). For display and ordering
+    /// only.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
     /// The change as a reviewer sees it (secrets redacted). For display only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<DiffLine>,
@@ -101,6 +115,23 @@ pub struct Summary {
     pub refused: usize,
 }
 
+impl Summary {
+    /// The counts of `changes`.
+    pub fn of(changes: &[Change]) -> Summary {
+        let mut summary = Summary::default();
+        for c in changes {
+            match c.action {
+                Action::Create => summary.add += 1,
+                Action::Update => summary.change += 1,
+                Action::Delete => summary.destroy += 1,
+                Action::NoOp | Action::Forget => summary.state_only += 1,
+                Action::Refuse => summary.refused += 1,
+            }
+        }
+        summary
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -118,7 +149,7 @@ pub struct PlannedState {
 pub struct Plan {
     pub format_version: u32,
     pub dcm_version: String,
-    /// `apply` or `destroy`.
+    /// `apply`, `destroy` or `refresh-only`.
     pub operation: String,
     /// The desired-state file, as given on the command line.
     pub config: String,
@@ -126,9 +157,14 @@ pub struct Plan {
     pub summary: Summary,
     /// Sorted by address. Unchanged objects are left out.
     pub changes: Vec<Change>,
+    /// The `--target` globs of a partial plan (sorted); empty for a whole plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
 }
 
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// The version of the plan document's layout (`dcm plan --json`, saved plans). 2: each
+/// change has `reason`, `before` and `after` (the objects) and `depends_on` (was `after`).
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
@@ -149,6 +185,10 @@ impl Plan {
             for l in &mut c.diff {
                 l.text = crate::keyed::seal_text(&l.text, key, &mut seen);
             }
+            // The objects go after the diff, so a value keeps the number it has there.
+            for object in [&mut c.before, &mut c.after].into_iter().flatten() {
+                seal_object(object, key, &mut seen);
+            }
         }
     }
 
@@ -159,6 +199,12 @@ impl Plan {
             return Some(format!(
                 "it is a {} plan, not {}",
                 self.operation, fresh.operation
+            ));
+        }
+        if self.targets != fresh.targets {
+            return Some(format!(
+                "it targets {:?}, not {:?}",
+                self.targets, fresh.targets
             ));
         }
         if self.state != fresh.state {
@@ -195,6 +241,30 @@ impl Plan {
             return Some(format!("{addr} no longer needs the planned change"));
         }
         None
+    }
+}
+
+/// Replaces each redacted secret value of a Secret (`(sensitive, sha256:…)`, as `redact`
+/// leaves it) by `{"sensitive": "<fingerprint>"}`, the fingerprint being what diffs show:
+/// `hmac:<12 hex>` under `key`, else `value N`.
+fn seal_object(object: &mut Value, key: Option<&[u8]>, seen: &mut Vec<String>) {
+    if !crate::object::is_secret_object(object) {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        let Some(Value::Object(map)) = object.get_mut(field) else {
+            continue;
+        };
+        for v in map.values_mut() {
+            let text = v.as_str().unwrap_or_default();
+            let sealed = crate::keyed::seal_text(text, key, seen);
+            let fingerprint = sealed
+                .strip_prefix("(sensitive, ")
+                .and_then(|f| f.strip_suffix(')'))
+                .filter(|f| !f.starts_with("sha256:"));
+            // Anything else (never expected) is hidden rather than shown.
+            *v = serde_json::json!({ "sensitive": fingerprint.unwrap_or("hidden") });
+        }
     }
 }
 
@@ -318,13 +388,16 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 Change {
                     address: d.id.address(),
                     action: Action::Refuse,
+                    reason: why.clone(),
+                    before: Some(redact(&l)),
+                    after: Some(redact(&d.object)),
                     before_sha256: Some(object_sha256(&l)),
                     after_sha256: Some(object_sha256(&d.object)),
                     origin: None,
                     record: false,
                     forget_after: false,
                     notes: vec![why, fix],
-                    after: Vec::new(),
+                    depends_on: Vec::new(),
                     diff: unified(&l, &d.object),
                     conflicts: None,
                 },
@@ -399,18 +472,29 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 (Action::Delete, notes, whole(l, '-'), Some(before))
             }
         };
+        let reason = match (action, notes.first()) {
+            (Action::Delete, _) if inputs.destroy => {
+                "destroy deletes every object dcm created".to_string()
+            }
+            (Action::Delete, _) => "the file no longer declares it, and dcm created it".to_string(),
+            (_, Some(n)) => n.clone(),
+            (_, None) => String::new(),
+        };
         changes.insert(
             e.address.clone(),
             Change {
                 address: e.address.clone(),
                 action,
+                reason,
+                before: live.as_ref().map(redact),
+                after: None,
                 before_sha256: before,
                 after_sha256: None,
                 origin: None,
                 record: false,
                 forget_after: false,
                 notes,
-                after: Vec::new(),
+                depends_on: Vec::new(),
                 diff,
                 conflicts: None,
             },
@@ -440,6 +524,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         },
         summary,
         changes: changes.into_values().collect(),
+        targets: Vec::new(),
     }
 }
 
@@ -539,22 +624,115 @@ fn plan_desired(
         }
         notes.retain(|n| !n.starts_with("it changed"));
     }
+    let keeps = !d.revert || action == Action::Update;
+    let reason = match (action, entry) {
+        (Action::NoOp, Some(e)) if e.pending => {
+            "an apply was interrupted after writing it: it matches the file, and the state records it now"
+                .to_string()
+        }
+        (Action::NoOp, Some(_)) => {
+            "it matches the file; the state's record of it is brought up to date".to_string()
+        }
+        _ => reason_for(action, &notes, live, &d.object, d.revert),
+    };
     Some(Change {
         address: d.id.address(),
         action,
+        reason,
+        before: live.map(redact),
+        after: keeps.then(|| redact(&d.object)),
         before_sha256: before,
-        after_sha256: (!d.revert || action == Action::Update).then_some(after),
+        after_sha256: keeps.then_some(after),
         origin: (!d.revert).then_some(origin),
         record: record && !d.revert,
         forget_after: d.revert,
         notes,
-        after: Vec::new(),
+        depends_on: Vec::new(),
         diff,
         conflicts: None,
     })
 }
 
-/// Fills in `after`: creates and updates wait for the changes of what they depend on;
+/// The one-sentence reason of a change for an object the file wants (or an edit being
+/// taken back), from what was decided about it.
+fn reason_for(
+    action: Action,
+    notes: &[String],
+    live: Option<&Value>,
+    desired: &Value,
+    revert: bool,
+) -> String {
+    let noted = |start: &str| notes.iter().find(|n| n.starts_with(start)).cloned();
+    match action {
+        Action::Create => noted("it was deleted outside dcm")
+            .unwrap_or_else(|| "it does not exist in the cluster".to_string()),
+        Action::Update if revert => {
+            "dcm takes its part back out; every other byte is kept".to_string()
+        }
+        Action::Update => {
+            let fields = live.map(|l| changed_paths(l, desired)).unwrap_or_default();
+            if fields.is_empty() {
+                return noted("dcm puts its ownership labels")
+                    .unwrap_or_else(|| "it differs from the file".to_string());
+            }
+            const SHOWN: usize = 8;
+            let mut list = fields
+                .iter()
+                .take(SHOWN)
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if fields.len() > SHOWN {
+                list.push_str(&format!(" and {} more", fields.len() - SHOWN));
+            }
+            let prefix = match noted("it already exists and is imported") {
+                Some(_) => "it exists (imported) and differs from the file in",
+                None => "it differs from the file in",
+            };
+            format!("{prefix} {list}")
+        }
+        Action::NoOp => "it already matches the file; the state does not record it yet".to_string(),
+        Action::Forget => noted("dcm's part is already gone")
+            .or_else(|| notes.first().cloned())
+            .unwrap_or_default(),
+        _ => notes.first().cloned().unwrap_or_default(),
+    }
+}
+
+/// The fields (dotted paths, `metadata.labels["app.kubernetes.io/name"]` for keys with
+/// dots) whose values differ between two objects, in order; lists count as one value.
+pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
+    fn walk(a: Option<&Value>, b: Option<&Value>, path: &mut String, out: &mut Vec<String>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let len = path.len();
+                    let plain = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    match (path.is_empty(), plain) {
+                        (true, true) => path.push_str(k),
+                        (false, true) => {
+                            path.push('.');
+                            path.push_str(k);
+                        }
+                        (_, false) => path.push_str(&format!("[{}]", Value::from(k.as_str()))),
+                    }
+                    walk(x.get(k), y.get(k), path, out);
+                    path.truncate(len);
+                }
+            }
+            (a, b) if a != b => out.push(path.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(Some(before), Some(after), &mut String::new(), &mut out);
+    out
+}
+
+/// Fills in `depends_on`: creates and updates wait for the changes of what they depend on;
 /// deletions wait for the deletion of what depended on them (reverse order).
 fn order_changes(
     changes: &mut BTreeMap<String, Change>,
@@ -566,7 +744,7 @@ fn order_changes(
     for (i, d) in desired.iter().enumerate() {
         let addr = d.id.address();
         if let Some(c) = changes.get_mut(&addr) {
-            c.after = inputs.graph.deps[i]
+            c.depends_on = inputs.graph.deps[i]
                 .iter()
                 .map(|&j| desired[j].id.address())
                 .filter(|a| present.contains(a))
@@ -603,7 +781,7 @@ fn order_changes(
     }
     for (addr, w) in waits {
         if let Some(c) = changes.get_mut(&addr) {
-            c.after = w.into_iter().collect();
+            c.depends_on = w.into_iter().collect();
         }
     }
     // Only creates/updates point at creates/updates: drop edges to deletions/forgets.
@@ -611,7 +789,7 @@ fn order_changes(
         changes.iter().map(|(a, c)| (a.clone(), c.action)).collect();
     for c in changes.values_mut() {
         let mine = matches!(c.action, Action::Delete | Action::Forget);
-        c.after.retain(|a| {
+        c.depends_on.retain(|a| {
             let theirs = matches!(kinds.get(a), Some(Action::Delete | Action::Forget));
             mine == theirs
         });
@@ -635,12 +813,14 @@ pub struct SavedPlan {
     pub plan: Plan,
 }
 
-/// What a saved plan was made from: the config file's bytes and the desired state dcm
-/// compiled from it and every file it read. Keyed (`hmac-sha256:`) with the state's key
-/// (or, before a state exists, one derived from `DCM_PLAN_KEY`); plain (`sha256:`)
-/// without a key when nothing secret is in them; none at all (`secrets_unbound`) when
-/// there are Secrets with data and no key, since any unkeyed hash of them could be
-/// reversed by trying values.
+/// What a saved plan was made from, and where: the config file's bytes and the desired
+/// state dcm compiled from it and every file it read (hashes, and the objects themselves
+/// with Secret values left out), the state's location and the config file's path.
+///
+/// The hashes are keyed (`hmac-sha256:`) with the state's key (or, before a state
+/// exists, one derived from `DCM_PLAN_KEY`); plain (`sha256:`) without a key when nothing
+/// secret is in them; none at all (`secrets_unbound`) when there are Secrets with data
+/// and no key, since any unkeyed hash of them could be reversed by trying values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -649,12 +829,71 @@ pub struct Binding {
     pub inputs: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secrets_unbound: bool,
+    /// The state the plan was made against, absolute (as `--state` names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_location: Option<String>,
+    /// The config file, relative to the plan file's directory (found first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_relative: Option<String>,
+    /// The config file, absolute (found when the plan moved but the config did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_absolute: Option<String>,
+    /// Every desired object as compiled, Secret values left out: what the plan writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<EmbeddedObject>,
+}
+
+/// One desired object as a saved plan embeds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedObject {
+    pub address: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// The object; each value of a Secret's `data` and `stringData` is `(sensitive)`.
+    pub object: Value,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub allocated: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert: bool,
+    /// For an object with Secret values, the keyed hash of the whole object (none
+    /// without a key), so a changed value is caught without being recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+}
+
+/// What stands for a Secret's value in an embedded object.
+pub const SENSITIVE: &str = "(sensitive)";
+
+/// `object` with every value of a Secret's `data` and `stringData` replaced by
+/// [`SENSITIVE`].
+pub fn without_secret_values(object: &Value) -> Value {
+    let mut out = object.clone();
+    if crate::object::is_secret_object(object) {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(map)) = out.get_mut(field) {
+                for v in map.values_mut() {
+                    *v = Value::String(SENSITIVE.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A check a saved plan failed, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Which check: `config`, `inputs` or `key`.
+    pub check: &'static str,
+    pub why: String,
 }
 
 impl Binding {
     /// The binding of `config` (the config file's bytes) and `desired` (compiled from it).
+    /// Where they are is set with [`Binding::located`].
     pub fn of(config: &[u8], desired: &Desired, key: Option<&[u8]>) -> Binding {
         let mut inputs = Vec::new();
+        let mut objects = Vec::new();
         for o in desired.objects.iter().chain(&desired.reverts) {
             let one = serde_json::json!({
                 "address": o.id.address(),
@@ -665,6 +904,17 @@ impl Binding {
             });
             inputs.extend(serde_json::to_vec(&one).unwrap_or_default());
             inputs.push(b'\n');
+            let secret = crate::object::has_secret_data(&o.object);
+            objects.push(EmbeddedObject {
+                address: o.id.address(),
+                api_version: o.api_version.clone(),
+                object: without_secret_values(&o.object),
+                allocated: o.allocated.clone(),
+                revert: o.revert,
+                secret_sha256: key
+                    .filter(|_| secret)
+                    .map(|k| crate::keyed::seal_sha(&object_sha256(&o.object), k)),
+            });
         }
         let secret = desired
             .objects
@@ -686,25 +936,116 @@ impl Binding {
             config: hash("plan config", config),
             inputs: hash("plan inputs", &inputs),
             secrets_unbound: key.is_none() && secret,
+            state_location: None,
+            config_relative: None,
+            config_absolute: None,
+            objects,
+        }
+    }
+
+    /// Records where the plan was made: the state's location, and the config file (an
+    /// absolute path) relative to the directory of the plan file (an absolute path too).
+    pub fn located(
+        mut self,
+        state_location: String,
+        config: &std::path::Path,
+        plan_dir: &std::path::Path,
+    ) -> Binding {
+        self.state_location = Some(state_location);
+        self.config_relative = relative_path(plan_dir, config).map(|p| p.display().to_string());
+        self.config_absolute = Some(config.display().to_string());
+        self
+    }
+
+    /// Whether the config file's bytes are the ones the plan was made from (always, when
+    /// the plan holds no hash of them: the key check refuses such a plan).
+    pub fn config_matches(&self, config: &[u8], key: Option<&[u8]>) -> bool {
+        match &self.config {
+            Some(h) => {
+                Binding::of(config, &Desired::default(), key)
+                    .config
+                    .as_ref()
+                    == Some(h)
+            }
+            None => true,
         }
     }
 
     /// Why a plan bound as `self` may not be applied with the files as they are now
-    /// (`now`); None when it may.
-    pub fn mismatch(&self, now: &Binding) -> Option<String> {
+    /// (`now`): which check failed and what was found; None when it may.
+    pub fn mismatch(&self, now: &Binding) -> Option<Mismatch> {
         if self.secrets_unbound {
-            return Some("it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with; set DCM_PLAN_KEY for both `dcm plan -o` and `dcm apply PLAN`, or run `dcm apply` without a saved plan".to_string());
+            return Some(Mismatch {
+                check: "key",
+                why: "it was made without a key (no state and no DCM_PLAN_KEY), so it cannot show which Secret values it was reviewed with".to_string(),
+            });
         }
         if self.config != now.config {
-            return Some(
-                "the config file is not the one it was made from (its hash differs)".to_string(),
-            );
+            return Some(Mismatch {
+                check: "config",
+                why: "the config file is not the one it was made from (its content hash differs)"
+                    .to_string(),
+            });
         }
         if self.inputs != now.inputs {
-            return Some("the config file or a file it reads (manifests, certificates, tokens) changed since it was made".to_string());
+            return Some(Mismatch {
+                check: "inputs",
+                why: format!(
+                    "the config file or a file it reads (manifests, certificates, tokens) changed since it was made: {}",
+                    self.changed_object(now)
+                ),
+            });
         }
         None
     }
+
+    /// The first object whose embedded form differs between `self` and `now`, described.
+    fn changed_object(&self, now: &Binding) -> String {
+        let then: BTreeMap<&str, &EmbeddedObject> = self
+            .objects
+            .iter()
+            .map(|o| (o.address.as_str(), o))
+            .collect();
+        let current: BTreeMap<&str, &EmbeddedObject> = now
+            .objects
+            .iter()
+            .map(|o| (o.address.as_str(), o))
+            .collect();
+        for (a, o) in &current {
+            match then.get(a) {
+                None => return format!("{a} is new"),
+                Some(t) if t.secret_sha256 != o.secret_sha256 && t.object == o.object => {
+                    return format!("a Secret value of {a} changed")
+                }
+                Some(t) if *t != *o => return format!("{a} is not what it was"),
+                _ => {}
+            }
+        }
+        match then.keys().find(|a| !current.contains_key(*a)) {
+            Some(a) => format!("{a} is no longer declared"),
+            None => "a value the plan records only by its hash changed".to_string(),
+        }
+    }
+}
+
+/// `to` (absolute) as a path relative to the directory `from` (absolute); None when they
+/// share no root (another drive).
+pub fn relative_path(from: &std::path::Path, to: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let a: Vec<Component> = from.components().collect();
+    let b: Vec<Component> = to.components().collect();
+    if a.first() != b.first() {
+        return None;
+    }
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -721,13 +1062,13 @@ pub enum PlanFileError {
     },
     #[error("{path} is not a dcm plan file ({message})")]
     Invalid { path: String, message: String },
-    #[error("the plan file {path} was modified after it was saved (its checksum does not match); make a new plan")]
+    #[error("the plan file {path} fails the checksum check: it was modified after it was saved; nothing was applied\n  = help: make a new plan with `dcm plan -o PLAN`, review it, and apply that")]
     Tampered { path: String },
-    #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}")]
+    #[error("the plan file {path} has format version {found}; this dcm reads version {PLAN_FORMAT_VERSION}\n  = help: make a new plan with this dcm (`dcm plan -o PLAN`)")]
     Version { path: String, found: u32 },
-    #[error("the plan file {path} is not signed, and DCM_PLAN_KEY is set: only plans signed with that key are applied; make the plan again with DCM_PLAN_KEY set")]
+    #[error("the plan file {path} fails the signature check: it is not signed, and DCM_PLAN_KEY is set: only plans signed with that key are applied; nothing was applied\n  = help: make the plan again with DCM_PLAN_KEY set (`dcm plan -o PLAN`)")]
     Unsigned { path: String },
-    #[error("the plan file {path} has a wrong signature: it was not made with this DCM_PLAN_KEY, or was changed since; nothing was applied")]
+    #[error("the plan file {path} fails the signature check: it has a wrong signature: it was not made with this DCM_PLAN_KEY, or was changed since; nothing was applied\n  = help: make the plan again with this DCM_PLAN_KEY set (`dcm plan -o PLAN`)")]
     BadSignature { path: String },
     #[error("refusing to write the plan to {path}: {why}")]
     Refused { path: String, why: String },
@@ -1149,6 +1490,54 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let mut marked = d.objects[0].object.as_ref().clone();
         crate::ownership::stamp(&mut marked, &s.lineage, &d.objects[0].id.address());
         assert!(plan_owned(&s, marked, ownership).changes.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_climb_out_of_the_plan_s_directory() {
+        use std::path::Path;
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b)).unwrap();
+        assert_eq!(rel("/p/plans", "/p/dcm.toml"), Path::new("../dcm.toml"));
+        assert_eq!(rel("/p", "/p/dcm.toml"), Path::new("dcm.toml"));
+        assert_eq!(rel("/a/b/c", "/x/y.toml"), Path::new("../../../x/y.toml"));
+    }
+
+    #[test]
+    fn a_binding_names_the_object_that_changed_and_keeps_secret_values_out() {
+        let toml = |value: &str| {
+            format!(
+                r#"
+[clusters.c]
+dir = "x"
+secrets = "plaintext"
+[[resources]]
+clusters = ["c"]
+manifest = {{ apiVersion = "v1", kind = "Secret", metadata = {{ name = "s", namespace = "default" }}, stringData = {{ k = "{value}" }} }}
+"#
+            )
+        };
+        let compile = |text: String| {
+            let src = crate::diag::SourceFile::new("t.toml", text);
+            let m = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
+            crate::compile::compile(&m, &Default::default()).unwrap()
+        };
+        let key = b"k".as_slice();
+        let a = Binding::of(b"a", &compile(toml("first-value")), Some(key));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("first-value"), "{text}");
+        assert!(text.contains(SENSITIVE));
+        let b = Binding::of(b"a", &compile(toml("second-value")), Some(key));
+        let m = a.mismatch(&b).unwrap();
+        assert_eq!(m.check, "inputs");
+        assert!(
+            m.why
+                .contains("a Secret value of c/core/Secret/default/s changed"),
+            "{}",
+            m.why
+        );
+        assert_eq!(a.mismatch(&a.clone()), None);
+        let c = Binding::of(b"other", &compile(toml("first-value")), Some(key));
+        assert_eq!(a.mismatch(&c).unwrap().check, "config");
+        assert!(a.config_matches(b"a", Some(key)) && !a.config_matches(b"b", Some(key)));
     }
 
     #[test]

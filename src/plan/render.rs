@@ -106,58 +106,165 @@ pub fn text(plan: &Plan, style: Style) -> String {
     out
 }
 
-/// The plan as Markdown, for a pull-request comment.
-pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::from("### dcm plan\n\n");
-    if !plan.has_changes() {
-        out.push_str("**No changes.** The live objects match the file and the state.\n");
-        return out;
+/// How a review comment is laid out: the project it is about, its size limit, and how
+/// a reader sees what it leaves out.
+#[derive(Debug, Clone)]
+pub struct ReviewOptions {
+    /// The project's name, for the heading and the marker.
+    pub project: String,
+    /// The most bytes the whole comment may take.
+    pub max_bytes: usize,
+    /// What shows everything (Markdown), e.g. "The full plan: `dcm show plan.json`."
+    pub full_hint: String,
+}
+
+/// The word an action has in Markdown (and its table column).
+fn action_word(a: Action) -> &'static str {
+    match a {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Forget => "forget",
+        Action::NoOp => "record",
+        Action::Refuse => "refused",
     }
-    out.push_str(&format!("**{}**", summary_line(plan)));
+}
+
+/// The cluster an address is in (its first part).
+fn cluster_of(address: &str) -> &str {
+    address.split('/').next().unwrap_or(address)
+}
+
+/// A table by cluster × action: one row per cluster, one column per action that occurs,
+/// and a total row when there are several clusters.
+fn plan_table(plan: &Plan) -> crate::markdown::Table {
+    let actions: std::collections::BTreeSet<Action> =
+        plan.changes.iter().map(|c| c.action).collect();
+    let mut counts: std::collections::BTreeMap<&str, std::collections::BTreeMap<Action, usize>> =
+        Default::default();
+    for c in &plan.changes {
+        *counts
+            .entry(cluster_of(&c.address))
+            .or_default()
+            .entry(c.action)
+            .or_default() += 1;
+    }
+    let mut header = vec!["cluster".to_string()];
+    header.extend(actions.iter().map(|a| action_word(*a).to_string()));
+    let mut rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(cluster, n)| {
+            let mut row = vec![format!("`{cluster}`")];
+            row.extend(
+                actions
+                    .iter()
+                    .map(|a| n.get(a).copied().unwrap_or_default().to_string()),
+            );
+            row
+        })
+        .collect();
+    if counts.len() > 1 {
+        let mut row = vec!["**all**".to_string()];
+        row.extend(actions.iter().map(|a| {
+            let n = plan.changes.iter().filter(|c| c.action == *a).count();
+            format!("**{n}**")
+        }));
+        rows.push(row);
+    }
+    crate::markdown::Table {
+        numeric: (0..header.len()).map(|i| i > 0).collect(),
+        header,
+        rows,
+    }
+}
+
+/// One change as a review block: a `<details>` with its reason, notes and diff when it
+/// has a diff; else one line.
+fn plan_item(c: &Change) -> crate::markdown::Item {
+    use crate::markdown::{code_block, details, escape_html, escape_text, Item};
+    let what = headline(c);
+    let what = what
+        .strip_prefix(c.address.as_str())
+        .unwrap_or(&what)
+        .trim();
+    let why = |text: &str| -> String {
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", escape_text(text))
+        }
+    };
+    let line = format!("- `{}` {what}{}\n", c.address, why(&c.reason));
+    if c.diff.is_empty() {
+        return Item {
+            full: line.clone(),
+            line,
+        };
+    }
+    let mut body = String::new();
+    if !c.reason.is_empty() {
+        body.push_str(&format!("**Why:** {}\n\n", escape_text(&c.reason)));
+    }
+    let others: Vec<&String> = c.notes.iter().filter(|n| **n != c.reason).collect();
+    for n in &others {
+        body.push_str(&format!("- {}\n", escape_text(n)));
+    }
+    if !others.is_empty() {
+        body.push('\n');
+    }
+    let lines: Vec<String> = c
+        .diff
+        .iter()
+        .map(|l| {
+            if l.tag == '@' {
+                l.text.clone()
+            } else {
+                format!("{}{}", l.tag, l.text)
+            }
+        })
+        .collect();
+    body.push_str(&code_block("diff", &lines));
+    Item {
+        full: details(
+            &format!(
+                "<code>{}</code> {}",
+                escape_html(&c.address),
+                escape_html(what)
+            ),
+            &body,
+        ),
+        line,
+    }
+}
+
+/// The plan as Markdown, for a pull-request comment: a marker CI can find the comment by
+/// (`<!-- dcm:plan:<project> -->`), a heading, the summary, a table by cluster and action,
+/// then each change (a `<details>` with its diff, or one line), within `max_bytes`.
+pub fn markdown(plan: &Plan, opts: &ReviewOptions) -> Result<String, crate::markdown::TooSmall> {
+    let mut summary = if plan.has_changes() {
+        format!("**{}**", summary_line(plan))
+    } else {
+        "**No changes.** The live objects match the file and the state.".to_string()
+    };
+    if plan.operation == "destroy" {
+        summary.push_str(" (destroy)");
+    }
     if let Some(l) = state_only_line(plan) {
-        out.push_str(&format!(" {l}"));
+        summary.push_str(&format!(" {l}"));
     }
     if let Some(l) = refused_line(plan) {
-        out.push_str(&format!(" **{l}**"));
+        summary.push_str(&format!(" **{l}**"));
     }
-    out.push_str("\n\n| action | object |\n|---|---|\n");
-    for c in &plan.changes {
-        let action = match c.action {
-            Action::NoOp => "record",
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Delete => "delete",
-            Action::Forget => "forget",
-            Action::Refuse => "refused",
-        };
-        out.push_str(&format!("| {action} | `{}` |\n", c.address));
-    }
-    for c in plan
-        .changes
-        .iter()
-        .filter(|c| !c.diff.is_empty() || !c.notes.is_empty())
-    {
-        out.push_str(&format!(
-            "\n<details><summary><code>{}</code></summary>\n\n",
-            headline(c)
-        ));
-        for n in &c.notes {
-            out.push_str(&format!("_{n}_\n\n"));
-        }
-        if !c.diff.is_empty() {
-            out.push_str("```diff\n");
-            for l in &c.diff {
-                if l.tag == '@' {
-                    out.push_str(&format!("{}\n", l.text));
-                } else {
-                    out.push_str(&format!("{}{}\n", l.tag, l.text));
-                }
-            }
-            out.push_str("```\n");
-        }
-        out.push_str("\n</details>\n");
-    }
-    out
+    let review = crate::markdown::Review {
+        kind: "plan",
+        project: opts.project.clone(),
+        summary,
+        table: plan.has_changes().then(|| plan_table(plan)),
+        items: plan.changes.iter().map(plan_item).collect(),
+        full_hint: opts.full_hint.clone(),
+        noun: "change",
+    };
+    crate::markdown::fit(&review, opts.max_bytes)
 }
 
 /// The plan as JSON (the same document `-o` saves, without its checksum).

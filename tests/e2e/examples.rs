@@ -39,14 +39,16 @@ fn examples() -> Vec<String> {
 }
 
 /// A project laid out like `examples/`, with `live/` (the stock CoreDNS ConfigMaps) copied
-/// to `out/`, as the README's first command does.
+/// to the example's own output directory `out/<example>/`, as the README's first command
+/// does.
 pub fn example_project(toml: &str) -> Project {
     let root = repo().join("examples");
-    let p = Project::new();
+    let mut p = Project::new();
+    p.out = format!("out/{}", toml.trim_end_matches(".toml"));
     for dir in ["manifests", "certs"] {
         copy_tree(&root.join(dir), &p.path(dir));
     }
-    copy_tree(&root.join("live"), &p.path("out"));
+    copy_tree(&root.join("live"), &p.path(&p.out));
     std::fs::copy(root.join(toml), p.path(toml)).unwrap();
     p
 }
@@ -75,14 +77,15 @@ fn every_example_applies_and_converges() {
     }
 }
 
-/// All objects of an applied example as one text: each file under `out/` with its path.
+/// All objects of an applied example as one text: each file under its `out/<example>/`
+/// with its path.
 /// Secret values are replaced by a short hash, so the golden files hold no key material
 /// but still change when a Secret does; the state's lineage (random) by `(lineage)`.
 fn rendered(p: &Project) -> String {
     let mut out = String::new();
-    for rel in p.files("out") {
+    for rel in p.files(&p.out) {
         let mut text: String = p
-            .read(&format!("out/{rel}"))
+            .read(&format!("{}/{rel}", p.out))
             .lines()
             .map(|l| match l.split_once("dcm.io/lineage: ") {
                 Some((indent, _)) => format!("{indent}dcm.io/lineage: (lineage)\n"),
@@ -181,7 +184,7 @@ fn strict_core_check(object: &Value) -> Option<Result<(), String>> {
 /// OpenAPI schema and the older Istio schemas of the kubernetes-models packages. Its packages
 /// are installed once from the lock file when missing. Without node and npm the check is
 /// skipped with a note (`None`), except in CI, where that fails.
-fn schema_check_script() -> Option<PathBuf> {
+pub(super) fn schema_check_script() -> Option<PathBuf> {
     static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
@@ -265,10 +268,10 @@ fn every_generated_object_validates_against_the_upstream_schemas() {
     for toml in examples() {
         let p = example_project(&toml);
         p.dcm(&["apply", "--auto-approve", "-f", &toml]).expect(0);
-        for cluster in std::fs::read_dir(p.path("out")).unwrap().flatten() {
+        for cluster in std::fs::read_dir(p.path(&p.out)).unwrap().flatten() {
             let name = cluster.file_name().to_string_lossy().to_string();
-            for rel in p.files(&format!("out/{name}")) {
-                let v = yaml(&p, &format!("out/{name}/{rel}"));
+            for rel in p.files(&format!("{}/{name}", p.out)) {
+                let v = yaml(&p, &format!("{}/{name}/{rel}", p.out));
                 objects += 1;
                 if let Some(result) = strict_core_check(&v) {
                     strict += 1;
@@ -398,7 +401,7 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
     p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
     let vs = yaml(
         &p,
-        "out/cluster1/bookinfo/virtualservice.networking.istio.io/reviews-bookinfo-lc1.yaml",
+        "out/two-clusters-bookinfo/cluster1/bookinfo/virtualservice.networking.istio.io/reviews-bookinfo-lc1.yaml",
     );
     // The route holds for the service's own name and for its cloud name.
     assert_eq!(
@@ -433,7 +436,7 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
     for c in ["cluster1", "cluster2"] {
         let rule = yaml(
             &p,
-            &format!("out/{c}/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml"),
+            &format!("out/two-clusters-bookinfo/{c}/bookinfo/destinationrule.networking.istio.io/reviews-bookinfo-lc1-subsets.yaml"),
         );
         assert_eq!(rule["spec"]["host"], "reviews.bookinfo.svc.cluster.local");
         assert_eq!(rule["spec"]["subsets"], want, "{c}");
@@ -442,7 +445,7 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
     // cluster's east-west gateway otherwise.
     let se = yaml(
         &p,
-        "out/cluster1/bookinfo/serviceentry.networking.istio.io/reviews-bookinfo-lc1.yaml",
+        "out/two-clusters-bookinfo/cluster1/bookinfo/serviceentry.networking.istio.io/reviews-bookinfo-lc1.yaml",
     );
     assert_eq!(
         se["spec"]["hosts"],
@@ -456,7 +459,9 @@ fn the_jason_route_sends_jason_to_v2_and_v3_in_cluster2_and_the_rest_to_local_v1
         ])
     );
     // The route is for cluster1's clients only.
-    assert!(!p.exists("out/cluster2/bookinfo/virtualservice.networking.istio.io"));
+    assert!(
+        !p.exists("out/two-clusters-bookinfo/cluster2/bookinfo/virtualservice.networking.istio.io")
+    );
 
     // Shifting the weights changes the VirtualService and nothing else.
     p.edit(
@@ -511,7 +516,9 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     for remote in ["cluster2", "cluster3"] {
         let secret = yaml(
             &p,
-            &format!("out/cluster1/istio-mesh/secret/istio-remote-secret-{remote}.yaml"),
+            &format!(
+                "out/primary-remote/cluster1/istio-mesh/secret/istio-remote-secret-{remote}.yaml"
+            ),
         );
         assert_eq!(secret["metadata"]["labels"]["istio/multiCluster"], "true");
         assert_eq!(
@@ -545,21 +552,26 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         !seen.contains(&token),
         "a remote's token leaked into the plan or state"
     );
-    let primary = yaml(&p, "out/cluster1/_cluster/istio.sailoperator.io/mesh.yaml");
+    let primary = yaml(
+        &p,
+        "out/primary-remote/cluster1/_cluster/istio.sailoperator.io/mesh.yaml",
+    );
     assert_eq!(primary["spec"]["namespace"], "istio-mesh");
     assert_eq!(primary["spec"]["values"]["global"]["externalIstiod"], true);
-    assert!(p.exists("out/cluster1/istio-mesh/gateway.networking.istio.io/istiod-gateway.yaml"));
+    assert!(p.exists(
+        "out/primary-remote/cluster1/istio-mesh/gateway.networking.istio.io/istiod-gateway.yaml"
+    ));
     assert!(
-        p.exists("out/cluster1/istio-mesh/virtualservice.networking.istio.io/istiod-vs-mesh.yaml")
+        p.exists("out/primary-remote/cluster1/istio-mesh/virtualservice.networking.istio.io/istiod-vs-mesh.yaml")
     );
-    assert!(p.exists("out/cluster1/istio-mesh/secret/cacerts.yaml"));
+    assert!(p.exists("out/primary-remote/cluster1/istio-mesh/secret/cacerts.yaml"));
 
     // The remotes: Istio's remote profile pointed at the primary's gateway, and no CA key,
     // mesh configuration or remote secret of their own.
     for remote in ["cluster2", "cluster3"] {
         let op = yaml(
             &p,
-            &format!("out/{remote}/_cluster/istio.sailoperator.io/mesh.yaml"),
+            &format!("out/primary-remote/{remote}/_cluster/istio.sailoperator.io/mesh.yaml"),
         );
         assert_eq!(op["spec"]["profile"], "remote");
         assert_eq!(
@@ -569,7 +581,7 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         // Without this annotation the primary's istiod never manages the remote.
         let ns = yaml(
             &p,
-            &format!("out/{remote}/_cluster/namespace/istio-mesh.yaml"),
+            &format!("out/primary-remote/{remote}/_cluster/namespace/istio-mesh.yaml"),
         );
         assert_eq!(
             ns["metadata"]["annotations"]["topology.istio.io/controlPlaneClusters"],
@@ -585,11 +597,12 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         );
         // No CA key, mesh configuration or remote secret of their own: only the east-west
         // gateway (both serve checkout).
-        let kinds: Vec<String> = std::fs::read_dir(p.path(&format!("out/{remote}/istio-mesh")))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .collect();
+        let kinds: Vec<String> =
+            std::fs::read_dir(p.path(&format!("out/primary-remote/{remote}/istio-mesh")))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
         let mut kinds = kinds;
         kinds.sort();
         assert_eq!(
@@ -608,16 +621,16 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
     // its subsets pinned to their clusters by Istio's topology label.
     let rule = yaml(
         &p,
-        "out/cluster1/shop/destinationrule.networking.istio.io/checkout-shop-mesh-subsets.yaml",
+        "out/primary-remote/cluster1/shop/destinationrule.networking.istio.io/checkout-shop-mesh-subsets.yaml",
     );
     assert_eq!(
         rule["spec"]["subsets"][1],
         serde_json::json!({ "name": "canary", "labels": { "version": "v2", "topology.istio.io/cluster": "cluster3" } })
     );
     assert!(
-        p.exists("out/cluster1/shop/virtualservice.networking.istio.io/checkout-shop-mesh.yaml")
+        p.exists("out/primary-remote/cluster1/shop/virtualservice.networking.istio.io/checkout-shop-mesh.yaml")
     );
-    assert!(!p.exists("out/cluster2/shop/virtualservice.networking.istio.io"));
+    assert!(!p.exists("out/primary-remote/cluster2/shop/virtualservice.networking.istio.io"));
 
     // Dropping a remote removes its remote secret and its install, and nothing else.
     p.edit(
@@ -653,7 +666,8 @@ fn a_primary_remote_mesh_gives_the_primary_remote_secrets_and_the_remotes_the_re
         "{plan}"
     );
     p.dcm(&["apply", "--auto-approve", "-f", toml]).expect(0);
-    assert!(!p.exists("out/cluster1/istio-mesh/secret/istio-remote-secret-cluster3.yaml"));
+    assert!(!p
+        .exists("out/primary-remote/cluster1/istio-mesh/secret/istio-remote-secret-cluster3.yaml"));
     p.dcm(&["plan", "--detailed-exitcode", "-f", toml])
         .expect(0);
 }

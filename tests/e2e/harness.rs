@@ -5,6 +5,8 @@ use std::process::{Command, Output, Stdio};
 
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Where its directory targets are (`out`; an example's own `out/<example>`).
+    pub out: String,
 }
 
 /// What one run of dcm did.
@@ -82,6 +84,7 @@ impl Project {
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("temp dir"),
+            out: "out".to_string(),
         }
     }
 

@@ -69,23 +69,31 @@ fn a_swapped_plan_body_is_refused_and_nothing_is_written() {
     // The plan names b.toml; the user applies with a.toml.
     let r = p.dcm(&["apply", "-f", "a.toml", "A.json"]).expect(1);
     assert!(
-        r.stderr
-            .contains("was made from the config file \"b.toml\"")
-            && r.stderr.contains("\"a.toml\""),
+        r.stderr.contains("fails the config file check: -f names the config file \"a.toml\", but the plan was made from the config file")
+            && r.stderr.contains("b.toml\""),
         "{}",
         r.stderr
     );
     assert_eq!(p.snapshot(), before);
-    // And with the plan's record rewritten to a.toml: its inputs are not a.toml's.
+    // And with the plan's records rewritten to a.toml: the content is not a.toml's.
     splice(&p, "A.json", "B.json", Some("a.toml"));
+    let mut a: serde_json::Value = serde_json::from_str(&p.read("A.json")).unwrap();
+    a["binding"]["config_relative"] = serde_json::json!("a.toml");
+    a["binding"]["config_absolute"] = serde_json::json!(p.path("a.toml").display().to_string());
+    p.write("A.json", &serde_json::to_string_pretty(&a).unwrap());
+    splice(&p, "A.json", "A.json", None);
     let before = p.snapshot();
-    let r = p.dcm(&["apply", "-f", "a.toml", "A.json"]).expect(1);
-    assert!(
-        r.stderr
-            .contains("is stale: the config file is not the one it was made from"),
-        "{}",
-        r.stderr
-    );
+    for args in [
+        &["apply", "-f", "a.toml", "A.json"][..],
+        &["apply", "A.json"],
+    ] {
+        let r = p.dcm(args).expect(1);
+        assert!(
+            r.stderr.contains("fails the config file check"),
+            "{}",
+            r.stderr
+        );
+    }
     assert_eq!(p.snapshot(), before);
     assert!(!p.exists("out"));
     assert!(!p.exists("state/dcm.state.json"));
@@ -107,8 +115,7 @@ fn a_plan_is_checked_against_the_files_on_disk() {
     let before = p.snapshot();
     let r = p.dcm(&["apply", "plan.json"]).expect(1);
     assert!(
-        r.stderr
-            .contains("the config file is not the one it was made from"),
+        r.stderr.contains("fails the config file check: the config file ./dcm.toml is not the one the plan was made from: it changed since"),
         "{}",
         r.stderr
     );

@@ -552,7 +552,7 @@ fn the_mesh_examples_apply_to_clusters_converge_and_destroy_cleanly() {
         for c in ["cluster1", "cluster2", "cluster3"] {
             p.edit_all(
                 toml,
-                &format!("dir = \"out/{c}\""),
+                &format!("dir = \"{}/{c}\"", p.out),
                 &format!("context = \"{c}\""),
             );
         }
@@ -1164,4 +1164,64 @@ fn a_namespace_holding_others_objects_is_destroyed_only_with_cascade_and_deletes
     );
     assert!(c1.object("", "Namespace", "", "shop").is_none());
     assert!(c1.object("", "ConfigMap", "shop", "theirs").is_none());
+}
+
+#[test]
+fn refresh_only_records_what_others_changed_without_writing_to_a_cluster() {
+    let w = World::new();
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    let c1 = w.cluster("cluster1");
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/shop/configmaps/settings",
+        json!({"data": {"greeting": "theirs"}}),
+    );
+    // A Secret's new value: recorded by its keyed hash only.
+    edit_as_someone_else(
+        c1,
+        "/api/v1/namespaces/shop/secrets/db",
+        json!({"data": {"password": "bmV3LXNlY3JldC12YWx1ZQ=="}}),
+    );
+    let drift = w.dcm(&["drift"]).expect(2);
+    assert!(drift.stdout.contains("Drift in 2 of"), "{}", drift.stdout);
+    let version = |kind: &str, name: &str| {
+        c1.object("", kind, "shop", name).unwrap()["metadata"]["resourceVersion"].clone()
+    };
+    let before = (version("ConfigMap", "settings"), version("Secret", "db"));
+
+    let plan = w
+        .dcm(&[
+            "plan",
+            "--refresh-only",
+            "-o",
+            "refresh.json",
+            "--detailed-exitcode",
+        ])
+        .expect(2);
+    assert!(
+        plan.stdout.contains("State only: 2 objects"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!w.p.read("refresh.json").contains("new-secret-value"));
+    w.dcm(&["apply", "refresh.json"]).expect(0);
+    assert_eq!(
+        (version("ConfigMap", "settings"), version("Secret", "db")),
+        before,
+        "no object was written"
+    );
+    assert_eq!(
+        c1.object("", "ConfigMap", "shop", "settings").unwrap()["data"]["greeting"],
+        "theirs"
+    );
+    w.dcm(&["drift"]).expect(0);
+    let state = w.p.read("state/dcm.state.json");
+    assert!(!state.contains("new-secret-value") && !state.contains("bmV3LXNlY3JldC12YWx1ZQ"));
+    // The next plan takes the file's values back.
+    let plan = w.dcm(&["plan"]).expect(0);
+    assert!(
+        diff_line(&plan.stdout, '+', "greeting: hello"),
+        "{}",
+        plan.stdout
+    );
 }

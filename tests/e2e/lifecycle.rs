@@ -176,7 +176,7 @@ fn saved_plans_apply_exactly_and_refuse_when_stale_or_tampered() {
     // The world moved: the file now wants something else.
     p.edit("manifests/app.yaml", "greeting: hello", "greeting: hi");
     let stale = dcm(&["apply", "plan.json"]).expect(1);
-    assert!(stale.stderr.contains("the saved plan plan.json is stale: the config file or a file it reads (manifests, certificates, tokens) changed since it was made"), "{}", stale.stderr);
+    assert!(stale.stderr.contains("the saved plan plan.json fails the inputs check: the config file or a file it reads (manifests, certificates, tokens) changed since it was made: cluster1/core/ConfigMap/bookinfo/settings is not what it was"), "{}", stale.stderr);
     assert!(!p.exists("out"));
     p.edit("manifests/app.yaml", "greeting: hi", "greeting: hello");
 
@@ -202,7 +202,10 @@ fn saved_plans_apply_exactly_and_refuse_when_stale_or_tampered() {
     assert!(
         twice
             .stderr
-            .contains("the state changed since the plan was made"),
+            .contains("fails the state serial check: the state")
+            && twice
+                .stderr
+                .contains("changed since the plan was made (serial 0 then"),
         "{}",
         twice.stderr
     );

@@ -41,7 +41,7 @@ fn applied(toml: &str) -> Project {
 /// `dcm.io/address`, which dcm puts on every object it creates (a deliberate difference
 /// from every sample, checked here once for all).
 fn written(p: &Project, rel: &str) -> Value {
-    let rel = format!("out/{rel}");
+    let rel = format!("{}/{rel}", p.out);
     let mut v: Value =
         serde_yaml_ng::from_str(&p.read(&rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let meta = v["metadata"].as_object_mut().expect("metadata");
@@ -780,7 +780,7 @@ fn check_remote_secret(p: &Project, holder: &str, remote: &str, cloud: &Cloud<'_
 /// available pod on a single replica blocks every node drain.
 fn kinds_in(p: &Project, cluster: &str, cloud: &Cloud<'_>) -> Vec<String> {
     let mut kinds: Vec<String> = p
-        .files(&format!("out/{cluster}/{}", cloud.namespace))
+        .files(&format!("{}/{cluster}/{}", p.out, cloud.namespace))
         .into_iter()
         .map(|f| f.split('/').next().unwrap().to_string())
         .collect();
@@ -818,7 +818,8 @@ fn multi_primary_gateways_and_remote_secrets_are_istios_samples() {
         );
         // Multi-primary: every member runs istiod, none exposes it.
         assert!(!p.exists(&format!(
-            "out/{cluster}/istio-lc1/gateway.networking.istio.io/istiod-gateway.yaml"
+            "{}/{cluster}/istio-lc1/gateway.networking.istio.io/istiod-gateway.yaml",
+            p.out
         )));
     }
 }
@@ -887,24 +888,9 @@ fn a_cloud_named_default_exposes_sails_istiod_service() {
 fn two_clouds_on_the_same_clusters_each_have_istios_samples_in_their_namespace() {
     let p = applied("two-clouds.toml");
     let members = [
-        (
-            "two-clouds/cluster1",
-            "cluster1",
-            "net1",
-            "https://192.0.2.11:6443",
-        ),
-        (
-            "two-clouds/cluster2",
-            "cluster2",
-            "net1",
-            "https://192.0.2.21:6443",
-        ),
-        (
-            "two-clouds/cluster3",
-            "cluster3",
-            "net2",
-            "https://192.0.2.31:6443",
-        ),
+        ("cluster1", "cluster1", "net1", "https://192.0.2.11:6443"),
+        ("cluster2", "cluster2", "net1", "https://192.0.2.21:6443"),
+        ("cluster3", "cluster3", "net2", "https://192.0.2.31:6443"),
     ];
     for name in ["blue", "green"] {
         let namespace = format!("istio-{name}");

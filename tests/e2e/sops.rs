@@ -9,7 +9,7 @@ use base64::Engine;
 use std::process::Command;
 
 const TOML: &str = "two-clusters-bookinfo.toml";
-const CACERTS: &str = "out/cluster1/istio-lc1/secret/cacerts.yaml";
+const CACERTS: &str = "out/two-clusters-bookinfo/cluster1/istio-lc1/secret/cacerts.yaml";
 const CA_KEY: &str = "certs/per-cluster/cluster1/ca-key.pem";
 
 /// Runs a tool the tests need, failing with a clear message when it is missing.
@@ -65,9 +65,9 @@ fn sops_project() -> (Project, String) {
     for c in ["cluster1", "cluster2"] {
         p.edit(
             TOML,
-            &format!("dir = \"out/{c}\"\n"),
+            &format!("dir = \"out/two-clusters-bookinfo/{c}\"\n"),
             &format!(
-                "dir = \"out/{c}\"\nsecrets = \"sops\"\nsops_age_recipients = [\"{recipient}\"]\n"
+                "dir = \"out/two-clusters-bookinfo/{c}\"\nsecrets = \"sops\"\nsops_age_recipients = [\"{recipient}\"]\n"
             ),
         );
     }
@@ -111,8 +111,8 @@ fn the_ca_key_is_written_encrypted_decrypts_with_sops_and_re_plans_without_the_k
     // state holds the key in any form.
     let mut secrets = 0;
     for c in ["cluster1", "cluster2"] {
-        for f in p.files(&format!("out/{c}")) {
-            let rel = format!("out/{c}/{f}");
+        for f in p.files(&format!("{}/{c}", p.out)) {
+            let rel = format!("{}/{c}/{f}", p.out);
             let text = p.read(&rel);
             for needle in [&key_pem, &key_b64, &key_line] {
                 assert!(!text.contains(needle.as_str()), "{rel} holds the CA key");
