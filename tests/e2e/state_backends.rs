@@ -1180,3 +1180,30 @@ fn state_mv_keeps_allocations_unique_and_moves_the_cluster_identity() {
     assert_eq!(s["objects"][1]["name"], "a2");
     assert!(s["objects"][1].get("uid").is_none());
 }
+
+#[test]
+fn a_saved_plan_records_a_kubernetes_state_and_is_applied_against_it() {
+    let w = World::new(2);
+    w.dcm(&["apply", "--auto-approve"]).expect(0);
+    w.p.edit("dcm.toml", "n = \"0\"", "n = \"zero\"");
+    w.dcm(&["plan", "-o", "plan.json"]).expect(0);
+    let saved = w.p.read("plan.json");
+    assert!(saved.contains("k8s://cluster2/default/dcm-e2e"), "{saved}");
+    // Another state is refused, naming both…
+    let other = w
+        .dcm(&["--state", "elsewhere.json", "apply", "plan.json"])
+        .expect(1);
+    assert!(
+        other.stderr.contains("k8s://cluster2/default/dcm-e2e")
+            && other.stderr.contains("elsewhere.json"),
+        "{}",
+        other.stderr
+    );
+    // …and without --state the plan is applied against the state it names.
+    w.dcm(&["apply", "plan.json"]).expect(0);
+    let state: Value = serde_json::from_str(&w.dcm(&["state", "pull"]).expect(0).stdout).unwrap();
+    assert_eq!(state["objects"].as_array().unwrap().len(), 4);
+    // Applied once: the state moved on, so the same plan is now stale.
+    let again = w.dcm(&["apply", "plan.json"]).expect(1);
+    assert!(again.stderr.contains("serial"), "{}", again.stderr);
+}
