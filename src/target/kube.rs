@@ -461,6 +461,20 @@ impl KubeTarget {
     ) -> Result<Vec<(ObjRef, Value)>, TargetError> {
         let client = self.client().await?;
         let api = self.api(client, &ar, namespaced, &ns);
+        let secret = ar.group.is_empty() && kind == "Secret";
+        // One object that may be read whole (a wait polling it, a value known after apply):
+        // one GET, rather than a LIST of its kind.
+        if let [item] = wanted[..] {
+            if whole_cluster.is_none() && (item.whole || item.owned || !secret) {
+                let Some(live) = self.get(&api, &item.id).await? else {
+                    return Ok(Vec::new());
+                };
+                return Ok(vec![(
+                    item.id.clone(),
+                    as_read(item, live, &api_version, &kind),
+                )]);
+            }
+        }
         let mut by_name: BTreeMap<String, Value> = match &whole_cluster {
             Some(all) => wanted
                 .iter()
@@ -482,7 +496,6 @@ impl KubeTarget {
             .collect();
         if !missing.is_empty() {
             let metadata = self.list_metadata(&api).await?;
-            let secret = ar.group.is_empty() && kind == "Secret";
             for item in missing {
                 let Some(meta) = metadata.get(&item.id.name) else {
                     continue;
@@ -499,22 +512,27 @@ impl KubeTarget {
         }
         let mut out = Vec::new();
         for item in wanted {
-            if let Some(mut live) = by_name.remove(&item.id.name) {
-                if live.get("apiVersion").is_none() {
-                    live["apiVersion"] = Value::String(api_version.clone());
-                }
-                if live.get("kind").is_none() {
-                    live["kind"] = Value::String(kind.clone());
-                }
-                let view = if item.whole {
-                    live
-                } else {
-                    dcm_view(&live, item.desired.as_deref())
-                };
-                out.push((item.id.clone(), view));
+            if let Some(live) = by_name.remove(&item.id.name) {
+                out.push((item.id.clone(), as_read(item, live, &api_version, &kind)));
             }
         }
         Ok(out)
+    }
+}
+
+/// A live object as a read of `item` returns it: typed (a LIST's items lack their
+/// apiVersion and kind), whole or dcm's view of it as the item asks.
+fn as_read(item: &ReadItem, mut live: Value, api_version: &str, kind: &str) -> Value {
+    if live.get("apiVersion").is_none() {
+        live["apiVersion"] = Value::String(api_version.to_string());
+    }
+    if live.get("kind").is_none() {
+        live["kind"] = Value::String(kind.to_string());
+    }
+    if item.whole {
+        live
+    } else {
+        dcm_view(&live, item.desired.as_deref())
     }
 }
 
