@@ -330,16 +330,20 @@ fn fail(message: impl ToString) -> RunError {
     }
 }
 
-/// Updates the state and writes it.
-fn save(store: &Mutex<StateStore>, op: crate::state::JournalOp) -> Result<(), RunError> {
-    let mut s = store.lock().map_err(|_| RunError {
-        message: "the state lock was poisoned by a failed task".into(),
+/// Updates the state and waits until the change is durable. The store is not held while
+/// waiting, so changes that finish meanwhile can be written together.
+async fn save(store: &Mutex<StateStore>, op: crate::state::JournalOp) -> Result<(), RunError> {
+    let fatal = |message: String| RunError {
+        message,
         fatal: true,
-    })?;
-    s.record(op).map_err(|e| RunError {
-        message: e.to_string(),
-        fatal: true,
-    })
+    };
+    let durable = {
+        let mut s = store
+            .lock()
+            .map_err(|_| fatal("the state lock was poisoned by a failed task".into()))?;
+        s.submit(op).map_err(|e| fatal(e.to_string()))?
+    };
+    durable.wait().await.map_err(|e| fatal(e.to_string()))
 }
 
 /// How often a wait looks again.
@@ -613,7 +617,7 @@ async fn run(
                         pending: true,
                         ..entry.clone()
                     };
-                    save(store, crate::state::JournalOp::Upsert(Box::new(pending)))?;
+                    save(store, crate::state::JournalOp::Upsert(Box::new(pending))).await?;
                 }
                 // An edit of another's object (CoreDNS's Corefile) rewrites a field its
                 // owner manages: that is what the user asked for by configuring it.
@@ -634,9 +638,9 @@ async fn run(
             // after a timeout waits again).
             wait_until_ready(d, target.as_ref(), wait).await?;
             if c.forget_after {
-                return save(store, crate::state::JournalOp::Remove(c.address.clone()));
+                return save(store, crate::state::JournalOp::Remove(c.address.clone())).await;
             }
-            save(store, crate::state::JournalOp::Upsert(Box::new(entry)))
+            save(store, crate::state::JournalOp::Upsert(Box::new(entry))).await
         }
         Action::Delete => {
             let (api_version, written) = store
@@ -665,9 +669,9 @@ async fn run(
             if let Some(api_version) = api_version {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;
             }
-            save(store, crate::state::JournalOp::Remove(c.address.clone()))
+            save(store, crate::state::JournalOp::Remove(c.address.clone())).await
         }
-        Action::Forget => save(store, crate::state::JournalOp::Remove(c.address.clone())),
+        Action::Forget => save(store, crate::state::JournalOp::Remove(c.address.clone())).await,
         Action::Refuse => Err(fail(
             "it exists and is not dcm's to change (import it or take it over first)",
         )),

@@ -14,14 +14,15 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "dcm", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// The state file: what dcm created and what it applied.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        default_value = "state/dcm.state.json"
-    )]
-    pub state: PathBuf,
+    /// Where the state is (what dcm created and what it applied): a file, or
+    /// k8s://CONTEXT/NAMESPACE/NAME for Secrets in a cluster. Wins over the file's
+    /// `[state]`; without either, state/dcm.state.json.
+    #[arg(long, global = true, value_name = "PATH|k8s://CONTEXT/NAMESPACE/NAME", value_parser = crate::state::StateLocation::parse)]
+    pub state: Option<crate::state::StateLocation>,
+    /// How long to wait for the state lock while another run holds it, e.g. 2m; 0s (the
+    /// default) fails at once, naming the holder.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0s", env = "DCM_LOCK_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
     /// Never colour the output (the NO_COLOR environment variable does the same).
     #[arg(long, global = true)]
     pub no_color: bool,
@@ -110,6 +111,25 @@ pub struct FileArg {
         default_value = "dcm.toml"
     )]
     pub file: PathBuf,
+}
+
+/// `-f FILE` for commands that only need the file's `[state]`.
+#[derive(Debug, Args)]
+pub struct StateFileArg {
+    /// The desired-state file whose `[state]` table says where the state is (default:
+    /// dcm.toml, when it exists). --state wins over it.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl StateFileArg {
+    /// The file to read `[state]` from: the one given, else dcm.toml if there is one.
+    pub fn resolve(&self) -> Option<PathBuf> {
+        self.file.clone().or_else(|| {
+            let default = PathBuf::from("dcm.toml");
+            default.is_file().then_some(default)
+        })
+    }
 }
 
 /// `--take-over ADDRESS`, repeatable.
@@ -288,6 +308,8 @@ pub enum Command {
         /// Print the plan, or the state, as JSON (docs/json-format.md).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        file: StateFileArg,
     },
     /// Inspect or edit the state.
     #[command(subcommand)]
@@ -296,6 +318,8 @@ pub enum Command {
     ForceUnlock {
         #[arg(value_name = "ID")]
         id: String,
+        #[command(flatten)]
+        file: StateFileArg,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -306,17 +330,60 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// List every object address in the state.
-    List,
+    /// List the object addresses in the state, or those a glob matches.
+    ///
+    /// In GLOB, `*` stands for any run of characters (`/` included) and `?` for one
+    /// character, e.g. 'c1/*' or '*/Secret/*'.
+    List {
+        #[arg(value_name = "GLOB")]
+        glob: Option<String>,
+        #[command(flatten)]
+        file: StateFileArg,
+    },
     /// Show one state entry.
     Show {
         #[arg(value_name = "ADDRESS")]
         address: String,
+        #[command(flatten)]
+        file: StateFileArg,
     },
     /// Forget objects: they leave the state but stay in their clusters.
     Rm {
         #[arg(value_name = "ADDRESS", required = true)]
         addresses: Vec<String>,
+        #[command(flatten)]
+        file: StateFileArg,
+    },
+    /// Give an entry another address, changing nothing in any cluster.
+    ///
+    /// E.g. after a cluster key was renamed in the file: `dcm state mv
+    /// c1/core/ConfigMap/default/x east/core/ConfigMap/default/x`. Refused when SRC is not
+    /// in the state, DST is, or their kinds differ.
+    Mv {
+        #[arg(value_name = "SRC")]
+        src: String,
+        #[arg(value_name = "DST")]
+        dst: String,
+        #[command(flatten)]
+        file: StateFileArg,
+    },
+    /// Print the state as JSON on stdout (what `state push` takes).
+    Pull {
+        #[command(flatten)]
+        file: StateFileArg,
+    },
+    /// Make a state file (as `state pull` prints it; `-`: stdin) the state.
+    ///
+    /// Refused when the state there has another lineage, or a serial not below the
+    /// file's, unless --force.
+    Push {
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Push even over another lineage or a newer serial.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        file: StateFileArg,
     },
     /// Rebuild a lost state from the labels dcm puts on what it creates
     /// (`dcm.io/lineage`), for the objects the file declares. Never replaces a state.
@@ -343,7 +410,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
     crate::config::set_allowed_paths(cli.allow_path.clone());
     let global = Global {
         state: cli.state,
-        state_given: cli.given.state,
+        lock_timeout: cli.lock_timeout,
         kubeconfig: cli.kubeconfig,
         parallelism: cli.parallelism as usize,
         cluster_parallelism: cli.cluster_parallelism as usize,
@@ -459,14 +526,33 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             &global,
         ),
         Command::Graph(f) => ops::graph(&f.file),
-        Command::Show { plan, json } => ops::show(plan.as_deref(), json, &global),
-        Command::State(StateCommand::List) => ops::state_list(&global),
-        Command::State(StateCommand::Show { address }) => ops::state_show(&address, &global),
-        Command::State(StateCommand::Rm { addresses }) => ops::state_rm(&addresses, &global),
+        Command::Show { plan, json, file } => {
+            ops::show(plan.as_deref(), json, file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::List { glob, file }) => {
+            ops::state_list(glob.as_deref(), file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::Show { address, file }) => {
+            ops::state_show(&address, file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::Rm { addresses, file }) => {
+            ops::state_rm(&addresses, file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::Mv { src, dst, file }) => {
+            ops::state_mv(&src, &dst, file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::Pull { file }) => {
+            ops::state_pull(file.resolve().as_deref(), &global)
+        }
+        Command::State(StateCommand::Push { path, force, file }) => {
+            ops::state_push(&path, force, file.resolve().as_deref(), &global)
+        }
         Command::State(StateCommand::Recover { file, lineage }) => {
             ops::recover(&file.file, lineage.as_deref(), &global)
         }
-        Command::ForceUnlock { id } => ops::force_unlock(&id, &global),
+        Command::ForceUnlock { id, file } => {
+            ops::force_unlock(&id, file.resolve().as_deref(), &global)
+        }
         Command::Completions { shell } => {
             // Made whole first: clap_complete panics when its writer fails.
             let mut script = Vec::new();

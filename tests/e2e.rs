@@ -17,6 +17,7 @@ mod e2e {
     pub mod scale;
     pub mod signals;
     pub mod sops;
+    pub mod state_backends;
     pub mod terminal;
     pub mod verbs;
     pub mod waits;

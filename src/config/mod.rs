@@ -47,8 +47,25 @@ pub struct RawConfig {
     /// import blocks).
     pub import: Vec<Spanned<String>>,
     pub ignore_differences: Vec<RawIgnoreDifferences>,
+    /// `[state]`: where the state lives.
+    pub state: Option<RawState>,
     /// `[project]`: what the project is called in review comments.
     pub project: Option<RawProject>,
+}
+
+/// `[state]`: the state's backend and where in it the state is.
+#[derive(Debug, Clone, Default)]
+pub struct RawState {
+    pub span: Option<Range<usize>>,
+    /// `local` (default) or `kubernetes`.
+    pub backend: Option<Spanned<String>>,
+    /// The file of a local state, relative to the desired-state file.
+    pub path: Option<Spanned<String>>,
+    pub context: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    /// How long a Kubernetes state's lock lives without renewal, e.g. `30s`.
+    pub lock_lease: Option<Spanned<String>>,
 }
 
 /// `[project]`.
@@ -306,6 +323,7 @@ fn read(
         .string_list(&mut root, "import")
         .map(|l| l.value)
         .unwrap_or_default();
+    let state = read_state(r, &mut root);
     let istio = r.table(&mut root, "istio").map(|mut t| {
         let istio = RawIstio {
             span: t.span.clone(),
@@ -459,7 +477,62 @@ fn read(
         import,
         ignore_differences,
         project,
+        state,
     }
+}
+
+fn read_state(r: &mut Reader<'_>, root: &mut TableView<'_>) -> Option<RawState> {
+    let mut t = r.table(root, "state")?;
+    let state = RawState {
+        span: t.span.clone(),
+        backend: r.string(&mut t, "backend"),
+        path: r.string(&mut t, "path"),
+        context: r.string(&mut t, "context"),
+        namespace: r.string(&mut t, "namespace"),
+        name: r.string(&mut t, "name"),
+        lock_lease: r.string(&mut t, "lock_lease"),
+    };
+    r.finish(t);
+    Some(state)
+}
+
+/// The `[state]` table of the file at `path` alone (None when it has none): commands that
+/// only look at the state need nothing else from the file, and are not stopped by a
+/// problem elsewhere in it.
+pub fn load_state_section(path: &Path) -> Result<Option<(RawState, SourceFile)>, LoadError> {
+    let shown = path.display().to_string();
+    let text =
+        read_regular(path, &shown, input::CONFIG_LIMIT).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+    let source = SourceFile::new(shown, text);
+    let invalid = |d: Vec<Diagnostic>| LoadError::Invalid(crate::diag::Diagnostics(d));
+    if let Some(d) = crate::diag::control_character(&source) {
+        return Err(invalid(vec![d]));
+    }
+    let doc = toml_edit::Document::parse(source.text.as_str()).map_err(|e| {
+        let message = e.message().trim().to_string();
+        invalid(vec![
+            Diagnostic::new(format!("invalid TOML: {message}")).at_span(&source, e.span())
+        ])
+    })?;
+    let mut r = Reader::new(&source);
+    let mut root = TableView::root(doc.as_table());
+    let state = read_state(&mut r, &mut root);
+    let diags = r.into_diagnostics();
+    if !diags.is_empty() {
+        return Err(invalid(diags));
+    }
+    Ok(state.map(|s| (s, source)))
+}
+
+/// The directory relative paths in the file at `path` are relative to.
+pub fn base_dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
 }
 
 /// A `ca` table: the shared `[ca]`, or a cluster's own `[clusters.X.ca]`.
@@ -590,6 +663,7 @@ clusterz = ["a"]
     const EVERY_TABLE: &str = r#"
 import = ["c/core/Namespace/_cluster/x"]
 [project]
+[state]
 [istio]
 [ca]
 [clusters.c]

@@ -377,6 +377,11 @@ pub fn build(raw: RawConfig) -> Result<Model, Diagnostics> {
 
     let ignore_differences = build_ignore_differences(&raw, &src, &mut diags);
     let project = build_project(&raw, &src, &mut diags);
+    if let Some(state) = &raw.state {
+        if let Err(d) = crate::state::location::settings_from(state, &src, &raw.base_dir) {
+            diags.extend(d);
+        }
+    }
 
     if diags.is_empty() {
         Ok(Model {

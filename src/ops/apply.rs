@@ -108,7 +108,10 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         None => global.clone(),
     };
     let global = &global;
-    let store = StateStore::open(&global.state, verb)?;
+    // The file's [state] (its lock lease, and where the state is when neither --state
+    // nor a saved plan says).
+    let target = super::state_target(global, opts.file.is_file().then_some(opts.file.as_path()))?;
+    let store = StateStore::open_at(&target.location, &target.access, verb)?;
     let state = store.existed().then_some(&store.state);
     // The state first: a plan made against another state fails whatever its files.
     if let Some((s, path)) = saved_at {
@@ -365,12 +368,20 @@ fn binding_of<'a>(s: &'a SavedPlan, path: &std::path::Path) -> Result<&'a Bindin
 fn saved_state(s: &SavedPlan, path: &std::path::Path, global: &Global) -> Result<Global, Error> {
     let binding = binding_of(s, path)?;
     let recorded = binding.state_location.clone().unwrap_or_default();
-    if !global.state_given {
-        return Ok(super::at_state_location(global, &recorded));
+    if global.state.is_none() {
+        return super::at_state_location(global, &recorded);
     }
-    let given = super::state_location(global);
-    if super::absolute(std::path::Path::new(&recorded)) == super::absolute(&global.state) {
-        return Ok(super::at_state_location(global, &recorded));
+    // --state wins over any file's [state]: no file is needed to say where it is.
+    let given = super::state_location(global, None)?;
+    let same = match (&given, crate::state::StateLocation::parse(&recorded)) {
+        (crate::state::StateLocation::Local(g), Ok(crate::state::StateLocation::Local(r))) => {
+            super::absolute(&r) == *g
+        }
+        (g, Ok(r)) => *g == r,
+        (_, Err(_)) => false,
+    };
+    if same {
+        return super::at_state_location(global, &recorded);
     }
     Err(refused(
         path,
@@ -380,7 +391,7 @@ fn saved_state(s: &SavedPlan, path: &std::path::Path, global: &Global) -> Result
         ),
         format!(
             "leave --state out to use the plan's own state, or make a new plan against {given} with `dcm plan --state {} -o PLAN`",
-            quote(&given)
+            quote(&given.to_string())
         ),
     ))
 }
@@ -480,7 +491,7 @@ fn check_saved_state(
     global: &Global,
     state: Option<&crate::state::State>,
 ) -> Result<(), Error> {
-    let location = super::state_location(global);
+    let location = super::state_location(global, None)?;
     let then = &s.plan.state;
     let (lineage, serial) = (
         state.map(|s| s.lineage.clone()),

@@ -49,12 +49,13 @@ pub struct Drifted {
 /// 3. report each that is gone or whose hash differs from the one applied;
 /// 4. read the changed ones whole, to name who changed them (`managedFields`).
 pub fn drift(opts: &DriftOptions, global: &Global) -> Result<Exit, Error> {
-    let state = crate::state::read(&global.state)?;
+    let target = super::state_target(global, Some(&opts.file))?;
+    let state = crate::state::read_at(&target.location, &target.access)?;
     let loaded = load(&opts.file, state.as_ref())?;
     let Some(state) = state else {
         crate::outln!(
             "No state at {}: nothing has been applied yet, so nothing can drift.",
-            global.state.display()
+            target.location
         );
         return Ok(Exit::Ok);
     };

@@ -25,7 +25,8 @@ pub fn import(
     take_over: bool,
     global: &Global,
 ) -> Result<Exit, Error> {
-    let mut store = StateStore::open(&global.state, "import")?;
+    let target = super::state_target(global, Some(file))?;
+    let mut store = StateStore::open_at(&target.location, &target.access, "import")?;
     let state = store.existed().then_some(&store.state);
     let loaded = load(file, state)?;
     let mut wanted = Vec::new();
@@ -145,11 +146,12 @@ pub fn import(
 /// (`kubectl get -l dcm.io/lineage=L` finds them). Imported objects come back as
 /// imported (their `dcm.io/imported` mark).
 pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Exit, Error> {
-    let mut store = StateStore::open(&global.state, "state recover")?;
+    let target = super::state_target(global, Some(file))?;
+    let mut store = StateStore::open_at(&target.location, &target.access, "state recover")?;
     if store.existed() {
         return Err(Error::Usage(format!(
             "a state exists at {}; recover rebuilds a lost state and never replaces one (move it aside first)",
-            global.state.display()
+            target.location
         )));
     }
     let loaded = load(file, None)?;
@@ -271,7 +273,7 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
     crate::outln!(
         "\nRecovered {recovered} object{} of lineage {chosen} into {}; `dcm plan` shows what the file would change.",
         if recovered == 1 { "" } else { "s" },
-        global.state.display()
+        target.location
     );
     Ok(Exit::Ok)
 }

@@ -12,23 +12,27 @@ pub use apply::{apply, ApplyOptions};
 pub use drift::{drift, DriftOptions};
 pub use import::{import, recover, TAKEN_FROM};
 pub use plan::{graph, plan, validate, PlanFormat, PlanOptions};
-pub use show::{force_unlock, show, state_list, state_rm, state_show};
+pub use show::{
+    force_unlock, show, state_list, state_mv, state_pull, state_push, state_rm, state_show,
+};
 
 use crate::compile::Desired;
 use crate::diag::Diagnostics;
 use crate::graph::Graph;
 use crate::model::Model;
 use crate::output::Style;
+use crate::state::{Access, StateLocation};
 use crate::target::{ReadItem, Targets};
 use std::path::{Path, PathBuf};
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
 pub struct Global {
-    pub state: PathBuf,
-    /// Whether `--state` was given (not left at its default): a saved plan's recorded
-    /// state location stands in for one that was not.
-    pub state_given: bool,
+    /// `--state`, when given: it wins over the file's `[state]` (see [`state_target`]),
+    /// and a saved plan's recorded state location stands in for one that was not.
+    pub state: Option<StateLocation>,
+    /// `--lock-timeout`: how long to wait for a lock another run holds (zero: fail at once).
+    pub lock_timeout: std::time::Duration,
     /// The kubeconfig file(s) for clusters given by `context` (None: ~/.kube/config).
     pub kubeconfig: Option<PathBuf>,
     /// Work in flight at once over all clusters (`--parallelism`).
@@ -38,6 +42,62 @@ pub struct Global {
     pub style: Style,
     /// Time limits and the retry budget for requests to API servers.
     pub net: crate::target::NetSettings,
+}
+
+/// The environment variable that sets the lease of a Kubernetes state's lock (it wins
+/// over `[state] lock_lease`).
+pub const LOCK_LEASE_ENV: &str = "DCM_LOCK_LEASE";
+
+/// Where the state of a run lives, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct StateTarget {
+    pub location: StateLocation,
+    pub access: Access,
+}
+
+/// The state of a run: `--state` when given; else what the `[state]` table of `file` (the
+/// desired-state file, when there is one) says; else `state/dcm.state.json`. The lease of
+/// the lock: `DCM_LOCK_LEASE`, else `[state] lock_lease`, else 30s.
+pub fn state_target(global: &Global, file: Option<&Path>) -> Result<StateTarget, Error> {
+    let mut settings = crate::state::location::StateSettings::default();
+    if let Some(file) = file {
+        if let Some((raw, source)) = crate::config::load_state_section(file)? {
+            let base = crate::config::base_dir_of(file);
+            settings = crate::state::location::settings_from(&raw, &source, &base)
+                .map_err(|d| Error::Invalid(Diagnostics(d)))?;
+        }
+    }
+    let lease = match std::env::var(LOCK_LEASE_ENV) {
+        Ok(v) => crate::state::location::parse_lease(&v)
+            .map_err(|why| Error::Usage(format!("{LOCK_LEASE_ENV} {why}")))?,
+        Err(_) => settings.lease.unwrap_or(crate::state::kube::DEFAULT_LEASE),
+    };
+    let location = global
+        .state
+        .clone()
+        .or(settings.location)
+        .unwrap_or_else(StateLocation::default_local);
+    Ok(StateTarget {
+        location,
+        access: Access {
+            kubeconfig: global.kubeconfig.clone(),
+            net: global.net,
+            lock_timeout: global.lock_timeout,
+            lease,
+        },
+    })
+}
+
+/// The state location of a run (`file`: the desired-state file, for its `[state]`) as a
+/// saved plan records it: a local state's path made absolute, or the Kubernetes state.
+/// Its `Display` is the text recorded (the path, or `k8s://CONTEXT/NAMESPACE/NAME`);
+/// [`at_state_location`] reads that text back. (The one place that says where a run's
+/// state is.)
+pub fn state_location(global: &Global, file: Option<&Path>) -> Result<StateLocation, Error> {
+    Ok(match state_target(global, file)?.location {
+        StateLocation::Local(p) => StateLocation::Local(absolute(&p)),
+        k => k,
+    })
 }
 
 /// How a command ended when it did not fail.
@@ -110,18 +170,18 @@ impl Error {
     }
 }
 
-/// The state location of this run as a saved plan records it and messages name it: the
-/// state file's absolute path. (The one place that turns `--state` into text.)
-pub(crate) fn state_location(global: &Global) -> String {
-    absolute(&global.state).display().to_string()
-}
-
-/// `global`, with the state at `location` (as [`state_location`] gives it).
-pub(crate) fn at_state_location(global: &Global, location: &str) -> Global {
-    Global {
-        state: PathBuf::from(location),
+/// `global`, with the state at `location` (the text of a [`state_location`], as a saved
+/// plan records it).
+pub(crate) fn at_state_location(global: &Global, location: &str) -> Result<Global, Error> {
+    let state = StateLocation::parse(location).map_err(|why| {
+        Error::Usage(format!(
+            "the state location {location:?} a saved plan records is not one: {why}"
+        ))
+    })?;
+    Ok(Global {
+        state: Some(state),
         ..global.clone()
-    }
+    })
 }
 
 /// `path` made absolute, symbolic links resolved as far as it exists.

@@ -552,10 +552,11 @@ pub(crate) fn refused_list(p: &Plan) -> String {
 /// 3. refresh and diff;
 /// 4. print in the chosen format, and save with `-o`.
 pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
-    if let Some(out) = &opts.out {
-        plan::check_out_path(out, &global.state)?;
+    let target = super::state_target(global, Some(&opts.file))?;
+    if let (Some(out), Some(state_path)) = (&opts.out, target.location.local_path()) {
+        plan::check_out_path(out, state_path)?;
     }
-    let state = crate::state::read(&global.state)?;
+    let state = crate::state::read_at(&target.location, &target.access)?;
     let loaded = load(&opts.file, state.as_ref())?;
     let p = if opts.refresh_only {
         super::refresh::make_refresh_plan(
@@ -621,7 +622,7 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| out_abs.clone());
         let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref()).located(
-            super::state_location(global),
+            super::state_location(global, Some(&opts.file))?.to_string(),
             &super::absolute(&opts.file),
             &plan_dir,
         );

@@ -27,6 +27,8 @@ pub struct LockInfo {
 pub enum LockError {
     #[error("the state is locked: {operation} by {who} (pid {pid} on {host}) since {created}, lock ID {id}\n  = help: wait for that run to finish; if it is stuck, stop it or run `dcm force-unlock {id}`", operation = .0.operation, who = .0.who, pid = .0.pid, host = .0.host, created = .0.created, id = .0.id)]
     Held(Box<LockInfo>),
+    #[error("the state is still locked after waiting {waited} (--lock-timeout): {operation} by {who} (pid {pid} on {host}) since {created}, lock ID {id}\n  = help: wait for that run to finish, or give it longer with --lock-timeout; if it is stuck, stop it or run `dcm force-unlock {id}`", waited = humantime::format_duration(*.1), operation = .0.operation, who = .0.who, pid = .0.pid, host = .0.host, created = .0.created, id = .0.id)]
+    StillHeld(Box<LockInfo>, std::time::Duration),
     #[error("cannot lock the state at {path}: {source}")]
     Io {
         path: String,
@@ -74,7 +76,58 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
+/// Who this run is, for a lock it takes for `operation`.
+pub(crate) fn new_info(operation: &str) -> LockInfo {
+    LockInfo {
+        id: new_id(),
+        operation: operation.to_string(),
+        who: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        pid: std::process::id(),
+        host: host_name(),
+        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    }
+}
+
 impl Lock {
+    /// Takes the lock, waiting up to `timeout` (retrying every quarter second) while
+    /// another run holds it.
+    pub fn acquire_waiting(
+        state_path: &Path,
+        operation: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Lock, LockError> {
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match Lock::acquire(state_path, operation) {
+                Err(LockError::Held(info)) => {
+                    let waited = start.elapsed();
+                    if waited >= timeout {
+                        return Err(if timeout.is_zero() {
+                            LockError::Held(info)
+                        } else {
+                            LockError::StillHeld(info, timeout)
+                        });
+                    }
+                    if !told {
+                        crate::errln!(
+                            "waiting for the state lock: {} by {} (pid {} on {}) since {} holds it (--lock-timeout {})",
+                            info.operation,
+                            info.who,
+                            info.pid,
+                            info.host,
+                            info.created,
+                            humantime::format_duration(timeout)
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250).min(timeout - waited));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Takes the lock of the state at `state_path`, or says who holds it.
     pub fn acquire(state_path: &Path, operation: &str) -> Result<Lock, LockError> {
         let path = lock_path(state_path);
@@ -111,15 +164,7 @@ impl Lock {
             if !same_file(&file, &path) {
                 continue;
             }
-            let info = LockInfo {
-                id: new_id(),
-                operation: operation.to_string(),
-                who: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-                pid: std::process::id(),
-                host: host_name(),
-                created: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-            };
+            let info = new_info(operation);
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
             file.set_len(0).map_err(|e| io(&path, e))?;
             file.rewind().map_err(|e| io(&path, e))?;
@@ -148,7 +193,8 @@ fn same_file(_file: &File, path: &Path) -> bool {
     path.exists()
 }
 
-fn new_id() -> String {
+/// A fresh random id (16 hex digits).
+pub(crate) fn new_id() -> String {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     hex::encode(b)

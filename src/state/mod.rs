@@ -11,7 +11,11 @@
 //! next run (or read) when a killed run left one behind. Each line carries a checksum: a
 //! torn last line is ignored with a warning.
 
+pub mod kube;
+pub mod location;
 pub mod lock;
+
+pub use location::{KubeLocation, StateLocation};
 
 use crate::object::{split_api_version, ObjRef};
 use crate::target::dir::write_atomically;
@@ -223,6 +227,32 @@ pub enum StateError {
     },
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Kube(#[from] kube::KubeStateError),
+}
+
+/// How to reach a state and how long to wait for its lock (what `--state`, `[state]` and
+/// the global flags say).
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The kubeconfig for a Kubernetes state (None: $KUBECONFIG's default, ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    pub net: crate::target::NetSettings,
+    /// How long to wait for a lock another run holds (`--lock-timeout`; zero: fail at once).
+    pub lock_timeout: std::time::Duration,
+    /// The lease of a Kubernetes state's lock.
+    pub lease: std::time::Duration,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access {
+            kubeconfig: None,
+            net: crate::target::NetSettings::default(),
+            lock_timeout: std::time::Duration::ZERO,
+            lease: kube::DEFAULT_LEASE,
+        }
+    }
 }
 
 /// One change to the state, as the journal records it.
@@ -234,7 +264,7 @@ pub enum JournalOp {
 }
 
 impl JournalOp {
-    fn apply_to(self, state: &mut State) {
+    pub(crate) fn apply_to(self, state: &mut State) {
         match self {
             JournalOp::Upsert(e) => state.upsert(*e),
             JournalOp::Remove(a) => {
@@ -334,20 +364,42 @@ fn read_file(path: &Path) -> Result<Option<State>, StateError> {
             })
         }
     };
-    let corrupt = |message: String| StateError::Corrupt {
-        path: path.display().to_string(),
-        message,
-    };
+    parse_state(&text)
+        .map(Some)
+        .map_err(|p| p.at(&path.display().to_string()))
+}
+
+/// What is wrong with a state's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Corrupt(String),
+    TooNew(u64),
+}
+
+impl Problem {
+    /// The error for the state file at `path`.
+    pub fn at(self, path: &str) -> StateError {
+        match self {
+            Problem::Corrupt(message) => StateError::Corrupt {
+                path: path.to_string(),
+                message,
+            },
+            Problem::TooNew(found) => StateError::TooNew {
+                path: path.to_string(),
+                found,
+            },
+        }
+    }
+}
+
+/// Parses and checks a state's JSON (a file's, a cluster's, or one to push).
+pub fn parse_state(text: &str) -> Result<State, Problem> {
+    let corrupt = Problem::Corrupt;
     // Look at the version first, so a newer format is reported as such, not as corrupt.
-    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
     let version = raw.get("version");
     match version.and_then(serde_json::Value::as_u64) {
-        Some(v) if v > STATE_VERSION as u64 => {
-            return Err(StateError::TooNew {
-                path: path.display().to_string(),
-                found: v,
-            })
-        }
+        Some(v) if v > STATE_VERSION as u64 => return Err(Problem::TooNew(v)),
         Some(0) => return Err(corrupt("`version` 0 is not a state format".into())),
         Some(_) => {}
         None if version.is_none() => return Err(corrupt("no `version` field".into())),
@@ -404,111 +456,336 @@ fn read_file(path: &Path) -> Result<Option<State>, StateError> {
             )));
         }
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
-/// The state of one run that writes it: the lock, and atomic persistence.
+/// Reads the state at `location` without locking it (a read may run beside a writer);
+/// None when there is none.
+pub fn read_at(location: &StateLocation, access: &Access) -> Result<Option<State>, StateError> {
+    match location {
+        StateLocation::Local(p) => read(p),
+        StateLocation::Kubernetes(k) => kube::read_unlocked(k, access),
+    }
+}
+
+/// `dcm force-unlock ID`: removes the lock `id` of the state at `location`.
+pub fn force_unlock_at(
+    location: &StateLocation,
+    access: &Access,
+    id: &str,
+) -> Result<lock::LockInfo, StateError> {
+    match location {
+        StateLocation::Local(p) => Ok(lock::force_unlock(p, id)?),
+        StateLocation::Kubernetes(k) => kube::force_unlock_at(k, access, id),
+    }
+}
+
+/// A change on its way to being durable; `wait` for it before relying on it.
+#[must_use]
+pub struct Durable {
+    /// The writer's progress and the sequence number to wait for (None: durable already).
+    pending: Option<(tokio::sync::watch::Receiver<kube::Progress>, u64)>,
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl Durable {
+    fn done() -> Durable {
+        Durable {
+            pending: None,
+            handle: None,
+        }
+    }
+
+    fn kube(
+        progress: tokio::sync::watch::Receiver<kube::Progress>,
+        seq: u64,
+        handle: Option<tokio::runtime::Handle>,
+    ) -> Durable {
+        Durable {
+            pending: Some((progress, seq)),
+            handle,
+        }
+    }
+
+    /// Waits until the change is durable (or its write failed).
+    pub async fn wait(self) -> Result<(), StateError> {
+        let Some((mut rx, seq)) = self.pending else {
+            return Ok(());
+        };
+        let waited = rx
+            .wait_for(|p| p.done >= seq || p.error.is_some())
+            .await
+            .map(|p| p.clone());
+        let p = match waited {
+            Ok(p) => p,
+            // The writer is gone: whatever it got to is all there is.
+            Err(_) => {
+                let p = rx.borrow().clone();
+                if p.done >= seq {
+                    return Ok(());
+                }
+                return Err(p
+                    .error
+                    .map(StateError::from)
+                    .unwrap_or_else(|| StateError::Write {
+                        path: "the state".into(),
+                        source: std::io::Error::other("the state's writer stopped"),
+                    }));
+            }
+        };
+        match p.error {
+            Some(e) if p.done < seq => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// As [`Durable::wait`], blocking this thread.
+    pub fn wait_blocking(self) -> Result<(), StateError> {
+        let Some(handle) = self.handle.clone() else {
+            return Ok(());
+        };
+        if self.pending.is_none() {
+            return Ok(());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let _ = tx.send(self.wait().await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(StateError::Write {
+                path: "the state".into(),
+                source: std::io::Error::other("the state's writer stopped"),
+            })
+        })
+    }
+}
+
+/// The state of one run that writes it: the lock, and durable, atomic writes, wherever
+/// the state lives.
 pub struct StateStore {
-    path: PathBuf,
     pub state: State,
-    /// Whether the file existed when the run started (so there is something to back up).
+    /// Whether the state existed when the run started (so there is something to back up).
     existed: bool,
+    backend: Backend,
+}
+
+/// Where a [`StateStore`] writes.
+enum Backend {
+    Local(Local),
+    Kubernetes(Box<Kube>),
+}
+
+/// A state file, its journal, backup and lock.
+struct Local {
+    path: PathBuf,
     backed_up: bool,
     /// The journal this run appends to, once the state file holds what came before.
     journal: Option<std::fs::File>,
     _lock: lock::Lock,
 }
 
+/// Secrets and a Lease in a cluster.
+struct Kube {
+    store: kube::KubeStore,
+    location: KubeLocation,
+    /// Whether this run wrote the whole state yet (its first change does).
+    snapshotted: bool,
+    /// Whether records went to the journal since the last whole write.
+    journaled: bool,
+}
+
 impl StateStore {
-    /// Locks the state at `path` for `operation` and reads it.
+    /// Locks the state file at `path` for `operation` (failing at once if another run holds
+    /// it) and reads it.
     pub fn open(path: &Path, operation: &str) -> Result<StateStore, StateError> {
-        let lock = lock::Lock::acquire(path, operation)?;
-        let found = read(path)?;
-        let existed = found.is_some();
-        let mut state = found.unwrap_or_default();
+        StateStore::open_at(
+            &StateLocation::Local(path.to_path_buf()),
+            &Access::default(),
+            operation,
+        )
+    }
+
+    /// Locks the state at `location` for `operation` (waiting up to `access.lock_timeout`)
+    /// and reads it; a killed run's journal is folded in first.
+    pub fn open_at(
+        location: &StateLocation,
+        access: &Access,
+        operation: &str,
+    ) -> Result<StateStore, StateError> {
+        let (backend, mut state, existed, journaled) = match location {
+            StateLocation::Local(path) => {
+                let lock = lock::Lock::acquire_waiting(path, operation, access.lock_timeout)?;
+                let found = read(path)?;
+                let existed = found.is_some();
+                let journaled = existed && journal_path(path).exists();
+                let local = Local {
+                    path: path.clone(),
+                    backed_up: false,
+                    journal: None,
+                    _lock: lock,
+                };
+                let state = found.unwrap_or_default();
+                (Backend::Local(local), state, existed, journaled)
+            }
+            StateLocation::Kubernetes(k) => {
+                let (store, state, existed, journaled) =
+                    kube::KubeStore::open(k, access, operation, State::new)?;
+                let kube = Kube {
+                    store,
+                    location: k.clone(),
+                    snapshotted: false,
+                    journaled: false,
+                };
+                (
+                    Backend::Kubernetes(Box::new(kube)),
+                    state,
+                    existed,
+                    journaled,
+                )
+            }
+        };
         if state.secrets_hmac_key.bytes().is_none() {
             // A state from before the key existed (or a mangled key): saved with the next write.
             state.secrets_hmac_key = SecretsKey::generate();
         }
         let mut store = StateStore {
-            path: path.to_path_buf(),
             existed,
             state,
-            backed_up: false,
-            journal: None,
-            _lock: lock,
+            backend,
         };
         // A killed run's journal (already read into the state) is folded in first.
-        if existed && journal_path(path).exists() {
+        if journaled {
             store.persist()?;
         }
         Ok(store)
     }
 
-    /// Whether a state file existed when this run started.
+    /// Whether a state existed when this run started.
     pub fn existed(&self) -> bool {
         self.existed
     }
 
-    /// Records one change: applies it, and makes it durable at the cost of one appended
-    /// line. The first change of a run writes the whole state instead (so the file holds
-    /// the lineage and everything the run set up before its first object).
+    /// Where the state lives.
+    pub fn location(&self) -> StateLocation {
+        match &self.backend {
+            Backend::Local(l) => StateLocation::Local(l.path.clone()),
+            Backend::Kubernetes(k) => StateLocation::Kubernetes(k.location.clone()),
+        }
+    }
+
+    /// Records one change and waits until it is durable.
     pub fn record(&mut self, op: JournalOp) -> Result<(), StateError> {
+        self.submit(op)?.wait_blocking()
+    }
+
+    /// Records one change: applies it, and starts making it durable (a local state at the
+    /// cost of one appended line, done on return; a Kubernetes state as a journal Secret,
+    /// grouped with the changes that come while a write is in flight: `wait` for it). The
+    /// first change of a run writes the whole state instead (so it holds the lineage and
+    /// everything the run set up before its first object).
+    pub fn submit(&mut self, op: JournalOp) -> Result<Durable, StateError> {
         op.clone().apply_to(&mut self.state);
-        let jpath = journal_path(&self.path);
+        if let Backend::Kubernetes(k) = &mut self.backend {
+            if !k.snapshotted {
+                k.snapshotted = true;
+                return Ok(k.store.snapshot(&self.state));
+            }
+            k.journaled = true;
+            return Ok(k.store.op(op));
+        }
+        let Backend::Local(local) = &mut self.backend else {
+            return Ok(Durable::done());
+        };
+        let jpath = journal_path(&local.path);
         let werr = |source: std::io::Error| StateError::Write {
             path: jpath.display().to_string(),
             source,
         };
-        let Some(journal) = &mut self.journal else {
+        let Some(journal) = &mut local.journal else {
             self.persist()?;
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&jpath)
                 .map_err(werr)?;
-            self.journal = Some(file);
-            return Ok(());
+            if let Backend::Local(local) = &mut self.backend {
+                local.journal = Some(file);
+            }
+            return Ok(Durable::done());
         };
         use std::io::Write;
         let line = journal_line(&op).map_err(|e| werr(std::io::Error::other(e)))?;
         journal.write_all(line.as_bytes()).map_err(werr)?;
-        journal.sync_data().map_err(werr)
+        journal.sync_data().map_err(werr)?;
+        Ok(Durable::done())
     }
 
-    /// Folds the journal into the state file (end of a run): one whole write.
+    /// Folds the journal into the state (end of a run): one whole write.
     pub fn fold(&mut self) -> Result<(), StateError> {
-        if self.journal.take().is_some() {
+        let journaled = match &mut self.backend {
+            Backend::Local(l) => l.journal.take().is_some(),
+            Backend::Kubernetes(k) => std::mem::take(&mut k.journaled),
+        };
+        if journaled {
             self.persist()?;
         }
         Ok(())
     }
 
-    /// Writes the state: serial up by one; the first write of a run keeps the previous file
-    /// as `<path>.backup`. The journal, now part of the file, goes.
+    /// Writes the whole state with its serial up by one. A local state keeps the file
+    /// from before the run as `<path>.backup`, and its journal, now part of the file, goes.
     pub fn persist(&mut self) -> Result<(), StateError> {
+        self.write_whole(self.state.serial + 1)
+    }
+
+    /// Replaces the state with `state` (`dcm state push`), whose serial is kept unless it
+    /// is not above the serial there now.
+    pub fn replace(&mut self, state: State) -> Result<(), StateError> {
+        let serial = if self.existed {
+            state.serial.max(self.state.serial + 1)
+        } else {
+            state.serial
+        };
+        self.state = state;
+        self.write_whole(serial)
+    }
+
+    fn write_whole(&mut self, serial: u64) -> Result<(), StateError> {
+        let local = match &mut self.backend {
+            Backend::Local(l) => l,
+            Backend::Kubernetes(k) => {
+                k.snapshotted = true;
+                k.journaled = false;
+                // The writer puts it at least one above what it wrote before.
+                let mut s = self.state.clone();
+                s.serial = serial;
+                k.store.snapshot(&s).wait_blocking()?;
+                self.state.serial = k.store.serial();
+                return Ok(());
+            }
+        };
         let werr = |path: &Path, source: std::io::Error| StateError::Write {
             path: path.display().to_string(),
             source,
         };
-        if self.existed && !self.backed_up {
-            let backup = backup_path(&self.path);
-            let bytes = std::fs::read(&self.path).map_err(|e| werr(&self.path, e))?;
+        if self.existed && !local.backed_up {
+            let backup = backup_path(&local.path);
+            let bytes = std::fs::read(&local.path).map_err(|e| werr(&local.path, e))?;
             write_atomically(&backup, &bytes).map_err(|e| werr(&backup, e))?;
         }
-        self.backed_up = true;
-        self.state.serial += 1;
+        local.backed_up = true;
+        self.state.serial = serial;
         let mut text = serde_json::to_string_pretty(&self.state)
-            .map_err(|e| werr(&self.path, std::io::Error::other(e)))?;
+            .map_err(|e| werr(&local.path, std::io::Error::other(e)))?;
         text.push('\n');
-        write_atomically(&self.path, text.as_bytes()).map_err(|e| werr(&self.path, e))?;
-        let jpath = journal_path(&self.path);
+        write_atomically(&local.path, text.as_bytes()).map_err(|e| werr(&local.path, e))?;
+        let jpath = journal_path(&local.path);
         match std::fs::remove_file(&jpath) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(werr(&jpath, e)),
         }
-        if let Some(j) = &mut self.journal {
+        if let Some(j) = &mut local.journal {
             // A fresh, empty journal for the records that follow.
             *j = std::fs::OpenOptions::new()
                 .create(true)

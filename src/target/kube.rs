@@ -122,6 +122,30 @@ pub fn check_context(
     })
 }
 
+/// A client for `context` of `kubeconfig`, with dcm's time limits (retries are dcm's own,
+/// `net::retry`). Must be called within a tokio runtime.
+pub async fn make_client(
+    kubeconfig: &Kubeconfig,
+    context: &str,
+    net: &NetSettings,
+) -> Result<kube::Client, String> {
+    let options = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+        .await
+        .map_err(|e| format!("kubeconfig context `{context}`: {e}"))?;
+    config.connect_timeout = Some(net.connect_timeout);
+    // Each request is bounded as a whole by `retry`; these only catch a connection that
+    // stalls, a little later.
+    config.read_timeout = Some(net.request_timeout + Duration::from_secs(1));
+    config.reset_reader_on_write = true;
+    // dcm retries on its own, within its budget (`net::retry`).
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
 /// A cluster reached through the Kubernetes API.
 pub struct KubeTarget {
     cluster: String,
@@ -194,24 +218,9 @@ impl KubeTarget {
     async fn client(&self) -> Result<&kube::Client, TargetError> {
         self.client
             .get_or_try_init(|| async {
-                let options = KubeConfigOptions {
-                    context: Some(self.context.clone()),
-                    ..Default::default()
-                };
-                let mut config =
-                    kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
-                        .await
-                        .map_err(|e| {
-                            self.unreachable(format!("kubeconfig context `{}`: {e}", self.context))
-                        })?;
-                config.connect_timeout = Some(self.net.connect_timeout);
-                // Each request is bounded as a whole by `retry`; these only catch a
-                // connection that stalls, a little later.
-                config.read_timeout = Some(self.net.request_timeout + Duration::from_secs(1));
-                config.reset_reader_on_write = true;
-                // dcm retries on its own, within its budget (`net::retry`).
-                config.default_retry = false;
-                kube::Client::try_from(config).map_err(|e| self.unreachable(e))
+                make_client(&self.kubeconfig, &self.context, &self.net)
+                    .await
+                    .map_err(|e| self.unreachable(e))
             })
             .await
     }

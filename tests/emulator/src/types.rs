@@ -232,6 +232,15 @@ pub fn builtins() -> Vec<ResourceType> {
             &["spec", "status"],
         ),
         builtin(
+            "coordination.k8s.io",
+            &["v1"],
+            "Lease",
+            "leases",
+            true,
+            &[],
+            &["spec"],
+        ),
+        builtin(
             "apiextensions.k8s.io",
             &["v1"],
             "CustomResourceDefinition",

@@ -131,6 +131,16 @@ fn typed_fields(kind: &str) -> Vec<(String, &'static str, Ty)> {
             ],
             false,
         ),
+        "Lease" => (
+            &[
+                Typed("spec.holderIdentity", "LeaseSpec", Ty::Str),
+                Typed("spec.leaseDurationSeconds", "LeaseSpec", Ty::Int32),
+                Typed("spec.leaseTransitions", "LeaseSpec", Ty::Int32),
+                Typed("spec.preferredHolder", "LeaseSpec", Ty::Str),
+                Typed("spec.strategy", "LeaseSpec", Ty::Str),
+            ],
+            false,
+        ),
         "ServiceAccount" => (
             &[Typed(
                 "automountServiceAccountToken",
@@ -597,8 +607,41 @@ fn ranges(kind: &str) -> &'static [Range] {
                 PORT,
             ),
         ],
+        "Lease" => &[
+            Range(
+                "spec.leaseDurationSeconds",
+                1,
+                i64::MAX,
+                "must be greater than 0",
+            ),
+            Range("spec.leaseTransitions", 0, i64::MAX, NON_NEGATIVE),
+        ],
         _ => &[],
     }
+}
+
+/// The most bytes of data a Secret holds (`MaxSecretSize`).
+pub const MAX_SECRET_SIZE: usize = 1024 * 1024;
+
+/// The bytes of a Secret's `data` (base64-decoded) and `stringData`.
+fn secret_size(o: &Value) -> usize {
+    let decoded = |v: &Value| {
+        v.as_str()
+            .and_then(crate::util::base64_decode)
+            .map(|b| b.len())
+            .unwrap_or(0)
+    };
+    let data: usize = o
+        .get("data")
+        .and_then(Value::as_object)
+        .map(|m| m.values().map(decoded).sum())
+        .unwrap_or(0);
+    let string: usize = o
+        .get("stringData")
+        .and_then(Value::as_object)
+        .map(|m| m.values().filter_map(Value::as_str).map(str::len).sum())
+        .unwrap_or(0);
+    data + string
 }
 
 /// Fields a kind cannot do without, with the detail the server gives.
@@ -655,6 +698,13 @@ pub fn validate(group: &str, kind: &str, custom: bool, o: &Value) -> Vec<FieldEr
                     errors.push(FieldError::invalid(&at, v, msg));
                 }
             }
+        });
+    }
+    if kind == "Secret" && group.is_empty() && secret_size(o) > MAX_SECRET_SIZE {
+        errors.push(FieldError {
+            field: "data".into(),
+            reason: "FieldValueTooLong",
+            body: format!("Too long: must have at most {MAX_SECRET_SIZE} bytes"),
         });
     }
     for (path, detail) in required(kind) {

@@ -1351,3 +1351,80 @@ fn a_dry_run_server_side_apply_returns_the_merged_object_and_stores_nothing() {
         Some(1)
     );
 }
+
+fn lease(name: &str, holder: &str, seconds: i64) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds,
+                 "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z"}
+    })
+}
+
+#[test]
+fn leases_are_served_validated_and_updated_only_at_the_version_read() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let path = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+    let (code, discovery) = get(&e, "/apis/coordination.k8s.io/v1");
+    assert_eq!(code, 200);
+    assert!(discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "leases" && r["kind"] == "Lease" && r["namespaced"] == true));
+
+    let (code, bad) = post(&e, path, lease("l0", "a", 0));
+    assert_eq!(code, 422, "{bad}");
+    assert_eq!(
+        bad["message"],
+        "Lease.coordination.k8s.io \"l0\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
+    );
+
+    let (code, created) = post(&e, path, lease("l1", "a", 15));
+    assert_eq!(code, 201, "{created}");
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two writers read the same version; the first update wins, the second is refused.
+    let mut first = created.clone();
+    first["spec"]["holderIdentity"] = json!("b");
+    let (code, updated) = send(&e, "PUT", &format!("{path}/l1"), "application/json", &first);
+    assert_eq!(code, 200, "{updated}");
+    assert_ne!(updated["metadata"]["resourceVersion"], json!(rv));
+    let mut second = created.clone();
+    second["spec"]["holderIdentity"] = json!("c");
+    let (code, refused) = send(
+        &e,
+        "PUT",
+        &format!("{path}/l1"),
+        "application/json",
+        &second,
+    );
+    assert_eq!(code, 409, "{refused}");
+    assert_eq!(refused["reason"], "Conflict");
+    assert_eq!(
+        refused["message"],
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"l1\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let (_, now) = get(&e, &format!("{path}/l1"));
+    assert_eq!(now["spec"]["holderIdentity"], "b");
+}
+
+#[test]
+fn secrets_hold_at_most_one_mebibyte_of_data() {
+    let e = Emulator::start(Options::default()).expect("start");
+    let path = "/api/v1/namespaces/default/secrets";
+    let secret = |name: &str, bytes: usize| {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+               "data": {"blob": k8s_emulator::base64(&vec![7u8; bytes])}})
+    };
+    let (code, ok) = post(&e, path, secret("fits", 1024 * 1024));
+    assert_eq!(code, 201, "{}", ok["message"]);
+    let (code, big) = post(&e, path, secret("big", 1024 * 1024 + 1));
+    assert_eq!(code, 422);
+    assert_eq!(
+        big["message"],
+        "Secret \"big\" is invalid: data: Too long: must have at most 1048576 bytes"
+    );
+}
