@@ -37,6 +37,47 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+impl Table {
+    /// A count table by cluster × category from `(address, category)` pairs: one row per
+    /// cluster (the address's first part), one column per category that occurs (named by
+    /// `name`), and a bold total row when there are several clusters.
+    pub fn counts<K: Ord + Copy>(
+        entries: impl IntoIterator<Item = (String, K)>,
+        name: impl Fn(K) -> String,
+    ) -> Table {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut counts: BTreeMap<String, BTreeMap<K, usize>> = BTreeMap::new();
+        let mut totals: BTreeMap<K, usize> = BTreeMap::new();
+        for (address, k) in entries {
+            let cluster = address.split('/').next().unwrap_or_default().to_string();
+            *counts.entry(cluster).or_default().entry(k).or_default() += 1;
+            *totals.entry(k).or_default() += 1;
+        }
+        let columns: BTreeSet<K> = totals.keys().copied().collect();
+        let mut header = vec!["cluster".to_string()];
+        header.extend(columns.iter().map(|k| name(*k)));
+        let count = |n: &BTreeMap<K, usize>, k: &K| n.get(k).copied().unwrap_or_default();
+        let mut rows: Vec<Vec<String>> = counts
+            .iter()
+            .map(|(cluster, n)| {
+                let mut row = vec![format!("`{cluster}`")];
+                row.extend(columns.iter().map(|k| count(n, k).to_string()));
+                row
+            })
+            .collect();
+        if counts.len() > 1 {
+            let mut row = vec!["**all**".to_string()];
+            row.extend(columns.iter().map(|k| format!("**{}**", count(&totals, k))));
+            rows.push(row);
+        }
+        Table {
+            numeric: (0..header.len()).map(|i| i > 0).collect(),
+            header,
+            rows,
+        }
+    }
+}
+
 /// One object: the whole block (a `<details>` with its diff, or one line), and the one
 /// line that stands for it when the block does not fit.
 #[derive(Debug, Clone)]

@@ -247,40 +247,9 @@ fn markdown(
             drifted.len()
         )
     };
-    let kinds: BTreeSet<&str> = drifted.iter().map(|d| d.drift).collect();
-    let mut counts: std::collections::BTreeMap<&str, std::collections::BTreeMap<&str, usize>> =
-        Default::default();
-    for d in drifted {
-        let cluster = d.address.split('/').next().unwrap_or_default();
-        *counts
-            .entry(cluster)
-            .or_default()
-            .entry(d.drift)
-            .or_default() += 1;
-    }
-    let mut header = vec!["cluster".to_string()];
-    header.extend(kinds.iter().map(|k| k.to_string()));
-    let mut rows: Vec<Vec<String>> = counts
-        .iter()
-        .map(|(cluster, n)| {
-            let mut row = vec![format!("`{cluster}`")];
-            row.extend(
-                kinds
-                    .iter()
-                    .map(|k| n.get(k).copied().unwrap_or_default().to_string()),
-            );
-            row
-        })
-        .collect();
-    if counts.len() > 1 {
-        let mut row = vec!["**all**".to_string()];
-        row.extend(
-            kinds
-                .iter()
-                .map(|k| format!("**{}**", drifted.iter().filter(|d| d.drift == *k).count())),
-        );
-        rows.push(row);
-    }
+    let table = Table::counts(drifted.iter().map(|d| (d.address.clone(), d.drift)), |k| {
+        k.to_string()
+    });
     let items = drifted
         .iter()
         .map(|d| {
@@ -323,11 +292,7 @@ fn markdown(
         kind: "drift",
         project: project.to_string(),
         summary,
-        table: (!drifted.is_empty()).then(|| Table {
-            numeric: (0..header.len()).map(|i| i > 0).collect(),
-            header,
-            rows,
-        }),
+        table: (!drifted.is_empty()).then_some(table),
         items,
         full_hint: full_hint.to_string(),
         noun: "object",

@@ -130,52 +130,13 @@ fn action_word(a: Action) -> &'static str {
     }
 }
 
-/// The cluster an address is in (its first part).
-fn cluster_of(address: &str) -> &str {
-    address.split('/').next().unwrap_or(address)
-}
-
 /// A table by cluster × action: one row per cluster, one column per action that occurs,
 /// and a total row when there are several clusters.
 fn plan_table(plan: &Plan) -> crate::markdown::Table {
-    let actions: std::collections::BTreeSet<Action> =
-        plan.changes.iter().map(|c| c.action).collect();
-    let mut counts: std::collections::BTreeMap<&str, std::collections::BTreeMap<Action, usize>> =
-        Default::default();
-    for c in &plan.changes {
-        *counts
-            .entry(cluster_of(&c.address))
-            .or_default()
-            .entry(c.action)
-            .or_default() += 1;
-    }
-    let mut header = vec!["cluster".to_string()];
-    header.extend(actions.iter().map(|a| action_word(*a).to_string()));
-    let mut rows: Vec<Vec<String>> = counts
-        .iter()
-        .map(|(cluster, n)| {
-            let mut row = vec![format!("`{cluster}`")];
-            row.extend(
-                actions
-                    .iter()
-                    .map(|a| n.get(a).copied().unwrap_or_default().to_string()),
-            );
-            row
-        })
-        .collect();
-    if counts.len() > 1 {
-        let mut row = vec!["**all**".to_string()];
-        row.extend(actions.iter().map(|a| {
-            let n = plan.changes.iter().filter(|c| c.action == *a).count();
-            format!("**{n}**")
-        }));
-        rows.push(row);
-    }
-    crate::markdown::Table {
-        numeric: (0..header.len()).map(|i| i > 0).collect(),
-        header,
-        rows,
-    }
+    crate::markdown::Table::counts(
+        plan.changes.iter().map(|c| (c.address.clone(), c.action)),
+        |a| action_word(a).to_string(),
+    )
 }
 
 /// One change as a review block: a `<details>` with its reason, notes and diff when it
