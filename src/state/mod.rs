@@ -22,6 +22,7 @@ use crate::target::dir::write_atomically;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The state format this build reads and writes.
 pub const STATE_VERSION: u32 = 1;
@@ -486,6 +487,8 @@ pub struct Durable {
     /// The writer's progress and the sequence number to wait for (None: durable already).
     pending: Option<(tokio::sync::watch::Receiver<kube::Progress>, u64)>,
     handle: Option<tokio::runtime::Handle>,
+    /// A line of a local journal and the group commit that makes it durable.
+    local: Option<(Arc<GroupSync>, u64)>,
 }
 
 impl Durable {
@@ -493,6 +496,15 @@ impl Durable {
         Durable {
             pending: None,
             handle: None,
+            local: None,
+        }
+    }
+
+    fn local(group: Arc<GroupSync>, seq: u64) -> Durable {
+        Durable {
+            pending: None,
+            handle: None,
+            local: Some((group, seq)),
         }
     }
 
@@ -504,11 +516,16 @@ impl Durable {
         Durable {
             pending: Some((progress, seq)),
             handle,
+            local: None,
         }
     }
 
     /// Waits until the change is durable (or its write failed).
     pub async fn wait(self) -> Result<(), StateError> {
+        if let Some((group, seq)) = &self.local {
+            // A short block (one fsync at most) on this thread, as a plain write would be.
+            return group.sync_through(*seq);
+        }
         let Some((mut rx, seq)) = self.pending else {
             return Ok(());
         };
@@ -541,6 +558,9 @@ impl Durable {
 
     /// As [`Durable::wait`], blocking this thread.
     pub fn wait_blocking(self) -> Result<(), StateError> {
+        if let Some((group, seq)) = &self.local {
+            return group.sync_through(*seq);
+        }
         let Some(handle) = self.handle.clone() else {
             return Ok(());
         };
@@ -581,7 +601,91 @@ struct Local {
     backed_up: bool,
     /// The journal this run appends to, once the state file holds what came before.
     journal: Option<std::fs::File>,
+    /// The fsyncs of that journal, shared by the changes waiting on them.
+    group: Option<Arc<GroupSync>>,
     _lock: lock::Lock,
+}
+
+/// Group commit for a local journal: a change waits until an fsync that started after its
+/// line was written has finished. While one fsync is in flight, the lines written meanwhile
+/// wait together for the next one, so one fsync covers them all.
+struct GroupSync {
+    file: std::fs::File,
+    path: PathBuf,
+    progress: std::sync::Mutex<SyncProgress>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SyncProgress {
+    /// Lines written to the journal (not yet all durable).
+    written: u64,
+    /// Lines made durable by a finished fsync.
+    synced: u64,
+    /// Whether an fsync is in flight.
+    syncing: bool,
+    /// The error of the last fsync, which every change it should have covered gets.
+    failed: Option<String>,
+}
+
+impl GroupSync {
+    fn new(journal: &std::fs::File, path: PathBuf) -> std::io::Result<Arc<GroupSync>> {
+        Ok(Arc::new(GroupSync {
+            file: journal.try_clone()?,
+            path,
+            progress: Default::default(),
+            done: std::sync::Condvar::new(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncProgress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One more line written; its number, to wait for.
+    fn written(&self) -> u64 {
+        let mut p = self.lock();
+        p.written += 1;
+        p.written
+    }
+
+    /// Returns once line `seq` is durable: this caller runs the fsync when none is in
+    /// flight, else waits for the one in flight (and, if that started before `seq` was
+    /// written, for the next).
+    fn sync_through(&self, seq: u64) -> Result<(), StateError> {
+        let mut p = self.lock();
+        loop {
+            if p.synced >= seq {
+                return Ok(());
+            }
+            if let Some(why) = &p.failed {
+                return Err(StateError::Write {
+                    path: self.path.display().to_string(),
+                    source: std::io::Error::other(why.clone()),
+                });
+            }
+            if p.syncing {
+                p = self
+                    .done
+                    .wait(p)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            p.syncing = true;
+            let covers = p.written;
+            drop(p);
+            let result = self.file.sync_data();
+            p = self.lock();
+            p.syncing = false;
+            match result {
+                Ok(()) => p.synced = p.synced.max(covers),
+                Err(e) => p.failed = Some(e.to_string()),
+            }
+            self.done.notify_all();
+        }
+    }
 }
 
 /// Secrets and a Lease in a cluster.
@@ -622,6 +726,7 @@ impl StateStore {
                     path: path.clone(),
                     backed_up: false,
                     journal: None,
+                    group: None,
                     _lock: lock,
                 };
                 let state = found.unwrap_or_default();
@@ -708,16 +813,23 @@ impl StateStore {
                 .append(true)
                 .open(&jpath)
                 .map_err(werr)?;
+            let group = GroupSync::new(&file, jpath.clone()).map_err(werr)?;
             if let Backend::Local(local) = &mut self.backend {
                 local.journal = Some(file);
+                local.group = Some(group);
             }
             return Ok(Durable::done());
         };
         use std::io::Write;
         let line = journal_line(&op).map_err(|e| werr(std::io::Error::other(e)))?;
         journal.write_all(line.as_bytes()).map_err(werr)?;
-        journal.sync_data().map_err(werr)?;
-        Ok(Durable::done())
+        match &local.group {
+            Some(group) => Ok(Durable::local(group.clone(), group.written())),
+            None => {
+                journal.sync_data().map_err(werr)?;
+                Ok(Durable::done())
+            }
+        }
     }
 
     /// Folds the journal into the state (end of a run): one whole write.
@@ -786,12 +898,14 @@ impl StateStore {
             Err(e) => return Err(werr(&jpath, e)),
         }
         if let Some(j) = &mut local.journal {
-            // A fresh, empty journal for the records that follow.
+            // A fresh, empty journal for the records that follow (changes still waiting on
+            // the old one's fsync are in the whole state just written).
             *j = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&jpath)
                 .map_err(|e| werr(&jpath, e))?;
+            local.group = Some(GroupSync::new(j, jpath.clone()).map_err(|e| werr(&jpath, e))?);
         }
         Ok(())
     }
@@ -806,6 +920,34 @@ pub fn backup_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_returns_only_once_an_fsync_after_its_line_has_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let file = std::fs::File::create(&path).unwrap();
+        let group = GroupSync::new(&file, path).unwrap();
+        // Eight writers at once: each returns with its own line covered, whoever ran the
+        // fsync that covered it.
+        let seqs: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let group = group.clone();
+                    s.spawn(move || {
+                        let seq = group.written();
+                        group.sync_through(seq).unwrap();
+                        assert!(group.lock().synced >= seq);
+                        seq
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(seqs.iter().max(), Some(&8));
+        // Covered already: no wait.
+        group.sync_through(3).unwrap();
+        assert_eq!(group.lock().synced, 8);
+    }
 
     fn entry(name: &str) -> StateEntry {
         StateEntry {
