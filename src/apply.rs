@@ -260,26 +260,26 @@ impl Ready {
     /// The next change to start: from the first cluster after the last one served that
     /// has one ready and fewer than `per_cluster` in flight.
     fn next(&mut self, per_cluster: usize) -> Option<usize> {
-        let after = self.last.clone();
-        let (later, earlier): (Vec<&String>, Vec<&String>) = self
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // The clusters after the last one served, then from the first up to it.
+        let (later, earlier) = match &self.last {
+            Some(l) => (
+                (Excluded(l.as_str()), Unbounded),
+                (Unbounded, Included(l.as_str())),
+            ),
+            None => ((Unbounded, Unbounded), (Unbounded, Excluded(""))),
+        };
+        let turn = self
             .by_cluster
-            .keys()
-            .partition(|c| after.as_ref().is_some_and(|l| *c > l));
-        let order: Vec<String> = later.into_iter().chain(earlier).cloned().collect();
-        for cluster in order {
-            let Some((heap, in_flight)) = self.by_cluster.get_mut(&cluster) else {
-                continue;
-            };
-            if *in_flight >= per_cluster {
-                continue;
-            }
-            if let Some(Reverse((_, i))) = heap.pop() {
-                *in_flight += 1;
-                self.last = Some(cluster);
-                return Some(i);
-            }
-        }
-        None
+            .range::<str, _>(later)
+            .chain(self.by_cluster.range::<str, _>(earlier))
+            .find(|(_, (heap, in_flight))| *in_flight < per_cluster && !heap.is_empty())
+            .map(|(cluster, _)| cluster.clone())?;
+        let (heap, in_flight) = self.by_cluster.get_mut(&turn)?;
+        let Reverse((_, i)) = heap.pop()?;
+        *in_flight += 1;
+        self.last = Some(turn);
+        Some(i)
     }
 
     /// A change of `cluster` that `next` gave out has finished.
