@@ -393,7 +393,7 @@ fn confirm_with_server(
     // The lineage of a state not made yet: any valid label value does for a dry run.
     let lineage = lineage.unwrap_or("00000000-0000-0000-0000-000000000000");
     // (index of the change, the object as apply will send it, whether it takes fields)
-    let mut checks: Vec<(usize, crate::object::ObjRef, serde_json::Value, bool)> = Vec::new();
+    let mut checks: Vec<Check> = Vec::new();
     for (i, c) in plan.changes.iter_mut().enumerate() {
         // An edit being taken back (`forget_after`) writes its revert, checked by apply.
         if !matches!(c.action, plan::Action::Create | plan::Action::Update) || c.forget_after {
@@ -423,10 +423,11 @@ fn confirm_with_server(
         // An edit of another's object takes the field it edits, as apply does.
         checks.push((i, id, object, d.edit.is_some()));
     }
-    let answers = rt.block_on(dry_run_all(&checks, targets, limits))?;
+    let answered = rt.block_on(dry_run_all(checks, targets, limits))?;
     let mut rejected = Vec::new();
     let mut unchanged = std::collections::BTreeSet::new();
-    for ((i, id, object, _), answer) in checks.iter().zip(answers) {
+    for ((i, id, object, _), answer) in answered {
+        let (i, id, object) = (&i, &id, &object);
         let c = &mut plan.changes[*i];
         let Some(d) = desired.get(id) else { continue };
         match answer {
@@ -478,39 +479,44 @@ fn confirm_with_server(
     Ok(())
 }
 
+/// One planned write to check: (index of the change, the object as apply will send it,
+/// whether it takes fields others own).
+type Check = (usize, crate::object::ObjRef, serde_json::Value, bool);
+
 /// Sends the dry runs of `checks` concurrently: at most `limits.0` in flight in all, and
-/// `limits.1` in one cluster. The answers come back in the order of `checks`.
+/// `limits.1` in one cluster. Each check comes back with its answer, in the order given.
 async fn dry_run_all(
-    checks: &[(usize, crate::object::ObjRef, serde_json::Value, bool)],
+    checks: Vec<Check>,
     targets: &crate::target::Targets,
     (parallelism, per_cluster): (usize, usize),
-) -> Result<Vec<crate::target::DryRun>, Error> {
+) -> Result<Vec<(Check, crate::target::DryRun)>, Error> {
     use std::sync::Arc;
     use tokio::sync::Semaphore;
     let all = Arc::new(Semaphore::new(parallelism.max(1)));
-    let mut per: std::collections::BTreeMap<&str, Arc<Semaphore>> = Default::default();
+    let mut per: std::collections::BTreeMap<String, Arc<Semaphore>> = Default::default();
     let mut tasks = tokio::task::JoinSet::new();
-    for (n, (_, id, object, force)) in checks.iter().enumerate() {
-        let target = targets.get(&id.cluster)?.clone();
+    let n = checks.len();
+    for (k, check) in checks.into_iter().enumerate() {
+        let target = targets.get(&check.1.cluster)?.clone();
         let mine = per
-            .entry(id.cluster.as_str())
+            .entry(check.1.cluster.clone())
             .or_insert_with(|| Arc::new(Semaphore::new(per_cluster.max(1))))
             .clone();
         let all = all.clone();
-        let (id, object, force) = (id.clone(), object.clone(), *force);
         tasks.spawn(async move {
             let _cluster = mine.acquire_owned().await;
             let _global = all.acquire_owned().await;
-            (n, target.dry_run(&id, &object, force).await)
+            let answer = target.dry_run(&check.1, &check.2, check.3).await;
+            (k, check, answer)
         });
     }
-    let mut answers: Vec<Option<crate::target::DryRun>> = Vec::new();
-    answers.resize_with(checks.len(), || None);
+    let mut answered: Vec<Option<(Check, crate::target::DryRun)>> = Vec::new();
+    answered.resize_with(n, || None);
     let mut errors = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((n, Ok(answer))) => answers[n] = Some(answer),
-            Ok((_, Err(e))) => errors.push(e.to_string()),
+            Ok((k, check, Ok(answer))) => answered[k] = Some((check, answer)),
+            Ok((_, _, Err(e))) => errors.push(e.to_string()),
             Err(e) => errors.push(format!("a dry-run task failed: {e}")),
         }
     }
@@ -519,10 +525,7 @@ async fn dry_run_all(
         errors.dedup();
         return Err(crate::refresh::RefreshError(errors).into());
     }
-    Ok(answers
-        .into_iter()
-        .map(|a| a.unwrap_or(crate::target::DryRun::NotChecked))
-        .collect())
+    Ok(answered.into_iter().flatten().collect())
 }
 
 /// The objects a plan refuses, each with why and what to do, for the error that stops
