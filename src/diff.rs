@@ -6,10 +6,115 @@
 use crate::object::redact;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
+use std::sync::Arc;
 
 /// An object as the YAML a reviewer sees (secrets redacted).
 pub fn to_review_yaml(object: &Value) -> String {
-    serde_yaml_ng::to_string(&redact(object)).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    let rendered = if crate::object::is_secret_object(object) {
+        serde_yaml_ng::to_string(&redact(object))
+    } else {
+        serde_yaml_ng::to_string(object) // nothing to redact: no copy
+    };
+    rendered.unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+/// How a change is shown: lines worked out when the plan was made (an update's hunks, or
+/// a Secret's redacted lines), or a whole object created or deleted, rendered only when
+/// it is shown. A plan of 100k creates would otherwise hold every object twice, once as
+/// an object and once as YAML lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Diff {
+    #[default]
+    None,
+    Lines(Vec<DiffLine>),
+    /// Every line of `object`'s review YAML, marked with `tag` ('+' or '-').
+    Whole {
+        tag: char,
+        object: Arc<Value>,
+    },
+}
+
+impl Diff {
+    /// A whole object created (`'+'`) or deleted (`'-'`): `object` as it is, and `shown`,
+    /// the same object as a plan shows it (shared, for anything but a Secret). A Secret's
+    /// lines are rendered now, from `object`, so sealing their short hashes
+    /// ([`Diff::lines_mut`]) sees them.
+    pub fn whole(object: &Value, shown: &Arc<Value>, tag: char) -> Diff {
+        if crate::object::is_secret_object(object) {
+            Diff::Lines(whole(object, tag))
+        } else {
+            Diff::Whole {
+                tag,
+                object: Arc::clone(shown),
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Diff::None => true,
+            Diff::Lines(lines) => lines.is_empty(),
+            Diff::Whole { .. } => false,
+        }
+    }
+
+    /// Calls `f` with each line's tag and text, in order.
+    pub fn for_each(&self, mut f: impl FnMut(char, &str)) {
+        match self {
+            Diff::None => {}
+            Diff::Lines(lines) => lines.iter().for_each(|l| f(l.tag, &l.text)),
+            Diff::Whole { tag, object } => to_review_yaml(object).lines().for_each(|l| f(*tag, l)),
+        }
+    }
+
+    /// The lines worked out in advance (none for a whole non-Secret object, which has no
+    /// secret values to seal).
+    pub fn lines_mut(&mut self) -> &mut [DiffLine] {
+        match self {
+            Diff::Lines(lines) => lines,
+            Diff::None | Diff::Whole { .. } => &mut [],
+        }
+    }
+}
+
+impl From<Vec<DiffLine>> for Diff {
+    fn from(lines: Vec<DiffLine>) -> Diff {
+        if lines.is_empty() {
+            Diff::None
+        } else {
+            Diff::Lines(lines)
+        }
+    }
+}
+
+/// Serialized as the list of lines it shows (as it always was): a saved plan and `--json`
+/// carry them whole.
+impl serde::Serialize for Diff {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut result = Ok(());
+        self.for_each(|tag, text| {
+            if result.is_ok() {
+                result = seq.serialize_element(&DiffLineRef { tag, text });
+            }
+        });
+        result?;
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Diff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Diff, D::Error> {
+        Vec::<DiffLine>::deserialize(deserializer).map(Diff::from)
+    }
+}
+
+/// A line being serialized, borrowed.
+#[derive(serde::Serialize)]
+struct DiffLineRef<'a> {
+    tag: char,
+    text: &'a str,
 }
 
 /// One line of a rendered change.
@@ -90,6 +195,49 @@ mod tests {
             !text.iter().any(|l| l.contains("a: '1'")),
             "context is 3 lines: {text:#?}"
         );
+    }
+
+    #[test]
+    fn a_whole_object_is_rendered_when_shown_and_saved_as_its_lines() {
+        let cm = Arc::new(
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"1"}}),
+        );
+        let diff = Diff::whole(&cm, &cm, '+');
+        assert!(
+            matches!(diff, Diff::Whole { .. }),
+            "kept as the object: {diff:?}"
+        );
+        let mut shown = Vec::new();
+        diff.for_each(|tag, text| shown.push(format!("{tag}{text}")));
+        let eager: Vec<String> = whole(&cm, '+')
+            .iter()
+            .map(|l| format!("{}{}", l.tag, l.text))
+            .collect();
+        assert_eq!(shown, eager);
+        assert!(shown.contains(&"+  a: '1'".to_string()), "{shown:#?}");
+
+        // Saved (a plan file, --json) as the lines themselves, and read back as lines.
+        let saved = serde_json::to_value(&diff).unwrap();
+        assert_eq!(saved, serde_json::to_value(whole(&cm, '+')).unwrap());
+        let read: Diff = serde_json::from_value(saved).unwrap();
+        assert_eq!(read, Diff::Lines(whole(&cm, '+')));
+        assert_eq!(
+            serde_json::from_value::<Diff>(json!([])).unwrap(),
+            Diff::None
+        );
+    }
+
+    #[test]
+    fn a_whole_secret_is_rendered_at_once_from_its_values_and_redacted() {
+        let secret = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"k":"c2VjcmV0"}});
+        let shown = Arc::new(redact(&secret));
+        let mut diff = Diff::whole(&secret, &shown, '-');
+        // Its lines exist now, so sealing can number its short hashes.
+        assert!(!diff.lines_mut().is_empty());
+        let mut all = String::new();
+        diff.for_each(|_, text| all.push_str(text));
+        assert!(!all.contains("c2VjcmV0"), "{all}");
+        assert_eq!(diff, Diff::Lines(whole(&secret, '-')));
     }
 
     #[test]

@@ -69,6 +69,66 @@ pub fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Standard output written in large pieces: what a long document (a plan of 100k
+/// changes) is rendered into, so that it is never held whole in memory nor written a line
+/// per system call. Whatever is left is written when it is dropped. Writing to it fails
+/// once standard output is closed, which stops the rendering early.
+#[derive(Default)]
+pub struct OutChunks {
+    buf: Vec<u8>,
+}
+
+impl OutChunks {
+    const PIECE: usize = 1 << 16;
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        if STDOUT_CLOSED.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::PIECE {
+            self.write_buffered();
+        }
+        true
+    }
+
+    fn write_buffered(&mut self) {
+        if !self.buf.is_empty() && !STDOUT_CLOSED.load(Ordering::SeqCst) {
+            if let Err(e) = std::io::stdout().lock().write_all(&self.buf) {
+                stdout_failed(e);
+            }
+        }
+        self.buf.clear();
+    }
+}
+
+impl std::fmt::Write for OutChunks {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes()).then_some(()).ok_or(std::fmt::Error)
+    }
+}
+
+impl std::io::Write for OutChunks {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.push(bytes) {
+            Ok(bytes.len())
+        } else {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_buffered();
+        Ok(())
+    }
+}
+
+impl Drop for OutChunks {
+    fn drop(&mut self) {
+        self.write_buffered();
+    }
+}
+
 /// Flushes standard output, with the same care as `write_out`.
 pub fn flush_out() {
     if STDOUT_CLOSED.load(Ordering::SeqCst) {

@@ -141,7 +141,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
                 }
             }
             None => {
-                crate::out!("{}", render::text(&fresh, global.style));
+                render::print_text(&fresh, global.style);
                 if let Some(w) = crate::plan::targeting::partial_warning(&fresh) {
                     crate::outln!("\n{}", global.style.yellow(&w));
                 }
@@ -173,7 +173,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         },
     )?;
     if fresh.summary.refused > 0 {
-        crate::out!("{}", crate::plan::render::text(&fresh, global.style));
+        crate::plan::render::print_text(&fresh, global.style);
         return Err(Error::Refused(super::plan::refused_list(&fresh)));
     }
     let conflicted: Vec<&crate::plan::Change> = fresh
@@ -205,7 +205,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
             crate::outln!("{}\n", global.style.yellow(&w));
         }
     } else {
-        crate::out!("{}", render::text(&fresh, global.style));
+        render::print_text(&fresh, global.style);
         if let Some(w) = crate::plan::targeting::partial_warning(&fresh) {
             crate::outln!("\n{}", global.style.yellow(&w));
         }

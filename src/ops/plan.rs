@@ -52,6 +52,7 @@ pub fn validate(file: &Path) -> Result<Exit, Error> {
             "s"
         },
     );
+    super::leave_to_exit(loaded);
     Ok(Exit::Ok)
 }
 
@@ -175,6 +176,7 @@ pub(crate) fn make_plan(
         state.map(|s| s.lineage.as_str()),
         (global.parallelism, global.cluster_parallelism),
     )?;
+    super::leave_to_exit((live, probed));
     Ok((plan, desired, identities))
 }
 
@@ -361,7 +363,7 @@ fn keep_edited_files(
             .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
         if now.as_ref().is_some_and(|n| n != written) {
             c.action = plan::Action::Forget;
-            c.diff.clear();
+            c.diff = crate::diff::Diff::None;
             c.reason = "its file was edited by hand since dcm wrote it (its sha256 is not the one dcm recorded): dcm leaves the file in place and forgets it".to_string();
             c.notes.push(c.reason.clone());
             plan.summary.destroy -= 1;
@@ -585,8 +587,8 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         .0
     };
     match opts.format {
-        PlanFormat::Text => crate::out!("{}", render::text(&p, global.style)),
-        PlanFormat::Json => crate::out!("{}", render::json(&p)),
+        PlanFormat::Text => render::print_text(&p, global.style),
+        PlanFormat::Json => render::print_json(&p),
         PlanFormat::Markdown => {
             let full_hint = match (&opts.out, p.summary.refused) {
                 (Some(out), 0) => format!(
@@ -649,12 +651,13 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
             );
         }
     }
-    if p.summary.refused > 0 {
-        return Err(Error::Refused(refused_list(&p)));
-    }
-    Ok(if opts.detailed_exitcode && p.has_changes() {
-        Exit::Changes
+    let exit = if p.summary.refused > 0 {
+        Err(Error::Refused(refused_list(&p)))
+    } else if opts.detailed_exitcode && p.has_changes() {
+        Ok(Exit::Changes)
     } else {
-        Exit::Ok
-    })
+        Ok(Exit::Ok)
+    };
+    super::leave_to_exit((p, loaded, state));
+    exit
 }

@@ -107,7 +107,7 @@ pub(crate) fn make_refresh_plan(
                     "refresh-only: it is gone from its cluster; it leaves the state (it is not made again)"
                         .to_string(),
                 ],
-                diff: Vec::new(),
+                diff: crate::diff::Diff::None,
                 conflicts: None,
             },
             Some(l) => {
@@ -149,7 +149,7 @@ pub(crate) fn make_refresh_plan(
                     notes: vec![format!(
                         "refresh-only: {why}; the state will record its live value (no cluster is changed), and the next plan shows what apply would change back"
                     )],
-                    diff,
+                    diff: diff.into(),
                     conflicts: None,
                 }
             }

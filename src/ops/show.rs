@@ -34,9 +34,9 @@ pub fn show(
     if let Some(path) = plan {
         let p = crate::plan::load(path)?;
         if json {
-            crate::out!("{}", render::json(&p));
+            render::print_json(&p);
         } else {
-            crate::out!("{}", render::text(&p, global.style));
+            render::print_text(&p, global.style);
             if let Some(w) = crate::plan::targeting::partial_warning(&p) {
                 crate::outln!("\n{}", global.style.yellow(&w));
             }

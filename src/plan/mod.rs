@@ -11,7 +11,7 @@ pub mod render;
 pub mod targeting;
 
 use crate::compile::Desired;
-use crate::diff::{unified, whole, DiffLine};
+use crate::diff::{unified, Diff};
 use crate::graph::Graph;
 use crate::object::{object_sha256, redact, ObjRef};
 use crate::state::{Origin, State};
@@ -78,8 +78,8 @@ pub struct Change {
     #[serde(default)]
     pub depends_on: Vec<String>,
     /// The change as a reviewer sees it (secrets redacted). For display only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diff: Vec<DiffLine>,
+    #[serde(default, skip_serializing_if = "Diff::is_empty")]
+    pub diff: Diff,
     /// The server's word on fields other field managers own that this change would take
     /// (from a dry run); apply refuses it without `--force-conflicts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -183,7 +183,7 @@ impl Plan {
                 c.after_sha256 = crate::keyed::seal_opt(&c.after_sha256, key);
             }
             let mut seen = Vec::new();
-            for l in &mut c.diff {
+            for l in c.diff.lines_mut() {
                 l.text = crate::keyed::seal_text(&l.text, key, &mut seen);
             }
             // The objects go after the diff, so a value keeps the number it has there.
@@ -413,7 +413,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     forget_after: false,
                     notes: vec![why, fix],
                     depends_on: Vec::new(),
-                    diff: unified(&l, &d.object),
+                    diff: unified(&l, &d.object).into(),
                     conflicts: None,
                 },
             );
@@ -445,14 +445,15 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         let raw = inputs.live.get(&id);
         let gone_to_others = raw.and_then(|l| inputs.ownership.refusal(&e.address, Some(e), l));
         let live = raw.map(|v| normalize_live(v.clone()));
-        let (action, notes, diff, before) = match (&live, e.origin) {
+        // Whether the diff shows the whole object going.
+        let (action, notes, shows_whole, before) = match (&live, e.origin) {
             (Some(l), _) if gone_to_others.is_some() => (
                 Action::Forget,
                 vec![format!(
                     "{}; it stays in the cluster and leaves the state",
                     gone_to_others.map(|g| g.0).unwrap_or_default()
                 )],
-                Vec::new(),
+                false,
                 Some(object_sha256(l)),
             ),
             (None, _) => (
@@ -461,7 +462,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     "it is already gone from the cluster; it will be removed from the state"
                         .to_string(),
                 ],
-                Vec::new(),
+                false,
                 None,
             ),
             (Some(l), Origin::Adopted | Origin::Edited) => (
@@ -470,7 +471,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                     "dcm did not create it: it stays in the cluster and leaves the state"
                         .to_string(),
                 ],
-                Vec::new(),
+                false,
                 Some(object_sha256(l)),
             ),
             (Some(l), Origin::Created) => {
@@ -484,7 +485,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 {
                     notes.push("it changed outside dcm since the last apply".to_string());
                 }
-                (Action::Delete, notes, whole(l, '-'), Some(before))
+                (Action::Delete, notes, true, Some(before))
             }
         };
         let reason = match (action, notes.first()) {
@@ -495,13 +496,18 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             (_, Some(n)) => n.clone(),
             (_, None) => String::new(),
         };
+        let shown_before = live.as_ref().map(|l| Arc::new(redact(l)));
+        let diff = match (&live, &shown_before) {
+            (Some(l), Some(shown)) if shows_whole => Diff::whole(l, shown, '-'),
+            _ => Diff::None,
+        };
         changes.insert(
             e.address.clone(),
             Change {
                 address: e.address.clone(),
                 action,
                 reason,
-                before: live.as_ref().map(|l| Arc::new(redact(l))),
+                before: shown_before,
                 after: None,
                 before_sha256: before,
                 after_sha256: None,
@@ -552,6 +558,15 @@ pub fn recorded_sha(d: &crate::compile::DesiredObject) -> String {
     }
 }
 
+/// [`recorded_sha`], given the object's own hash (hashed once: for a whole object the
+/// two are the same).
+fn recorded_sha_given(d: &crate::compile::DesiredObject, object_sha: &str) -> String {
+    match &d.edit {
+        Some(e) => crate::compile::edit::contribution_sha(e, &d.object, &e.parts()),
+        None => object_sha.to_string(),
+    }
+}
+
 /// The change for one object the file wants (or one edit being taken back).
 fn plan_desired(
     d: &crate::compile::DesiredObject,
@@ -563,7 +578,8 @@ fn plan_desired(
     let matches =
         |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
     let after = object_sha256(&d.object);
-    let recorded = recorded_sha(d);
+    let recorded = recorded_sha_given(d, &after);
+    let shown_after = shown(&d.object);
     let mut notes = Vec::new();
     let edit = d.edit.as_ref();
     let (mut action, origin, record, diff, before) = match live {
@@ -572,7 +588,13 @@ fn plan_desired(
                 notes.push("it was deleted outside dcm; it will be created again".to_string());
             }
             let origin = entry.map(|e| e.origin).unwrap_or(Origin::Created);
-            (Action::Create, origin, true, whole(&d.object, '+'), None)
+            (
+                Action::Create,
+                origin,
+                true,
+                Diff::whole(&d.object, &shown_after, '+'),
+                None,
+            )
         }
         Some(l) => {
             let before = object_sha256(l);
@@ -595,10 +617,10 @@ fn plan_desired(
             }
             if before == after && unmarked && edit.is_none() {
                 notes.push("dcm puts its ownership labels on it; nothing else changes".to_string());
-                (Action::Update, origin, true, Vec::new(), Some(before))
+                (Action::Update, origin, true, Diff::None, Some(before))
             } else if before == after {
                 let record = entry.is_none_or(|e| e.pending || !matches(&e.sha256, &recorded));
-                (Action::NoOp, origin, record, Vec::new(), Some(before))
+                (Action::NoOp, origin, record, Diff::None, Some(before))
             } else {
                 if edit.is_some() && !d.revert {
                     notes.push(
@@ -610,7 +632,7 @@ fn plan_desired(
                     Action::Update,
                     origin,
                     true,
-                    unified(l, &d.object),
+                    unified(l, &d.object).into(),
                     Some(before),
                 )
             }
@@ -655,7 +677,7 @@ fn plan_desired(
         action,
         reason,
         before: live.map(|l| Arc::new(redact(l))),
-        after: keeps.then(|| shown(&d.object)),
+        after: keeps.then_some(shown_after),
         before_sha256: before,
         after_sha256: keeps.then_some(after),
         origin: (!d.revert).then_some(origin),

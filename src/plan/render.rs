@@ -19,11 +19,16 @@ fn headline(c: &Change) -> String {
 
 /// One diff line as a terminal shows it: `+` green, `-` red, hunk headers cyan.
 pub fn paint_diff_line(l: &crate::diff::DiffLine, style: Style) -> String {
-    let line = format!("{} {}", l.tag, l.text);
-    match l.tag {
+    paint_line(l.tag, &l.text, style)
+}
+
+/// [`paint_diff_line`], from a line's tag and text.
+fn paint_line(tag: char, text: &str, style: Style) -> String {
+    let line = format!("{tag} {text}");
+    match tag {
         '+' => style.green(&line),
         '-' => style.red(&line),
-        '@' => style.cyan(&l.text),
+        '@' => style.cyan(text),
         _ => line,
     }
 }
@@ -62,21 +67,43 @@ fn state_only_line(plan: &Plan) -> Option<String> {
 /// The plan as text for a terminal or a CI log.
 pub fn text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_text(plan, style, &mut out);
+    out
+}
+
+/// Prints [`text`] to standard output as it is rendered.
+pub fn print_text(plan: &Plan, style: Style) {
+    // A closed standard output stops the rendering; nothing else can fail.
+    let _ = write_text(plan, style, &mut crate::output::OutChunks::default());
+}
+
+/// Prints [`json`] to standard output as it is rendered.
+pub fn print_json(plan: &Plan) {
+    use std::io::Write;
+    let mut out = crate::output::OutChunks::default();
+    // Only a closed standard output fails here: serializing a plan cannot.
+    if serde_json::to_writer_pretty(&mut out, plan).is_ok() {
+        let _ = out.write_all(b"\n");
+    }
+}
+
+/// [`text`], written piece by piece to `out`, so a plan of 100k objects is never held
+/// as one string (each diff is rendered as it is written).
+pub fn write_text(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     if !plan.has_changes() {
-        out.push_str(&style.bold("No changes."));
-        out.push_str(" The live objects match the file and the state.\n");
-        return out;
+        out.write_str(&style.bold("No changes."))?;
+        out.write_str(" The live objects match the file and the state.\n")?;
+        return Ok(());
     }
     let verb = if plan.operation == "destroy" {
         "destroy"
     } else {
         "apply"
     };
-    out.push_str(&format!(
-        "dcm will perform the following actions ({verb}):\n"
-    ));
+    writeln!(out, "dcm will perform the following actions ({verb}):")?;
     for c in &plan.changes {
-        out.push('\n');
+        out.write_char('\n')?;
         let symbol = match c.action {
             Action::Create => style.green("+"),
             Action::Update => style.yellow("~"),
@@ -84,26 +111,33 @@ pub fn text(plan: &Plan, style: Style) -> String {
             Action::Forget | Action::NoOp => style.dim("."),
             Action::Refuse => style.red("!"),
         };
-        out.push_str(&format!("  {symbol} {}\n", style.bold(&headline(c))));
+        writeln!(out, "  {symbol} {}", style.bold(&headline(c)))?;
         for n in &c.notes {
-            out.push_str(&format!("    # ({n})\n"));
+            writeln!(out, "    # ({n})")?;
         }
-        for l in &c.diff {
-            out.push_str(&format!("      {}\n", paint_diff_line(l, style)));
-        }
+        let mut written = Ok(());
+        c.diff.for_each(|tag, text| {
+            if written.is_ok() {
+                written = if style.color {
+                    writeln!(out, "      {}", paint_line(tag, text, style))
+                } else if tag == '@' {
+                    writeln!(out, "      {text}")
+                } else {
+                    writeln!(out, "      {tag} {text}")
+                };
+            }
+        });
+        written?;
     }
-    out.push('\n');
-    out.push_str(&style.bold(&summary_line(plan)));
-    out.push('\n');
+    out.write_char('\n')?;
+    writeln!(out, "{}", style.bold(&summary_line(plan)))?;
     if let Some(l) = state_only_line(plan) {
-        out.push_str(&l);
-        out.push('\n');
+        writeln!(out, "{l}")?;
     }
     if let Some(l) = refused_line(plan) {
-        out.push_str(&style.red(&l));
-        out.push('\n');
+        writeln!(out, "{}", style.red(&l))?;
     }
-    out
+    Ok(())
 }
 
 /// How a review comment is laid out: the project it is about, its size limit, and how
@@ -173,17 +207,14 @@ fn plan_item(c: &Change) -> crate::markdown::Item {
     if !others.is_empty() {
         body.push('\n');
     }
-    let lines: Vec<String> = c
-        .diff
-        .iter()
-        .map(|l| {
-            if l.tag == '@' {
-                l.text.clone()
-            } else {
-                format!("{}{}", l.tag, l.text)
-            }
+    let mut lines: Vec<String> = Vec::new();
+    c.diff.for_each(|tag, text| {
+        lines.push(if tag == '@' {
+            text.to_string()
+        } else {
+            format!("{tag}{text}")
         })
-        .collect();
+    });
     body.push_str(&code_block("diff", &lines));
     Item {
         full: details(

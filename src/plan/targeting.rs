@@ -218,7 +218,7 @@ mod tests {
             record: false,
             forget_after: false,
             notes: vec![],
-            diff: vec![],
+            diff: crate::diff::Diff::None,
             conflicts: None,
         }
     }
