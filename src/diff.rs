@@ -6,6 +6,7 @@
 use crate::object::redact;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// An object as the YAML a reviewer sees (secrets redacted).
@@ -67,12 +68,74 @@ impl Diff {
         }
     }
 
+    /// [`Diff::for_each`], rendering a whole object that several diffs share only once
+    /// (see [`Renders`]).
+    pub fn for_each_shared(&self, renders: &mut Renders, mut f: impl FnMut(char, &str)) {
+        match self {
+            Diff::Whole { tag, object } if renders.is_shared(object) => {
+                renders.yaml(object).lines().for_each(|l| f(*tag, l));
+                renders.used(object);
+            }
+            _ => self.for_each(f),
+        }
+    }
+
     /// The lines worked out in advance (none for a whole non-Secret object, which has no
     /// secret values to seal).
     pub fn lines_mut(&mut self) -> &mut [DiffLine] {
         match self {
             Diff::Lines(lines) => lines,
             Diff::None | Diff::Whole { .. } => &mut [],
+        }
+    }
+}
+
+/// The review YAML of whole objects that several diffs show (one manifest placed in
+/// many clusters is one shared tree), rendered once and kept only until its last diff is
+/// shown.
+#[derive(Default)]
+pub struct Renders {
+    /// How many diffs still to be shown show each shared tree.
+    uses: HashMap<*const Value, usize>,
+    yaml: HashMap<*const Value, String>,
+}
+
+impl Renders {
+    /// For showing `diffs`, each once, in any order. The trees they show must outlive
+    /// the `Renders` (pointers are its keys).
+    pub fn of<'a>(diffs: impl IntoIterator<Item = &'a Diff>) -> Renders {
+        let mut uses: HashMap<*const Value, usize> = HashMap::new();
+        for d in diffs {
+            if let Diff::Whole { object, .. } = d {
+                *uses.entry(Arc::as_ptr(object)).or_default() += 1;
+            }
+        }
+        uses.retain(|_, n| *n > 1);
+        Renders {
+            uses,
+            yaml: HashMap::new(),
+        }
+    }
+
+    fn is_shared(&self, object: &Arc<Value>) -> bool {
+        self.uses.contains_key(&Arc::as_ptr(object))
+    }
+
+    fn yaml(&mut self, object: &Arc<Value>) -> &str {
+        self.yaml
+            .entry(Arc::as_ptr(object))
+            .or_insert_with(|| to_review_yaml(object))
+    }
+
+    /// One diff of `object` was shown; its YAML goes after the last.
+    fn used(&mut self, object: &Arc<Value>) {
+        let key = Arc::as_ptr(object);
+        if let Some(n) = self.uses.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.uses.remove(&key);
+                self.yaml.remove(&key);
+            }
         }
     }
 }
@@ -224,6 +287,32 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<Diff>(json!([])).unwrap(),
             Diff::None
+        );
+    }
+
+    #[test]
+    fn a_tree_shared_by_several_diffs_is_rendered_once_and_kept_until_its_last() {
+        let shared =
+            Arc::new(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}));
+        let alone = Arc::new(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"y"}}));
+        let diffs = [
+            Diff::whole(&shared, &shared, '+'),
+            Diff::whole(&alone, &alone, '+'),
+            Diff::whole(&shared, &shared, '-'),
+        ];
+        let mut renders = Renders::of(&diffs);
+        assert!(renders.is_shared(&shared) && !renders.is_shared(&alone));
+        for d in &diffs {
+            let (mut plain, mut via_cache) = (Vec::new(), Vec::new());
+            d.for_each(|tag, text| plain.push(format!("{tag}{text}")));
+            d.for_each_shared(&mut renders, |tag, text| {
+                via_cache.push(format!("{tag}{text}"))
+            });
+            assert_eq!(plain, via_cache);
+        }
+        assert!(
+            renders.yaml.is_empty() && renders.uses.is_empty(),
+            "dropped after its last use"
         );
     }
 

@@ -447,15 +447,20 @@ fn compile_manifests(
     let mut by_id: BTreeMap<ObjRef, DesiredObject> = BTreeMap::new();
     for (res, manifests) in model.resources.iter().zip(manifests) {
         for m in manifests {
-            let last = res.clusters.len().saturating_sub(1);
-            let mut tree = Some(m.object);
-            for (i, cluster) in res.clusters.iter().enumerate() {
-                let object = if i == last {
-                    tree.take().unwrap_or_default()
-                } else {
-                    tree.clone().unwrap_or_default()
-                };
-                let (id, api_version, object) = place(cluster, object, &crd_scopes);
+            // One tree per placement (namespaced or not, which a cluster's CRDs decide),
+            // shared by every cluster that places it the same way: the same manifest on
+            // 40 clusters is held once, not 40 times (a stage that changes one cluster's
+            // object gets its own copy).
+            let mut placed: [Option<(Arc<Value>, String)>; 2] = [None, None];
+            for cluster in &res.clusters {
+                let namespaced = is_namespaced(cluster, &m.object, &crd_scopes);
+                let (object, namespace) = placed[usize::from(namespaced)]
+                    .get_or_insert_with(|| {
+                        let (object, namespace) = place(m.object.clone(), namespaced);
+                        (Arc::new(object), namespace)
+                    })
+                    .clone();
+                let (id, api_version) = identify(cluster, &object, namespace);
                 // `wait = true`: its workloads are waited on until they are up.
                 let ready_when = res
                     .wait
@@ -464,7 +469,7 @@ fn compile_manifests(
                 let d = DesiredObject {
                     id,
                     api_version,
-                    object: Arc::new(object),
+                    object,
                     source: res.label.clone(),
                     depends_on: res.depends_on.clone(),
                     location: m.location.clone(),
@@ -751,25 +756,26 @@ pub fn crd_info(object: &Value) -> Option<(String, String, bool)> {
 }
 
 /// Puts an object into a cluster: its identity, with the namespace defaulted.
-fn place(cluster: &str, mut object: Value, crds: &CrdScopes) -> (ObjRef, String, Value) {
-    let api_version = object["apiVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let kind = object["kind"].as_str().unwrap_or_default().to_string();
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let (group, _) = split_api_version(&api_version);
-    let namespaced = match crds
+/// Whether `object` is namespaced in `cluster`: as its CRD there says, else as
+/// Kubernetes has its built-in kinds.
+fn is_namespaced(cluster: &str, object: &Value, crds: &CrdScopes) -> bool {
+    let (group, _) = split_api_version(object["apiVersion"].as_str().unwrap_or_default());
+    let kind = object["kind"].as_str().unwrap_or_default();
+    match crds
         .get(cluster)
-        .and_then(|m| m.get(&(group.to_string(), kind.clone())))
+        .and_then(|m| m.get(&(group.to_string(), kind.to_string())))
     {
         Some(n) => *n,
-        None => !is_builtin_cluster_scoped(group, &kind),
-    };
-    if group.is_empty() && kind == "Secret" {
+        None => !is_builtin_cluster_scoped(group, kind),
+    }
+}
+
+/// A manifest as it is applied: a Secret's `stringData` folded into `data`, and its
+/// namespace filled in (`default`) or taken out, as it is namespaced or not. Returns the
+/// object and its namespace (empty when cluster-scoped).
+fn place(mut object: Value, namespaced: bool) -> (Value, String) {
+    let (group, _) = split_api_version(object["apiVersion"].as_str().unwrap_or_default());
+    if group.is_empty() && object["kind"] == "Secret" {
         crate::object::fold_string_data(&mut object);
     }
     let namespace = if namespaced {
@@ -785,16 +791,28 @@ fn place(cluster: &str, mut object: Value, crds: &CrdScopes) -> (ObjRef, String,
         }
         String::new()
     };
+    (object, namespace)
+}
+
+/// The address and apiVersion of a placed object in `cluster`.
+fn identify(cluster: &str, object: &Value, namespace: String) -> (ObjRef, String) {
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (group, _) = split_api_version(&api_version);
     (
         ObjRef {
             cluster: cluster.to_string(),
             group: group.to_string(),
-            kind,
+            kind: object["kind"].as_str().unwrap_or_default().to_string(),
             namespace,
-            name,
+            name: object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         },
         api_version,
-        object,
     )
 }
 
@@ -845,6 +863,41 @@ manifest = { apiVersion = "example.com/v1", kind = "Widget", metadata = { name =
         );
         assert_eq!(d.objects[1].object["metadata"]["namespace"], "default");
         assert!(d.objects[2].object["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn a_manifest_placed_alike_in_several_clusters_is_one_shared_tree() {
+        let d = compile_str(
+            r#"
+[clusters.a]
+dir = "a"
+[clusters.b]
+dir = "b"
+[clusters.c]
+dir = "c"
+[[resources]]
+clusters = ["a"]
+manifest = { apiVersion = "apiextensions.k8s.io/v1", kind = "CustomResourceDefinition", metadata = { name = "widgets.example.com" }, spec = { group = "example.com", scope = "Cluster", names = { kind = "Widget", plural = "widgets" } } }
+[[resources]]
+clusters = ["a", "b", "c"]
+manifest = { apiVersion = "example.com/v1", kind = "Widget", metadata = { name = "w" } }
+"#,
+        )
+        .unwrap();
+        let widget = |cluster: &str| {
+            d.objects
+                .iter()
+                .find(|o| o.id.kind == "Widget" && o.id.cluster == cluster)
+                .unwrap()
+        };
+        let (a, b, c) = (widget("a"), widget("b"), widget("c"));
+        // Cluster-scoped where a's CRD says so, namespaced (by default) elsewhere.
+        assert!(a.object["metadata"].get("namespace").is_none());
+        assert_eq!(b.object["metadata"]["namespace"], "default");
+        assert!(Arc::ptr_eq(&b.object, &c.object), "b and c share one tree");
+        assert!(!Arc::ptr_eq(&a.object, &b.object));
+        assert_eq!(b.id.address(), "b/example.com/Widget/default/w");
+        assert_eq!(c.id.address(), "c/example.com/Widget/default/w");
     }
 
     #[test]

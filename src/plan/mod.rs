@@ -380,6 +380,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
     // What the state's hashes of Secrets are keyed with.
     let key = state.secrets_hmac_key.bytes();
     let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+    let mut hashes = SharedHashes::default();
     let desired = if inputs.destroy {
         &[][..]
     } else {
@@ -424,8 +425,15 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             d.edit.is_none() && marks.lineage.as_deref() != inputs.ownership.lineage
         });
         let live = raw.map(|v| normalize_live(v.clone()));
-        if let Some(c) = plan_desired(d, state.get(&d.id), live.as_ref(), unmarked, key.as_deref())
-        {
+        let after = hashes.of(&d.object);
+        if let Some(c) = plan_desired(
+            d,
+            after,
+            state.get(&d.id),
+            live.as_ref(),
+            unmarked,
+            key.as_deref(),
+        ) {
             changes.insert(d.id.address(), c);
         }
     }
@@ -567,9 +575,26 @@ fn recorded_sha_given(d: &crate::compile::DesiredObject, object_sha: &str) -> St
     }
 }
 
+/// The sha256 of desired objects, computed once per tree: a manifest placed the same way
+/// in many clusters is one tree, shared (see `compile`).
+#[derive(Default)]
+struct SharedHashes(std::collections::HashMap<*const Value, String>);
+
+impl SharedHashes {
+    /// `object`'s sha256. The pointer is a sound key while `object` lives, and the plan
+    /// holds every desired object until it is built.
+    fn of(&mut self, object: &Arc<Value>) -> String {
+        self.0
+            .entry(Arc::as_ptr(object))
+            .or_insert_with(|| object_sha256(object))
+            .clone()
+    }
+}
+
 /// The change for one object the file wants (or one edit being taken back).
 fn plan_desired(
     d: &crate::compile::DesiredObject,
+    after: String,
     entry: Option<&crate::state::StateEntry>,
     live: Option<&Value>,
     unmarked: bool,
@@ -577,7 +602,6 @@ fn plan_desired(
 ) -> Option<Change> {
     let matches =
         |recorded: &str, plain: &str| crate::keyed::recorded_matches(recorded, plain, key);
-    let after = object_sha256(&d.object);
     let recorded = recorded_sha_given(d, &after);
     let shown_after = shown(&d.object);
     let mut notes = Vec::new();

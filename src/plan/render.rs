@@ -102,6 +102,7 @@ pub fn write_text(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> 
         "apply"
     };
     writeln!(out, "dcm will perform the following actions ({verb}):")?;
+    let mut renders = crate::diff::Renders::of(plan.changes.iter().map(|c| &c.diff));
     for c in &plan.changes {
         out.write_char('\n')?;
         let symbol = match c.action {
@@ -116,7 +117,7 @@ pub fn write_text(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> 
             writeln!(out, "    # ({n})")?;
         }
         let mut written = Ok(());
-        c.diff.for_each(|tag, text| {
+        c.diff.for_each_shared(&mut renders, |tag, text| {
             if written.is_ok() {
                 written = if style.color {
                     writeln!(out, "      {}", paint_line(tag, text, style))
