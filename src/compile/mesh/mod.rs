@@ -33,9 +33,32 @@ pub(crate) struct Out<'a> {
     objects: Vec<DesiredObject>,
     location: &'a Location,
     source: String,
+    /// Every distinct object pushed so far. A cloud's members mostly get the same
+    /// routes, subsets and entries: each is held once and shared (a member whose object
+    /// is changed later gets its own copy).
+    distinct: std::collections::HashSet<std::sync::Arc<Value>>,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    pub(crate) fn new(location: &'a Location, source: String) -> Out<'a> {
+        Out {
+            objects: Vec::new(),
+            location,
+            source,
+            distinct: Default::default(),
+        }
+    }
+
+    /// `object`, shared with an equal one pushed before.
+    fn shared(&mut self, object: Value) -> std::sync::Arc<Value> {
+        if let Some(same) = self.distinct.get(&object) {
+            return std::sync::Arc::clone(same);
+        }
+        let object = std::sync::Arc::new(object);
+        self.distinct.insert(std::sync::Arc::clone(&object));
+        object
+    }
+
     /// Adds one object to `cluster`, after the objects `depends_on` names.
     fn push(
         &mut self,
@@ -62,10 +85,11 @@ impl Out<'_> {
             namespace: text("/metadata/namespace").to_string(),
             name: text("/metadata/name").to_string(),
         };
+        let object = self.shared(object);
         self.objects.push(DesiredObject {
             id,
             api_version,
-            object: std::sync::Arc::new(object),
+            object,
             source: self.source.clone(),
             depends_on: depends_on
                 .into_iter()
@@ -96,11 +120,7 @@ pub fn compile(model: &Model) -> Vec<DesiredObject> {
             .get(&lc.name)
             .cloned()
             .unwrap_or_else(Location::none);
-        let mut out = Out {
-            objects: Vec::new(),
-            location: &location,
-            source: format!("logical_clouds.{}", lc.name),
-        };
+        let mut out = Out::new(&location, format!("logical_clouds.{}", lc.name));
         match lc.profile {
             Profile::Current => compile_current(&mut out, lc, model),
             Profile::LegacyGlobal => legacy::compile_cloud(&mut out, lc, model),
@@ -314,6 +334,39 @@ fn http_rule(
 #[cfg(test)]
 mod tests {
     use crate::{compile, config, model};
+
+    #[test]
+    fn equal_objects_pushed_for_several_members_are_one_shared_tree() {
+        use serde_json::json;
+        let location = crate::diag::Location::none();
+        let mut out = super::Out::new(&location, "logical_clouds.test".into());
+        let route = |host: &str| json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "r", "namespace": "ns"}, "spec": {"hosts": [host]}});
+        for cluster in ["a", "b"] {
+            out.push(
+                cluster,
+                route("svc.ns.svc.cluster.local"),
+                vec![],
+                Default::default(),
+            );
+        }
+        out.push(
+            "c",
+            route("other.ns.svc.cluster.local"),
+            vec![],
+            Default::default(),
+        );
+        let o = &out.objects;
+        assert!(std::sync::Arc::ptr_eq(&o[0].object, &o[1].object));
+        assert!(!std::sync::Arc::ptr_eq(&o[1].object, &o[2].object));
+        assert_eq!(
+            o[2].object["spec"]["hosts"][0],
+            "other.ns.svc.cluster.local"
+        );
+        assert_eq!(
+            [o[0].id.cluster.as_str(), o[1].id.cluster.as_str()],
+            ["a", "b"]
+        );
+    }
 
     /// The Sail Operator renders revision `default` without a revision value, and Istio's
     /// charts then drop it from names: istiod's Service and the reader ClusterRole.

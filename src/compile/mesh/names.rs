@@ -228,11 +228,7 @@ mod tests {
 
     fn service_entry(cluster: &str, name: &str) -> DesiredObject {
         let location = Location::none();
-        let mut out = Out {
-            objects: Vec::new(),
-            location: &location,
-            source: "logical_clouds.test".into(),
-        };
+        let mut out = Out::new(&location, "logical_clouds.test".into());
         out.push(
             cluster,
             json!({ "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": { "name": name, "namespace": "default" }, "spec": {} }),
