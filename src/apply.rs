@@ -137,7 +137,7 @@ pub async fn apply(
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, c) in plan.changes.iter().enumerate() {
         for a in &c.depends_on {
-            if let Some(&j) = index.get(a.as_str()) {
+            if let Some(&j) = index.get(a.as_ref()) {
                 waiting_on[i] += 1;
                 dependents[j].push(i);
             }
@@ -306,10 +306,10 @@ fn waits_on_a_failure(
             continue;
         }
         for a in &plan.changes[j].depends_on {
-            if failed.contains(a.as_str()) {
+            if failed.contains(a.as_ref()) {
                 return true;
             }
-            if let Some(&k) = index.get(a.as_str()) {
+            if let Some(&k) = index.get(a.as_ref()) {
                 todo.push(k);
             }
         }

@@ -121,7 +121,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         Some((s, path)) => saved_config(s, path, opts, state)?,
         None => opts.file.clone(),
     };
-    let loaded = load(&file, state)?;
+    let mut loaded = load(&file, state)?;
     if let Some((s, path)) = saved_at {
         check_saved_inputs(s, path, &file, state, &loaded)?;
     }
@@ -160,8 +160,10 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         }
         return super::refresh::record(&fresh, store, global);
     }
+    let desired = std::mem::take(&mut loaded.desired);
     let (fresh, resolved, identities) = make_plan(
         &loaded,
+        desired,
         state,
         &file,
         global,

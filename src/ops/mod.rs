@@ -255,58 +255,61 @@ impl Loaded {
         Ok(targets)
     }
 
-    /// What a refresh reads: every object the file wants (with what it wants it to be)
-    /// and, with `state`, every object the state records.
+    /// What a refresh reads (see [`read_items`]).
     pub fn read_items(&self, state: Option<&crate::state::State>) -> Vec<ReadItem> {
-        let mut items: Vec<ReadItem> = self
-            .desired
-            .objects
-            .iter()
-            .map(|o| ReadItem {
-                id: o.id.clone(),
-                api_version: o.api_version.clone(),
-                desired: o.edit.is_none().then(|| o.object.clone()),
-                whole: o.edit.is_some(),
-                owned: state.is_some_and(|s| s.get(&o.id).is_some()),
-            })
-            .collect();
-        if let Some(s) = state {
-            // What the file no longer wants is read whole: a delete shows all that goes.
-            items.extend(s.objects.iter().map(|e| ReadItem {
-                id: e.id(),
-                api_version: e.api_version.clone(),
-                desired: None,
-                whole: e.origin == crate::state::Origin::Edited
-                    || self.desired.get(&e.id()).is_none(),
-                owned: true,
-            }));
-        }
-        items
+        read_items(&self.desired, state)
     }
 }
 
-impl Loaded {
-    /// The objects whose fields some desired objects are waiting for (a Service's
-    /// address, a token), read whole: status and server-set data included.
-    pub fn probe_items(&self) -> Vec<ReadItem> {
-        let mut items: Vec<ReadItem> = self
-            .desired
-            .objects
-            .iter()
-            .flat_map(|o| &o.known_after_apply)
-            .filter_map(|k| k.source_object())
-            .map(|(id, api_version)| ReadItem {
-                id: id.clone(),
-                api_version: api_version.to_string(),
-                desired: None,
-                whole: true,
-                owned: true,
-            })
-            .collect();
-        items.sort_by(|a, b| a.id.cmp(&b.id));
-        items.dedup_by(|a, b| a.id == b.id);
-        items
+/// What a refresh reads: every object the file wants (with what it wants it to be)
+/// and, with `state`, every object the state records.
+pub(crate) fn read_items(
+    desired: &crate::compile::Desired,
+    state: Option<&crate::state::State>,
+) -> Vec<ReadItem> {
+    let mut items: Vec<ReadItem> = desired
+        .objects
+        .iter()
+        .map(|o| ReadItem {
+            id: o.id.clone(),
+            api_version: o.api_version.clone(),
+            desired: o.edit.is_none().then(|| o.object.clone()),
+            whole: o.edit.is_some(),
+            owned: state.is_some_and(|s| s.get(&o.id).is_some()),
+        })
+        .collect();
+    if let Some(s) = state {
+        // What the file no longer wants is read whole: a delete shows all that goes.
+        items.extend(s.objects.iter().map(|e| ReadItem {
+            id: e.id(),
+            api_version: e.api_version.clone(),
+            desired: None,
+            whole: e.origin == crate::state::Origin::Edited || desired.get(&e.id()).is_none(),
+            owned: true,
+        }));
     }
+    items
+}
+
+/// The objects whose fields some desired objects are waiting for (a Service's address,
+/// a token), read whole: status and server-set data included.
+pub(crate) fn probe_items(desired: &crate::compile::Desired) -> Vec<ReadItem> {
+    let mut items: Vec<ReadItem> = desired
+        .objects
+        .iter()
+        .flat_map(|o| &o.known_after_apply)
+        .filter_map(|k| k.source_object())
+        .map(|(id, api_version)| ReadItem {
+            id: id.clone(),
+            api_version: api_version.to_string(),
+            desired: None,
+            whole: true,
+            owned: true,
+        })
+        .collect();
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    items.dedup_by(|a, b| a.id == b.id);
+    items
 }
 
 /// The async runtime behind refresh and apply.

@@ -84,8 +84,13 @@ pub(crate) struct Scope<'a> {
 ///    whose fields are known after apply; fill in the values already known;
 /// 3. resolve edits of objects dcm does not own against what is live;
 /// 4. diff into a plan.
+///
+/// `desired` are `loaded`'s desired objects, given by value: they are
+/// resolved against the live objects in place, not copied, and `loaded.desired` may be
+/// left empty.
 pub(crate) fn make_plan(
     loaded: &Loaded,
+    mut desired: Desired,
     state: Option<&State>,
     file: &Path,
     global: &Global,
@@ -98,14 +103,14 @@ pub(crate) fn make_plan(
         cascade,
     } = *scope;
     let targets = loaded.targets(global, state)?;
-    let mut items = loaded.read_items(state);
+    let mut items = super::read_items(&desired, state);
     if destroy {
         // Everything goes: each delete shows the whole object.
         for i in &mut items {
             i.whole = true;
         }
     }
-    let probes = loaded.probe_items();
+    let probes = super::probe_items(&desired);
     let rt = runtime()?;
     let identities = check_identities(state, &targets, &rt)?;
     let live = rt.block_on(crate::refresh::read_live(
@@ -132,14 +137,13 @@ pub(crate) fn make_plan(
         .collect();
     if let Some(unknown) = take_over
         .iter()
-        .find(|a| !loaded.desired.objects.iter().any(|o| o.id.address() == **a))
+        .find(|a| !desired.objects.iter().any(|o| o.id.address() == **a))
     {
         return Err(Error::Usage(format!(
             "--take-over names {unknown}, which is not an object {} declares; nothing was changed",
             file.display()
         )));
     }
-    let mut desired = loaded.desired.clone();
     avoid_live_addresses(&mut desired, state, &targets, &rt)?;
     crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
@@ -157,13 +161,7 @@ pub(crate) fn make_plan(
         },
     });
     let mut plan = plan;
-    plan::targeting::restrict(
-        &mut plan,
-        target_globs,
-        &loaded.desired,
-        &loaded.graph,
-        state,
-    )?;
+    plan::targeting::restrict(&mut plan, target_globs, &desired, &loaded.graph, state)?;
     plan.seal_secrets(crate::keyed::fingerprint_key(state).as_deref());
     guard_namespace_deletes(&mut plan, state, &targets, &rt, cascade)?;
     keep_edited_files(&mut plan, state, &targets)?;
@@ -562,7 +560,18 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         plan::check_out_path(out, state_path)?;
     }
     let state = crate::state::read_at(&target.location, &target.access)?;
-    let loaded = load(&opts.file, state.as_ref())?;
+    let mut loaded = load(&opts.file, state.as_ref())?;
+    // What a saved plan is bound to: the objects as compiled, before the plan resolves
+    // them against the live ones.
+    let binding = match &opts.out {
+        Some(_) => {
+            let config = std::fs::read(&opts.file)
+                .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.file.display())))?;
+            let key = crate::keyed::fingerprint_key(state.as_ref());
+            Some(plan::Binding::of(&config, &loaded.desired, key.as_deref()))
+        }
+        None => None,
+    };
     let p = if opts.refresh_only {
         super::refresh::make_refresh_plan(
             &loaded,
@@ -572,8 +581,10 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
             &opts.targets,
         )?
     } else {
+        let desired = std::mem::take(&mut loaded.desired);
         make_plan(
             &loaded,
+            desired,
             state.as_ref(),
             &opts.file,
             global,
@@ -617,16 +628,13 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         }
     }
     // A refused plan can never be applied: it is not saved.
-    if let (Some(out), 0) = (&opts.out, p.summary.refused) {
-        let config = std::fs::read(&opts.file)
-            .map_err(|e| Error::Io(format!("cannot read {}: {e}", opts.file.display())))?;
-        let key = crate::keyed::fingerprint_key(state.as_ref());
+    if let (Some(out), Some(binding), 0) = (&opts.out, binding, p.summary.refused) {
         let out_abs = super::absolute(out);
         let plan_dir = out_abs
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| out_abs.clone());
-        let binding = plan::Binding::of(&config, &loaded.desired, key.as_deref()).located(
+        let binding = binding.located(
             super::state_location(global, Some(&opts.file))?.to_string(),
             &super::absolute(&opts.file),
             &plan_dir,

@@ -76,7 +76,7 @@ pub struct Change {
     /// Changes in this plan that must finish first (addresses). For display and ordering
     /// only.
     #[serde(default)]
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Arc<str>>,
     /// The change as a reviewer sees it (secrets redacted). For display only.
     #[serde(default, skip_serializing_if = "Diff::is_empty")]
     pub diff: Diff,
@@ -801,17 +801,33 @@ fn order_changes(
     state: &State,
     desired: &[crate::compile::DesiredObject],
 ) {
-    let present: BTreeSet<String> = changes.keys().cloned().collect();
+    // Each address a change depends on is held once, shared by every change that names
+    // it (a namespace or a control plane is named by thousands).
+    let mut named: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    let mut intern = |address: String| -> Arc<str> {
+        named
+            .entry(address)
+            .or_insert_with_key(|a| Arc::from(a.as_str()))
+            .clone()
+    };
+    let mut addresses: Vec<Option<String>> = vec![None; desired.len()];
     for (i, d) in desired.iter().enumerate() {
         let addr = d.id.address();
+        if !changes.contains_key(&addr) {
+            continue;
+        }
+        let mut depends_on = Vec::with_capacity(inputs.graph.deps[i].len());
+        for &j in &inputs.graph.deps[i] {
+            let dep = addresses[j].get_or_insert_with(|| desired[j].id.address());
+            if changes.contains_key(dep.as_str()) {
+                depends_on.push(intern(dep.clone()));
+            }
+        }
         if let Some(c) = changes.get_mut(&addr) {
-            c.depends_on = inputs.graph.deps[i]
-                .iter()
-                .map(|&j| desired[j].id.address())
-                .filter(|a| present.contains(a))
-                .collect();
+            c.depends_on = depends_on;
         }
     }
+    drop(addresses);
     // Deletions: X depended on Y (both going) → delete X, then Y.
     let deleting: BTreeSet<String> = changes
         .values()
@@ -842,18 +858,18 @@ fn order_changes(
     }
     for (addr, w) in waits {
         if let Some(c) = changes.get_mut(&addr) {
-            c.depends_on = w.into_iter().collect();
+            c.depends_on = w.into_iter().map(&mut intern).collect();
         }
     }
     // Only creates/updates point at creates/updates: drop edges to deletions/forgets.
-    let kinds: BTreeMap<String, Action> =
-        changes.iter().map(|(a, c)| (a.clone(), c.action)).collect();
+    let going: BTreeSet<String> = changes
+        .values()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Forget))
+        .map(|c| c.address.clone())
+        .collect();
     for c in changes.values_mut() {
         let mine = matches!(c.action, Action::Delete | Action::Forget);
-        c.depends_on.retain(|a| {
-            let theirs = matches!(kinds.get(a), Some(Action::Delete | Action::Forget));
-            mine == theirs
-        });
+        c.depends_on.retain(|a| mine == going.contains(a.as_ref()));
     }
 }
 

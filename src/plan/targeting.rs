@@ -154,7 +154,7 @@ pub fn restrict(
     plan.changes.retain(|c| chosen.contains(&c.address));
     let present: BTreeSet<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
     for c in &mut plan.changes {
-        c.depends_on.retain(|a| present.contains(a));
+        c.depends_on.retain(|a| present.contains(a.as_ref()));
     }
     plan.summary = Summary::of(&plan.changes);
     let mut targets: Vec<String> = globs.to_vec();

@@ -189,6 +189,8 @@ pub fn allocate_addresses(
     // The lowest address that may be free, per cluster: `used` only grows, so the search
     // never needs to look below it again.
     let mut cursor: BTreeMap<String, u32> = BTreeMap::new();
+    let mut addressed: std::collections::HashSet<std::sync::Arc<serde_json::Value>> =
+        Default::default();
     for i in order {
         let id = objects[i].id.clone();
         let ip = match allocations.by_object.get(&id) {
@@ -213,6 +215,13 @@ pub fn allocate_addresses(
         };
         std::sync::Arc::make_mut(&mut objects[i].object)["spec"]["addresses"] =
             json!([ip.to_string()]);
+        // Members that give a service the same address share one tree again.
+        match addressed.get(&objects[i].object) {
+            Some(same) => objects[i].object = std::sync::Arc::clone(same),
+            None => {
+                addressed.insert(std::sync::Arc::clone(&objects[i].object));
+            }
+        }
         objects[i]
             .allocated
             .insert("address".into(), ip.to_string());
