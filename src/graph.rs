@@ -17,7 +17,7 @@ use crate::object::ObjRef;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 /// Dependencies among a set of objects, by index into that set.
 #[derive(Debug, Clone)]
@@ -32,39 +32,50 @@ pub struct Graph {
 /// cycles.
 pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
     let objs = &desired.objects;
-    let index: BTreeMap<&ObjRef, usize> =
-        objs.iter().enumerate().map(|(i, o)| (&o.id, i)).collect();
-    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); objs.len()];
+    // `objs` are ordered by identity, so an object is found by binary search.
+    let index = |id: &ObjRef| objs.binary_search_by(|o| o.id.cmp(id)).ok();
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); objs.len()];
     let mut diags = Vec::new();
 
     // 1. Namespaces before their contents.
+    let namespaces: HashMap<(&str, &str), usize> = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.id.group.is_empty() && o.id.kind == "Namespace")
+        .map(|(i, o)| ((o.id.cluster.as_str(), o.id.name.as_str()), i))
+        .collect();
     for (i, o) in objs.iter().enumerate() {
         if o.id.namespace.is_empty() {
             continue;
         }
-        let ns = ObjRef {
-            cluster: o.id.cluster.clone(),
-            group: String::new(),
-            kind: "Namespace".into(),
-            namespace: String::new(),
-            name: o.id.namespace.clone(),
-        };
-        if let Some(&n) = index.get(&ns) {
-            deps[i].insert(n);
+        if let Some(&n) = namespaces.get(&(o.id.cluster.as_str(), o.id.namespace.as_str())) {
+            deps[i].push(n);
         }
     }
 
     // 2. CRDs before their custom resources.
-    let mut crds: BTreeMap<(&str, String, String), usize> = BTreeMap::new();
+    let crd_kinds: Vec<(usize, String, String)> = objs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| crd_info(&o.object).map(|(group, kind, _)| (i, group, kind)))
+        .collect();
+    let crds: HashMap<(&str, &str, &str), usize> = crd_kinds
+        .iter()
+        .map(|(i, group, kind)| {
+            (
+                (objs[*i].id.cluster.as_str(), group.as_str(), kind.as_str()),
+                *i,
+            )
+        })
+        .collect();
     for (i, o) in objs.iter().enumerate() {
-        if let Some((group, kind, _)) = crd_info(&o.object) {
-            crds.insert((o.id.cluster.as_str(), group, kind), i);
-        }
-    }
-    for (i, o) in objs.iter().enumerate() {
-        if let Some(&c) = crds.get(&(o.id.cluster.as_str(), o.id.group.clone(), o.id.kind.clone()))
-        {
-            deps[i].insert(c);
+        let key = (
+            o.id.cluster.as_str(),
+            o.id.group.as_str(),
+            o.id.kind.as_str(),
+        );
+        if let Some(&c) = crds.get(&key) {
+            deps[i].push(c);
         }
     }
 
@@ -78,9 +89,9 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
         for dep in &o.depends_on {
             let block = match &dep.target {
                 DependencyTarget::Object(r) => {
-                    match index.get(r) {
-                        Some(&n) => {
-                            deps[i].insert(n);
+                    match index(r) {
+                        Some(n) => {
+                            deps[i].push(n);
                         }
                         None => {
                             if reported.insert((dep.location.line, dep.location.col)) {
@@ -118,15 +129,18 @@ pub fn build(desired: &Desired) -> Result<Graph, Diagnostics> {
     // 4. An object waits for the objects (in any cluster) whose fields it is known after.
     for (i, o) in objs.iter().enumerate() {
         for k in &o.known_after_apply {
-            if let Some(&n) = k.source_object().and_then(|(id, _)| index.get(id)) {
-                deps[i].insert(n);
+            if let Some(n) = k.source_object().and_then(|(id, _)| index(id)) {
+                deps[i].push(n);
             }
         }
     }
     if !diags.is_empty() {
         return Err(Diagnostics(diags));
     }
-    let deps: Vec<Vec<usize>> = deps.into_iter().map(|s| s.into_iter().collect()).collect();
+    for d in &mut deps {
+        d.sort_unstable();
+        d.dedup();
+    }
     let ids: Vec<&ObjRef> = objs.iter().map(|o| &o.id).collect();
     let order = toposort(&ids, &deps).map_err(|cycles| {
         Diagnostics(
@@ -178,9 +192,18 @@ pub fn toposort(ids: &[&ObjRef], deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<
             dependents[d].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<(&ObjRef, usize)>> = (0..n)
+    // Each index's place in address order (the heap compares numbers, not addresses).
+    let mut by_address: Vec<usize> = (0..n).collect();
+    if !ids.windows(2).all(|w| w[0] <= w[1]) {
+        by_address.sort_by(|&a, &b| ids[a].cmp(ids[b]));
+    }
+    let mut rank = vec![0; n];
+    for (r, &i) in by_address.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut ready: BinaryHeap<Reverse<(usize, usize)>> = (0..n)
         .filter(|&i| indegree[i] == 0)
-        .map(|i| Reverse((ids[i], i)))
+        .map(|i| Reverse((rank[i], i)))
         .collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse((_, i))) = ready.pop() {
@@ -188,7 +211,7 @@ pub fn toposort(ids: &[&ObjRef], deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<
         for &d in &dependents[i] {
             indegree[d] -= 1;
             if indegree[d] == 0 {
-                ready.push(Reverse((ids[d], d)));
+                ready.push(Reverse((rank[d], d)));
             }
         }
     }

@@ -582,7 +582,7 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         )?
     } else {
         let desired = std::mem::take(&mut loaded.desired);
-        make_plan(
+        let (p, resolved, _) = make_plan(
             &loaded,
             desired,
             state.as_ref(),
@@ -594,8 +594,9 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
                 take_over: &opts.take_over,
                 cascade: opts.cascade,
             },
-        )?
-        .0
+        )?;
+        super::leave_to_exit(resolved);
+        p
     };
     match opts.format {
         PlanFormat::Text => render::print_text(&p, global.style),

@@ -480,9 +480,34 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Target for DirTarget {
     async fn read(&self, items: &[ReadItem]) -> Result<BTreeMap<ObjRef, Value>, TargetError> {
         let mut out = BTreeMap::new();
+        // Folders (a namespace's, a kind's) found missing during this read: the objects
+        // they would hold are absent, with no more look-ups (a first plan reads 100k
+        // objects from folders that do not exist yet).
+        let mut missing: std::collections::HashSet<PathBuf> = Default::default();
         for item in items {
-            if let Some(v) = self.read_one(item)? {
-                out.insert(item.id.clone(), v);
+            let path = self.path_of(&item.id);
+            let folders = || {
+                path.ancestors()
+                    .skip(1)
+                    .take_while(|a| *a != self.root.as_path())
+            };
+            if folders().any(|f| missing.contains(f)) {
+                continue;
+            }
+            match self.read_one(item)? {
+                Some(v) => {
+                    out.insert(item.id.clone(), v);
+                }
+                None => {
+                    if let Some(gone) = folders()
+                        .filter(|f| {
+                            matches!(std::fs::symlink_metadata(f), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                        })
+                        .last()
+                    {
+                        missing.insert(gone.to_path_buf());
+                    }
+                }
             }
         }
         Ok(out)
@@ -689,6 +714,35 @@ mod tests {
             "empty directories are tidied"
         );
         t.delete(&cm).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_read_skips_folders_it_found_missing_and_reads_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = DirTarget::new(dir.path().to_path_buf());
+        let cm = |ns: &str, name: &str| {
+            let o = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name,"namespace":ns}});
+            (id("", "ConfigMap", ns, name), o)
+        };
+        let (present, obj) = cm("a", "x");
+        t.apply(&present, &obj, false).await.unwrap();
+        let other_kind = id("", "Secret", "a", "s");
+        let (gone1, _) = cm("b", "y");
+        let (gone2, _) = cm("b", "z");
+        let (present2, obj2) = cm("c", "w");
+        t.apply(&present2, &obj2, false).await.unwrap();
+        let items: Vec<ReadItem> = [&other_kind, &gone1, &gone2, &present, &present2]
+            .into_iter()
+            .map(item)
+            .collect();
+        let live = t.read(&items).await.unwrap();
+        assert_eq!(live.keys().collect::<Vec<_>>(), [&present, &present2]);
+
+        // A folder swapped for a link is still refused, after a missing one was skipped.
+        std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("d")).unwrap();
+        let (linked, _) = cm("d", "x");
+        let err = t.read(&[item(&gone1), item(&linked)]).await.unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
     #[test]
