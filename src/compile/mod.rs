@@ -445,45 +445,14 @@ fn compile_manifests(
     let mut diags = Vec::new();
     let crd_scopes = crd_scopes(model, &manifests);
     let mut by_id: BTreeMap<ObjRef, DesiredObject> = BTreeMap::new();
-    for (res, manifests) in model.resources.iter().zip(manifests) {
-        for m in manifests {
-            // One tree per placement (namespaced or not, which a cluster's CRDs decide),
-            // shared by every cluster that places it the same way: the same manifest on
-            // 40 clusters is held once, not 40 times (a stage that changes one cluster's
-            // object gets its own copy).
-            let mut placed: [Option<(Arc<Value>, String)>; 2] = [None, None];
-            for cluster in &res.clusters {
-                let namespaced = is_namespaced(cluster, &m.object, &crd_scopes);
-                let (object, namespace) = placed[usize::from(namespaced)]
-                    .get_or_insert_with(|| {
-                        let (object, namespace) = place(m.object.clone(), namespaced);
-                        (Arc::new(object), namespace)
-                    })
-                    .clone();
-                let (id, api_version) = identify(cluster, &object, namespace);
-                // `wait = true`: its workloads are waited on until they are up.
-                let ready_when = res
-                    .wait
-                    .then(|| Readiness::workload(&id.group, &id.kind))
-                    .flatten();
-                let d = DesiredObject {
-                    id,
-                    api_version,
-                    object,
-                    source: res.label.clone(),
-                    depends_on: res.depends_on.clone(),
-                    location: m.location.clone(),
-                    allocated: BTreeMap::new(),
-                    edit: None,
-                    revert: false,
-                    known_after_apply: Vec::new(),
-                    ready_when,
-                };
-                add(&mut by_id, d, &m.origin, &mut diags);
-            }
-        }
-    }
-    for d in mesh::compile(model) {
+    // The logical clouds compile on the other core while the manifests are placed.
+    let mesh_objects = std::thread::scope(|scope| {
+        let mesh = scope.spawn(|| mesh::compile(model));
+        place_manifests(model, manifests, &crd_scopes, &mut by_id, &mut diags);
+        mesh.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    for d in mesh_objects {
         let origin = d.source.clone();
         add(&mut by_id, d, &origin, &mut diags);
     }
@@ -756,6 +725,55 @@ pub fn crd_info(object: &Value) -> Option<(String, String, bool)> {
 }
 
 /// Puts an object into a cluster: its identity, with the namespace defaulted.
+/// Places each `[[resources]]` manifest in each of its clusters (`manifests[i]` are
+/// those of `model.resources[i]`).
+fn place_manifests(
+    model: &Model,
+    manifests: Vec<Vec<crate::model::Manifest>>,
+    crd_scopes: &CrdScopes,
+    by_id: &mut BTreeMap<ObjRef, DesiredObject>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (res, manifests) in model.resources.iter().zip(manifests) {
+        for m in manifests {
+            // One tree per placement (namespaced or not, which a cluster's CRDs decide),
+            // shared by every cluster that places it the same way: the same manifest on
+            // 40 clusters is held once, not 40 times (a stage that changes one cluster's
+            // object gets its own copy).
+            let mut placed: [Option<(Arc<Value>, String)>; 2] = [None, None];
+            for cluster in &res.clusters {
+                let namespaced = is_namespaced(cluster, &m.object, crd_scopes);
+                let (object, namespace) = placed[usize::from(namespaced)]
+                    .get_or_insert_with(|| {
+                        let (object, namespace) = place(m.object.clone(), namespaced);
+                        (Arc::new(object), namespace)
+                    })
+                    .clone();
+                let (id, api_version) = identify(cluster, &object, namespace);
+                // `wait = true`: its workloads are waited on until they are up.
+                let ready_when = res
+                    .wait
+                    .then(|| Readiness::workload(&id.group, &id.kind))
+                    .flatten();
+                let d = DesiredObject {
+                    id,
+                    api_version,
+                    object,
+                    source: res.label.clone(),
+                    depends_on: res.depends_on.clone(),
+                    location: m.location.clone(),
+                    allocated: BTreeMap::new(),
+                    edit: None,
+                    revert: false,
+                    known_after_apply: Vec::new(),
+                    ready_when,
+                };
+                add(by_id, d, &m.origin, diags);
+            }
+        }
+    }
+}
+
 /// Whether `object` is namespaced in `cluster`: as its CRD there says, else as
 /// Kubernetes has its built-in kinds.
 fn is_namespaced(cluster: &str, object: &Value, crds: &CrdScopes) -> bool {
