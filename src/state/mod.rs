@@ -523,8 +523,9 @@ impl Durable {
     /// Waits until the change is durable (or its write failed).
     pub async fn wait(self) -> Result<(), StateError> {
         if let Some((group, seq)) = &self.local {
-            // A short block (one fsync at most) on this thread, as a plain write would be.
-            return group.sync_through(*seq);
+            // One fsync at most, waited for off the runtime so other changes go on
+            // writing lines that the next fsync covers.
+            return crate::target::blocking(|| group.sync_through(*seq));
         }
         let Some((mut rx, seq)) = self.pending else {
             return Ok(());

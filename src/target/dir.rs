@@ -520,9 +520,11 @@ impl Target for DirTarget {
         _force: bool,
     ) -> Result<Option<String>, TargetError> {
         let path = self.path_of(id);
-        self.check_sealed(&path)?;
-        let bytes = self.render(&path, object)?;
-        write_atomically(&path, &bytes).map_err(|e| io_err(&path, e))?;
+        super::blocking(|| {
+            self.check_sealed(&path)?;
+            let bytes = self.render(&path, object)?;
+            write_atomically(&path, &bytes).map_err(|e| io_err(&path, e))
+        })?;
         Ok(None)
     }
 

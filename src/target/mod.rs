@@ -317,3 +317,16 @@ pub fn normalize_live(mut object: Value) -> Value {
     }
     object
 }
+
+/// Runs `f`, which waits on the disk (a write, an fsync), without holding up the async
+/// runtime: on a multi-threaded runtime its thread first hands its other tasks to
+/// another, so the writes of many objects are in flight together (and the file system
+/// commits their fsyncs together) instead of two at a time, one per runtime thread.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
