@@ -75,7 +75,7 @@ pub fn text(plan: &Plan, style: Style) -> String {
 /// Prints [`text`] to standard output as it is rendered.
 pub fn print_text(plan: &Plan, style: Style) {
     // A closed standard output stops the rendering; nothing else can fail.
-    let _ = write_text(plan, style, &mut crate::output::OutChunks::default());
+    let _ = write_text_on_two_threads(plan, style, &mut crate::output::OutChunks::default());
 }
 
 /// Prints [`json`] to standard output as it is rendered.
@@ -91,10 +91,74 @@ pub fn print_json(plan: &Plan) {
 /// [`text`], written piece by piece to `out`, so a plan of 100k objects is never held
 /// as one string (each diff is rendered as it is written).
 pub fn write_text(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    if !write_header(plan, style, out)? {
+        return Ok(());
+    }
+    let mut renders = crate::diff::Renders::of(plan.changes.iter().map(|c| &c.diff));
+    for c in &plan.changes {
+        write_change(c, style, &mut renders, out)?;
+    }
+    write_footer(plan, style, out)
+}
+
+/// [`write_text`], with the changes rendered on two threads, a run of changes at a time,
+/// and written in order: the same bytes, in about half the time for a large plan.
+fn write_text_on_two_threads(
+    plan: &Plan,
+    style: Style,
+    out: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
+    const RUN: usize = 256;
+    if plan.changes.len() < 4 * RUN {
+        return write_text(plan, style, out);
+    }
+    if !write_header(plan, style, out)? {
+        return Ok(());
+    }
+    let runs: Vec<&[Change]> = plan.changes.chunks(RUN).collect();
+    let runs = &runs;
+    std::thread::scope(|scope| {
+        let mut rendered = Vec::new();
+        for first in 0..2 {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+            rendered.push(rx);
+            scope.spawn(move || {
+                let mine = || runs.iter().skip(first).step_by(2);
+                let mut renders =
+                    crate::diff::Renders::of(mine().flat_map(|run| run.iter().map(|c| &c.diff)));
+                for run in mine() {
+                    let mut text = String::new();
+                    for c in run.iter() {
+                        // Writing to a String cannot fail.
+                        let _ = write_change(c, style, &mut renders, &mut text);
+                    }
+                    if tx.send(text).is_err() {
+                        return; // the writer stopped
+                    }
+                }
+            });
+        }
+        for k in 0..runs.len() {
+            match rendered[k % 2].recv() {
+                Ok(text) => out.write_str(&text)?,
+                Err(_) => return Err(std::fmt::Error),
+            }
+        }
+        Ok(())
+    })?;
+    write_footer(plan, style, out)
+}
+
+/// The plan's first line (or its only one, when nothing changes); whether changes follow.
+fn write_header(
+    plan: &Plan,
+    style: Style,
+    out: &mut impl std::fmt::Write,
+) -> Result<bool, std::fmt::Error> {
     if !plan.has_changes() {
         out.write_str(&style.bold("No changes."))?;
         out.write_str(" The live objects match the file and the state.\n")?;
-        return Ok(());
+        return Ok(false);
     }
     let verb = if plan.operation == "destroy" {
         "destroy"
@@ -102,34 +166,45 @@ pub fn write_text(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> 
         "apply"
     };
     writeln!(out, "dcm will perform the following actions ({verb}):")?;
-    let mut renders = crate::diff::Renders::of(plan.changes.iter().map(|c| &c.diff));
-    for c in &plan.changes {
-        out.write_char('\n')?;
-        let symbol = match c.action {
-            Action::Create => style.green("+"),
-            Action::Update => style.yellow("~"),
-            Action::Delete => style.red("-"),
-            Action::Forget | Action::NoOp => style.dim("."),
-            Action::Refuse => style.red("!"),
-        };
-        writeln!(out, "  {symbol} {}", style.bold(&headline(c)))?;
-        for n in &c.notes {
-            writeln!(out, "    # ({n})")?;
-        }
-        let mut written = Ok(());
-        c.diff.for_each_shared(&mut renders, |tag, text| {
-            if written.is_ok() {
-                written = if style.color {
-                    writeln!(out, "      {}", paint_line(tag, text, style))
-                } else if tag == '@' {
-                    writeln!(out, "      {text}")
-                } else {
-                    writeln!(out, "      {tag} {text}")
-                };
-            }
-        });
-        written?;
+    Ok(true)
+}
+
+/// One change: its headline, notes and diff.
+fn write_change(
+    c: &Change,
+    style: Style,
+    renders: &mut crate::diff::Renders,
+    out: &mut impl std::fmt::Write,
+) -> std::fmt::Result {
+    out.write_char('\n')?;
+    let symbol = match c.action {
+        Action::Create => style.green("+"),
+        Action::Update => style.yellow("~"),
+        Action::Delete => style.red("-"),
+        Action::Forget | Action::NoOp => style.dim("."),
+        Action::Refuse => style.red("!"),
+    };
+    writeln!(out, "  {symbol} {}", style.bold(&headline(c)))?;
+    for n in &c.notes {
+        writeln!(out, "    # ({n})")?;
     }
+    let mut written = Ok(());
+    c.diff.for_each_shared(renders, |tag, text| {
+        if written.is_ok() {
+            written = if style.color {
+                writeln!(out, "      {}", paint_line(tag, text, style))
+            } else if tag == '@' {
+                writeln!(out, "      {text}")
+            } else {
+                writeln!(out, "      {tag} {text}")
+            };
+        }
+    });
+    written
+}
+
+/// The summary after the changes.
+fn write_footer(plan: &Plan, style: Style, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     out.write_char('\n')?;
     writeln!(out, "{}", style.bold(&summary_line(plan)))?;
     if let Some(l) = state_only_line(plan) {
@@ -266,4 +341,53 @@ pub fn json(plan: &Plan) -> String {
         serde_json::to_string_pretty(plan).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan of `clusters` × `per_cluster` creates, the same manifests in every cluster.
+    fn big_plan(clusters: usize, per_cluster: usize) -> Plan {
+        let mut toml = String::new();
+        let names: Vec<String> = (0..clusters).map(|c| format!("\"c{c}\"")).collect();
+        for c in 0..clusters {
+            toml.push_str(&format!("[clusters.c{c}]\ndir = \"x{c}\"\n"));
+        }
+        for i in 0..per_cluster {
+            toml.push_str(&format!(
+                "[[resources]]\nclusters = [{}]\nmanifest = {{ apiVersion = \"v1\", kind = \"ConfigMap\", metadata = {{ name = \"m{i}\" }}, data = {{ k = \"{i}\" }} }}\n",
+                names.join(", ")
+            ));
+        }
+        let src = crate::diag::SourceFile::new("t.toml", toml);
+        let model = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
+        let desired = crate::compile::compile(&model, &Default::default()).unwrap();
+        let graph = crate::graph::build(&desired).unwrap();
+        crate::plan::build(&crate::plan::PlanInputs {
+            desired: &desired,
+            graph: &graph,
+            state: None,
+            live: &Default::default(),
+            config: "t.toml".into(),
+            destroy: false,
+            ownership: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_large_plan_rendered_on_two_threads_is_the_same_text() {
+        let plan = big_plan(3, 500);
+        assert_eq!(plan.changes.len(), 1500, "large enough to be split");
+        for style in [Style { color: false }, Style { color: true }] {
+            let mut two = String::new();
+            write_text_on_two_threads(&plan, style, &mut two).unwrap();
+            assert_eq!(two, text(&plan, style));
+        }
+        let plain = text(&plan, Style::default());
+        assert!(plain.contains(
+            "  + c2/core/ConfigMap/default/m99 will be created\n      + apiVersion: v1\n"
+        ));
+        assert!(plain.ends_with("Plan: 1500 to add, 0 to change, 0 to destroy.\n"));
+    }
 }
