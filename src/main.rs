@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 /// mimalloc: dcm builds and drops millions of small JSON nodes per run; glibc's malloc
-/// spent a third of a 100k-object plan in page faults, consolidation and frees.
-#[global_allocator]
+/// spent a third of a 100k-object plan in page faults, consolidation and frees. A build
+/// with `RUSTFLAGS="--cfg dcm_heap_profile"` keeps the system allocator, which heap
+/// profilers such as heaptrack can follow (BENCHMARKS.md).
+#[cfg_attr(not(dcm_heap_profile), global_allocator)]
+#[cfg_attr(dcm_heap_profile, allow(dead_code))]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
