@@ -60,13 +60,34 @@ fn sensitive_lines(text: &str, yaml: bool) -> Vec<bool> {
     let mut start = 0;
     for i in 0..=lines.len() {
         if i == lines.len() || (i > start && starts_region(lines[i])) {
-            if region_may_hold_secret(&lines[start..i].join("\n")) {
+            let region: Vec<&str> = lines[start..i]
+                .iter()
+                .copied()
+                .filter(|l| yaml || !is_secrets_setting(l))
+                .collect();
+            if region_may_hold_secret(&region.join("\n")) {
                 out[start..i].iter_mut().for_each(|s| *s = true);
             }
             start = i;
         }
     }
     out
+}
+
+/// A cluster's `secrets = "plaintext"` (or `"sops"`): a setting of the desired-state
+/// file that names how Secrets are written, not one.
+fn is_secrets_setting(line: &str) -> bool {
+    let Some((key, value)) = line.split_once('=') else {
+        return false;
+    };
+    let value = value.split('#').next().unwrap_or_default().trim();
+    key.trim() == "secrets"
+        && value.len() > 2
+        && value.starts_with('"')
+        && value.ends_with('"')
+        && value[1..value.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
 }
 
 /// Masks what follows the key of `line` (`password: ******`), or the whole line when it
@@ -135,8 +156,10 @@ impl SourceFile {
     /// made visible, and masked when it may hold a Secret's value or a credential.
     fn snippet(&self, index: usize, raw: &str) -> String {
         let raw = raw.trim_end_matches('\r');
-        let shown = if self.sensitive.get(index).copied().unwrap_or(true)
-            || ((self.yaml || !names_a_path(raw)) && looks_like_credential(raw))
+        let setting = !self.yaml && is_secrets_setting(raw);
+        let shown = if !setting
+            && (self.sensitive.get(index).copied().unwrap_or(true)
+                || ((self.yaml || !names_a_path(raw)) && looks_like_credential(raw)))
         {
             mask_line(raw)
         } else {
@@ -400,6 +423,24 @@ mod tests {
         assert!(text.contains("--> x.toml:2:1"), "{text}");
         assert!(text.contains("2 | bad = 2"), "{text}");
         assert!(text.contains("  | ^^^"), "{text}");
+    }
+
+    #[test]
+    fn a_cluster_s_secrets_setting_is_shown_and_its_table_is_not_masked() {
+        let text = "[clusters.a]\ndir = \"out/a\"\nsecrets = \"plaintext\"\n[[resources]]\nclusters = [\"a\"]\nmanifest = { kind = \"Secret\", data = { k = \"c2VjcmV0\" } }\n";
+        let src = SourceFile::new("x.toml", text.to_string());
+        let at = |needle: &str| {
+            let start = text.find(needle).unwrap();
+            src.locate(start..start + needle.len()).line_text
+        };
+        assert_eq!(at("secrets = \"plaintext\""), "secrets = \"plaintext\"");
+        assert_eq!(at("dir = \"out/a\""), "dir = \"out/a\"");
+        // A Secret's block is still masked, and so is a `secrets` key holding anything
+        // other than a setting's word.
+        assert_eq!(at("manifest = {"), "manifest = ******");
+        let other = "[x]\nsecrets = \"hunter2 and more\"\n";
+        let src = SourceFile::new("y.toml", other.to_string());
+        assert_eq!(src.locate(4..20).line_text, "secrets = ******");
     }
 
     #[test]
