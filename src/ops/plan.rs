@@ -89,7 +89,7 @@ pub(crate) fn make_plan(
     file: &Path,
     global: &Global,
     scope: &Scope<'_>,
-) -> Result<(Plan, Desired, Identities), Error> {
+) -> Result<(Plan, Desired, Identities, Connections), Error> {
     let Scope {
         destroy,
         targets: target_globs,
@@ -175,7 +175,15 @@ pub(crate) fn make_plan(
         state.map(|s| s.lineage.as_str()),
         (global.parallelism, global.cluster_parallelism),
     )?;
-    Ok((plan, desired, identities))
+    Ok((plan, desired, identities, Connections { rt, targets }))
+}
+
+/// What a plan talked to the clusters with: an apply that follows goes on with the same
+/// clients and what they discovered (discovery once per cluster per run), on the same
+/// runtime (the clients' connections live on it).
+pub(crate) struct Connections {
+    pub rt: tokio::runtime::Runtime,
+    pub targets: crate::target::Targets,
 }
 
 /// Each cluster's identity as it is now, by cluster name.

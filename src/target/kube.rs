@@ -157,8 +157,12 @@ pub struct KubeTarget {
     /// Resolved kinds by apiVersion and kind; a kind the cluster does not serve is looked
     /// up again next time (a CRD applied meanwhile may have made it served).
     resources: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// One discovery at a time per apiVersion (see [`Gate`]).
+    resource_gates: Gates,
     /// Preferred-version resources by group and kind, for deletes (which know no version).
     preferred: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// One discovery at a time per group (see [`Gate`]).
+    preferred_gates: Gates,
     /// The state's lineage, once known: dcm's own objects are listed by it.
     lineage: std::sync::OnceLock<String>,
     /// Every namespaced kind the cluster lists, from one discovery per run (for what a
@@ -175,7 +179,9 @@ impl KubeTarget {
             net: NetSettings::default(),
             client: OnceCell::new(),
             resources: Mutex::new(BTreeMap::new()),
+            resource_gates: Gates::default(),
             preferred: Mutex::new(BTreeMap::new()),
+            preferred_gates: Gates::default(),
             lineage: std::sync::OnceLock::new(),
             namespaced_kinds: OnceCell::new(),
         }
@@ -236,6 +242,15 @@ impl KubeTarget {
         if let Some(r) = self.resources.lock().await.get(&key) {
             return Ok(Some(r.clone()));
         }
+        // Many changes of a kind start at once: one of them discovers, the others wait for
+        // its answer instead of each sending the same discovery.
+        let gate = self.resource_gates.gate(api_version).await;
+        let Some(turn) = gate.turn(Fresh::StartedAfter).await else {
+            return Ok(self.resources.lock().await.get(&key).cloned());
+        };
+        if let Some(r) = self.resources.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -251,7 +266,10 @@ impl KubeTarget {
         .await;
         let served = match found {
             Ok(g) => g.versioned_resources(version),
-            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) if not_served(&e) => {
+                turn.answered();
+                return Ok(None);
+            }
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
         let mut cache = self.resources.lock().await;
@@ -261,6 +279,7 @@ impl KubeTarget {
                 .entry((api_version.to_string(), ar.kind.clone()))
                 .or_insert((ar, namespaced));
         }
+        turn.answered();
         Ok(cache.get(&key).cloned())
     }
 
@@ -275,6 +294,13 @@ impl KubeTarget {
         if let Some(r) = self.preferred.lock().await.get(&key) {
             return Ok(Some(r.clone()));
         }
+        let gate = self.preferred_gates.gate(group).await;
+        let Some(turn) = gate.turn(Fresh::AnsweredMeanwhile).await else {
+            return Ok(self.preferred.lock().await.get(&key).cloned());
+        };
+        if let Some(r) = self.preferred.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
         let client = self.client().await?.clone();
         let found = retry(&self.net, || {
             let client = client.clone();
@@ -284,25 +310,31 @@ impl KubeTarget {
         .await;
         let api_group = match found {
             Ok(g) => g,
-            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) if not_served(&e) => {
+                turn.answered();
+                return Ok(None);
+            }
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
-        // The preferred version first, then the others: a kind may be served only at a
-        // version that is not the group's preferred one (EnvoyFilter, v1alpha3 only).
-        let found = api_group.recommended_kind(kind).or_else(|| {
-            api_group.versions().find_map(|v| {
-                api_group
-                    .versioned_resources(v)
-                    .into_iter()
-                    .find(|(ar, _)| ar.kind == kind)
-            })
-        });
-        let Some((ar, caps)) = found else {
-            return Ok(None);
-        };
-        let r = (ar, caps.scope == kube::discovery::Scope::Namespaced);
-        self.preferred.lock().await.insert(key, r.clone());
-        Ok(Some(r))
+        // Every kind of the group, so that those who waited for this discovery find theirs:
+        // at the preferred version first, then the others (a kind may be served only at a
+        // version that is not the group's preferred one: EnvoyFilter, v1alpha3 only).
+        let mut kinds: BTreeMap<String, (ApiResource, bool)> = BTreeMap::new();
+        let versions: Vec<String> = api_group.versions().map(str::to_string).collect();
+        for (ar, caps) in api_group.recommended_resources().into_iter().chain(
+            versions
+                .iter()
+                .flat_map(|v| api_group.versioned_resources(v)),
+        ) {
+            let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+            kinds.entry(ar.kind.clone()).or_insert((ar, namespaced));
+        }
+        let mut cache = self.preferred.lock().await;
+        for (k, r) in kinds {
+            cache.insert((group.to_string(), k), r);
+        }
+        turn.answered();
+        Ok(cache.get(&key).cloned())
     }
 
     fn api(
@@ -533,6 +565,83 @@ fn as_read(item: &ReadItem, mut live: Value, api_version: &str, kind: &str) -> V
         live
     } else {
         dcm_view(&live, item.desired.as_deref())
+    }
+}
+
+/// Discoveries by key (an apiVersion, a group), one at a time each.
+#[derive(Default)]
+struct Gates(Mutex<BTreeMap<String, Arc<Gate>>>);
+
+impl Gates {
+    async fn gate(&self, key: &str) -> Arc<Gate> {
+        self.0
+            .lock()
+            .await
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// Lets one discovery of a key run at a time, and lets those who waited for it use its
+/// answer (now in the cache, or that the kind is not served) rather than each asking the
+/// server again. A discovery that fails lets the next in line try on its own.
+#[derive(Default)]
+struct Gate {
+    running: Mutex<()>,
+    /// Discoveries started so far; each is numbered by this count when it starts.
+    started: std::sync::atomic::AtomicU64,
+    /// The number of the last discovery that got an answer.
+    answered: std::sync::atomic::AtomicU64,
+}
+
+/// Which discovery's answer a caller that waited may use.
+#[derive(Clone, Copy)]
+enum Fresh {
+    /// Only one that started after the caller came: a kind may have become served just
+    /// before (a CRD applied in the same run), and one that started earlier would not
+    /// know it.
+    StartedAfter,
+    /// Any that answered while the caller waited (for deletes: an object of a kind that
+    /// is not yet served cannot exist).
+    AnsweredMeanwhile,
+}
+
+/// The right to discover, for as long as it is held.
+struct Turn<'a> {
+    gate: &'a Gate,
+    number: u64,
+    _running: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Gate {
+    /// The turn to discover; None when a discovery the caller may use (`fresh`) answered
+    /// while it waited for its turn.
+    async fn turn(&self, fresh: Fresh) -> Option<Turn<'_>> {
+        use std::sync::atomic::Ordering;
+        let came = match fresh {
+            Fresh::StartedAfter => self.started.load(Ordering::SeqCst),
+            Fresh::AnsweredMeanwhile => self.answered.load(Ordering::SeqCst),
+        };
+        let running = self.running.lock().await;
+        if self.answered.load(Ordering::SeqCst) > came {
+            return None;
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        Some(Turn {
+            gate: self,
+            number,
+            _running: running,
+        })
+    }
+}
+
+impl Turn<'_> {
+    /// The discovery got an answer, now in the cache: those waiting use it.
+    fn answered(self) {
+        self.gate
+            .answered
+            .fetch_max(self.number, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
