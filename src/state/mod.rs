@@ -522,9 +522,19 @@ impl Durable {
 
     /// Waits until the change is durable (or its write failed).
     pub async fn wait(self) -> Result<(), StateError> {
-        if let Some((group, seq)) = &self.local {
-            // A short block (one fsync at most) on this thread, as a plain write would be.
-            return group.sync_through(*seq);
+        if let Some((group, seq)) = self.local {
+            // On a thread of its own: the fsync, or the wait for the one in flight, would
+            // otherwise hold one of the runtime's few threads, and with it the requests
+            // that other changes have in flight.
+            let path = group.path.display().to_string();
+            return tokio::task::spawn_blocking(move || group.sync_through(seq))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StateError::Write {
+                        path,
+                        source: std::io::Error::other(format!("the fsync task failed: {e}")),
+                    })
+                });
         }
         let Some((mut rx, seq)) = self.pending else {
             return Ok(());
