@@ -665,8 +665,9 @@ async fn run(
                     ));
                 }
             }
-            target.delete(&id).await.map_err(fail)?;
-            if let Some(api_version) = api_version {
+            let deleted = target.delete(&id).await.map_err(fail)?;
+            // The server said it is gone: nothing to wait for (no read to make).
+            if let (crate::target::Deleted::Pending, Some(api_version)) = (deleted, api_version) {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;
             }
             save(store, crate::state::JournalOp::Remove(c.address.clone())).await
@@ -743,8 +744,8 @@ mod tests {
             self.written.lock().unwrap().push(id.name.clone());
             Ok(None)
         }
-        async fn delete(&self, _: &ObjRef) -> Result<(), TargetError> {
-            Ok(())
+        async fn delete(&self, _: &ObjRef) -> Result<crate::target::Deleted, TargetError> {
+            Ok(crate::target::Deleted::Gone)
         }
     }
 

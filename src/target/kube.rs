@@ -16,7 +16,7 @@
 //!   operation is idempotent, so a retry is safe.
 
 use super::net::{describe, retry, NetSettings, RetryError};
-use super::{DryRun, ReadItem, Target, TargetError};
+use super::{Deleted, DryRun, ReadItem, Target, TargetError};
 use crate::object::ObjRef;
 use crate::ownership::Marks;
 use async_trait::async_trait;
@@ -432,6 +432,80 @@ impl KubeTarget {
         }
     }
 
+    /// The metadata of every object `api` lists, as (namespace, name, metadata), keeping
+    /// the server's answer to a refused request.
+    async fn list_metadata_raw(
+        &self,
+        api: &Api<DynamicObject>,
+    ) -> Result<Vec<(String, String, Value)>, ListError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = retry(&self.net, || {
+                let api = api.clone();
+                let lp = lp.clone();
+                async move { api.list_metadata(&lp).await }
+            })
+            .await
+            .map_err(ListError::Request)?;
+            for item in page.items {
+                let meta = serde_json::to_value(&item.metadata)
+                    .map_err(|e| ListError::Decode(self.unreachable(e)))?;
+                if let Some(name) = item.metadata.name {
+                    out.push((item.metadata.namespace.unwrap_or_default(), name, meta));
+                }
+            }
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The metadata of the objects of kind `ar` in `namespaces`, as (namespace, name,
+    /// metadata): one LIST over the whole cluster when they are many (namespace by
+    /// namespace when that is forbidden), else one per namespace.
+    async fn kind_in_namespaces<'a>(
+        &self,
+        client: &kube::Client,
+        ar: &'a ApiResource,
+        namespaces: Arc<std::collections::BTreeSet<String>>,
+    ) -> Result<(&'a ApiResource, Vec<(String, String, Value)>), TargetError> {
+        let fail = |e: ListError| match e {
+            ListError::Request(e) => self.unreachable(describe(&e)),
+            ListError::Decode(e) => e,
+        };
+        if namespaces.len() > NAMESPACES_LISTED_ONE_BY_ONE {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+            match self.list_metadata_raw(&api).await {
+                Ok(items) => {
+                    let found = items
+                        .into_iter()
+                        .filter(|(ns, _, _)| namespaces.contains(ns))
+                        .collect();
+                    return Ok((ar, found));
+                }
+                Err(ListError::Request(e)) if status_code(&e) == Some(403) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        let mut found = Vec::new();
+        for ns in namespaces.iter() {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+            let items = self.list_metadata_raw(&api).await.map_err(fail)?;
+            found.extend(
+                items
+                    .into_iter()
+                    .map(|(_, name, meta)| (ns.clone(), name, meta)),
+            );
+        }
+        Ok((ar, found))
+    }
+
     /// One object, whole; None when it does not exist.
     async fn get(
         &self,
@@ -717,6 +791,19 @@ impl Target for KubeTarget {
     }
 
     async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
+        let mut all = self.namespaces_contents(&[namespace.to_string()]).await?;
+        Ok(all.remove(namespace).unwrap_or_default())
+    }
+
+    /// One metadata-only LIST per namespaced kind the cluster serves, all kinds at once
+    /// (up to the reads in flight): over the whole cluster when the namespaces are many,
+    /// else namespace by namespace (what a user limited to them may do; a 403 over the
+    /// whole cluster falls back to that too). Requests grow with kinds, not namespaces.
+    async fn namespaces_contents(
+        &self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, Vec<ObjRef>>, TargetError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
         let client = self.client().await?.clone();
         let kinds = self
             .namespaced_kinds
@@ -740,24 +827,38 @@ impl Target for KubeTarget {
                 Ok::<_, TargetError>(kinds)
             })
             .await?;
-        let mut out = Vec::new();
+        let wanted: Arc<std::collections::BTreeSet<String>> =
+            Arc::new(namespaces.iter().cloned().collect());
+        let mut lists = Vec::new();
         for ar in kinds {
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
-            for (name, meta) in self.list_metadata(&api).await? {
+            lists.push(self.kind_in_namespaces(&client, ar, wanted.clone()));
+        }
+        let listed: Vec<(&ApiResource, Vec<(String, String, Value)>)> = stream::iter(lists)
+            .buffer_unordered(self.net.reads_in_flight.max(1))
+            .try_collect()
+            .await?;
+        let mut out: BTreeMap<String, Vec<ObjRef>> = namespaces
+            .iter()
+            .map(|ns| (ns.clone(), Vec::new()))
+            .collect();
+        for (ar, items) in listed {
+            for (namespace, name, meta) in items {
                 if super::made_by_the_cluster(&ar.group, &ar.kind, &name, &meta) {
                     continue;
                 }
-                out.push(ObjRef {
+                out.entry(namespace.clone()).or_default().push(ObjRef {
                     cluster: self.cluster.clone(),
                     group: ar.group.clone(),
                     kind: ar.kind.clone(),
-                    namespace: namespace.to_string(),
+                    namespace,
                     name,
                 });
             }
         }
-        out.sort();
-        out.dedup();
+        for objects in out.values_mut() {
+            objects.sort();
+            objects.dedup();
+        }
         Ok(out)
     }
 
@@ -894,10 +995,10 @@ impl Target for KubeTarget {
         }
     }
 
-    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
+    async fn delete(&self, id: &ObjRef) -> Result<Deleted, TargetError> {
         let client = self.client().await?.clone();
         let Some((ar, namespaced)) = self.preferred_resource(&id.group, &id.kind).await? else {
-            return Ok(()); // the kind is gone, and its objects with it
+            return Ok(Deleted::Gone); // the kind is gone, and its objects with it
         };
         let api = self.api(&client, &ar, namespaced, &id.namespace);
         let result = retry(&self.net, || {
@@ -907,8 +1008,12 @@ impl Target for KubeTarget {
         })
         .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            // A Status is the answer for an object deleted at once; the object itself is
+            // the answer for one that stays until a controller or finalizer is done (or
+            // for a kind whose server returns what it deleted, which cannot be told apart).
+            Ok(answer) if answer.is_right() => Ok(Deleted::Gone),
+            Ok(_) => Ok(Deleted::Pending),
+            Err(e) if status_code(&e) == Some(404) => Ok(Deleted::Gone),
             Err(e) => Err(self.failed(format!("deleting {}", id.address()), &e)),
         }
     }
