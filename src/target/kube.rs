@@ -167,7 +167,8 @@ pub struct KubeTarget {
     lineage: std::sync::OnceLock<String>,
     /// Every namespaced kind the cluster lists, from one discovery per run (for what a
     /// namespace holds).
-    namespaced_kinds: OnceCell<Vec<ApiResource>>,
+    /// (That discovery's groups by name, for deletes too.)
+    namespaced_kinds: OnceCell<(BTreeMap<String, GroupKinds>, Vec<ApiResource>)>,
 }
 
 impl KubeTarget {
@@ -294,6 +295,21 @@ impl KubeTarget {
         if let Some(r) = self.preferred.lock().await.get(&key) {
             return Ok(Some(r.clone()));
         }
+        // What a whole discovery of the cluster (for what namespaces hold) found, when one
+        // was made in this run: no request.
+        if let Some(Some(kinds)) = self
+            .namespaced_kinds
+            .get()
+            .map(|(all, _)| all.get(group).cloned())
+        {
+            if kinds.contains_key(kind) {
+                let mut cache = self.preferred.lock().await;
+                for (k, r) in kinds {
+                    cache.entry((group.to_string(), k)).or_insert(r);
+                }
+                return Ok(cache.get(&key).cloned());
+            }
+        }
         let gate = self.preferred_gates.gate(group).await;
         let Some(turn) = gate.turn(Fresh::AnsweredMeanwhile).await else {
             return Ok(self.preferred.lock().await.get(&key).cloned());
@@ -316,19 +332,8 @@ impl KubeTarget {
             }
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
-        // Every kind of the group, so that those who waited for this discovery find theirs:
-        // at the preferred version first, then the others (a kind may be served only at a
-        // version that is not the group's preferred one: EnvoyFilter, v1alpha3 only).
-        let mut kinds: BTreeMap<String, (ApiResource, bool)> = BTreeMap::new();
-        let versions: Vec<String> = api_group.versions().map(str::to_string).collect();
-        for (ar, caps) in api_group.recommended_resources().into_iter().chain(
-            versions
-                .iter()
-                .flat_map(|v| api_group.versioned_resources(v)),
-        ) {
-            let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
-            kinds.entry(ar.kind.clone()).or_insert((ar, namespaced));
-        }
+        // Every kind of the group, so that those who waited for this discovery find theirs.
+        let kinds = group_kinds(&api_group);
         let mut cache = self.preferred.lock().await;
         for (k, r) in kinds {
             cache.insert((group.to_string(), k), r);
@@ -642,6 +647,27 @@ fn as_read(item: &ReadItem, mut live: Value, api_version: &str, kind: &str) -> V
     }
 }
 
+/// Every kind `api_group` serves, with its resource at the group's preferred version, or,
+/// for a kind served only at other versions, at the first of them that serves it (a kind
+/// may be served only at a version that is not the group's preferred one: EnvoyFilter,
+/// v1alpha3 only); and whether it is namespaced.
+fn group_kinds(api_group: &kube::discovery::ApiGroup) -> GroupKinds {
+    let mut kinds = GroupKinds::new();
+    let versions: Vec<String> = api_group.versions().map(str::to_string).collect();
+    for (ar, caps) in api_group.recommended_resources().into_iter().chain(
+        versions
+            .iter()
+            .flat_map(|v| api_group.versioned_resources(v)),
+    ) {
+        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+        kinds.entry(ar.kind.clone()).or_insert((ar, namespaced));
+    }
+    kinds
+}
+
+/// A group's kinds: their resources, and whether they are namespaced.
+type GroupKinds = BTreeMap<String, (ApiResource, bool)>;
+
 /// Discoveries by key (an apiVersion, a group), one at a time each.
 #[derive(Default)]
 struct Gates(Mutex<BTreeMap<String, Arc<Gate>>>);
@@ -815,6 +841,7 @@ impl Target for KubeTarget {
                 .await
                 .map_err(|e| self.unreachable(describe(&e)))?;
                 let mut kinds = Vec::new();
+                let mut groups = BTreeMap::new();
                 for group in discovery.groups() {
                     for (ar, caps) in group.recommended_resources() {
                         if caps.scope == kube::discovery::Scope::Namespaced
@@ -823,10 +850,12 @@ impl Target for KubeTarget {
                             kinds.push(ar);
                         }
                     }
+                    groups.insert(group.name().to_string(), group_kinds(group));
                 }
-                Ok::<_, TargetError>(kinds)
+                Ok::<_, TargetError>((groups, kinds))
             })
             .await?;
+        let kinds = &kinds.1;
         let wanted: Arc<std::collections::BTreeSet<String>> =
             Arc::new(namespaces.iter().cloned().collect());
         let mut lists = Vec::new();
