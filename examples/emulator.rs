@@ -20,6 +20,9 @@
 //!   server-side apply patch, `delete`, `deletecollection`), `apply (dry run)` for a
 //!   server-side apply with `dryRun=All` (and `dry run` for other writes with it), or
 //!   `discovery` for `/api`, `/apis`, `/openapi` and `/version`.
+//! - `GET /timeline`: every request since the last reset, in the order they came in, as
+//!   `[cluster, verb, resource, received ms, answered ms]` rows (milliseconds since the
+//!   first one): how many requests a client kept in flight, and when.
 //! - `POST /reset`: forgets the requests served so far.
 
 use k8s_emulator::harness::Clusters;
@@ -106,6 +109,7 @@ fn serve_control(stream: TcpStream, clusters: &Clusters) {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, body) = match (method, path) {
         ("GET", "/requests") => ("200 OK", requests_json(clusters)),
+        ("GET", "/timeline") => ("200 OK", timeline_json(clusters)),
         ("POST", "/reset") => {
             for (_, e) in &clusters.clusters {
                 e.clear_requests();
@@ -114,7 +118,7 @@ fn serve_control(stream: TcpStream, clusters: &Clusters) {
         }
         _ => (
             "404 Not Found",
-            r#"{"error":"GET /requests or POST /reset"}"#.into(),
+            r#"{"error":"GET /requests, GET /timeline or POST /reset"}"#.into(),
         ),
     };
     let _ = write!(
@@ -143,6 +147,31 @@ fn requests_json(clusters: &Clusters) -> String {
         );
     }
     serde_json::Value::Object(out).to_string()
+}
+
+/// Every request since the last reset, in the order they came in, as
+/// `[cluster, verb, resource, received ms, answered ms]` (milliseconds since the first
+/// one came in, to any cluster): how many were in flight when, for benchmarks.
+fn timeline_json(clusters: &Clusters) -> String {
+    let mut all = Vec::new();
+    for (name, e) in &clusters.clusters {
+        for r in e.requests() {
+            all.push((name.clone(), r));
+        }
+    }
+    let Some(first) = all.iter().map(|(_, r)| r.received).min() else {
+        return "[]".into();
+    };
+    all.sort_by_key(|(_, r)| r.received);
+    let ms = |t: std::time::Instant| t.duration_since(first).as_secs_f64() * 1000.0;
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|(name, r)| {
+            let (verb, resource) = classify(r);
+            serde_json::json!([name, verb, resource, ms(r.received), ms(r.answered)])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 /// The API server's verb for a request, and the resource (plural) it is about.
@@ -196,6 +225,8 @@ mod tests {
             status: 200,
             content_type: content_type.into(),
             accept: String::new(),
+            received: std::time::Instant::now(),
+            answered: std::time::Instant::now(),
         }
     }
 

@@ -156,9 +156,19 @@ pub async fn apply(
     let mut finished = vec![false; n];
     let mut tasks = tokio::task::JoinSet::new();
     let mut stop = false;
+    // The limits bound the work in the clusters (writes, deletes, waits). A change also
+    // records itself in the state before and after; up to as many again are started, so
+    // that the next ones record their intent while the others talk to their clusters, and
+    // a change that waits for its record to be durable holds no cluster's turn.
+    let slots = Arc::new(Slots::new(
+        parallelism,
+        per_cluster,
+        (0..n).map(&cluster_of),
+    ));
+    let (parallelism, per_cluster) = (PIPELINE * parallelism.max(1), PIPELINE * per_cluster.max(1));
     loop {
-        while !stop && !interrupt.raised() && tasks.len() < parallelism.max(1) {
-            let Some(i) = ready.next(per_cluster.max(1)) else {
+        while !stop && !interrupt.raised() && tasks.len() < parallelism {
+            let Some(i) = ready.next(per_cluster) else {
                 break;
             };
             let Some(job) = jobs[i].take() else {
@@ -167,8 +177,9 @@ pub async fn apply(
             };
             let targets = targets.clone();
             let store = store.clone();
+            let slots = slots.clone();
             tasks.spawn(async move {
-                let r = run(&job, &targets, &store, wait, force_conflicts).await;
+                let r = run(&job, &targets, &store, &slots, wait, force_conflicts).await;
                 (i, r)
             });
         }
@@ -232,6 +243,56 @@ pub async fn apply(
     report.done.sort();
     report.failed.sort();
     report
+}
+
+/// How many changes may be started for each one the limits let work in the clusters at
+/// once (see [`Slots`]).
+const PIPELINE: usize = 2;
+
+/// The turns to work in the clusters: at most `parallelism` changes at once over all
+/// clusters, and `per_cluster` in one (`--parallelism`, `--cluster-parallelism`). A change
+/// holds a turn while it writes, deletes or waits for a cluster, not while it records
+/// itself in the state.
+struct Slots {
+    all: Arc<tokio::sync::Semaphore>,
+    by_cluster: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
+}
+
+/// A change's turn to work in its cluster, given back when dropped.
+struct Turn {
+    _cluster: Option<tokio::sync::OwnedSemaphorePermit>,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Slots {
+    fn new(
+        parallelism: usize,
+        per_cluster: usize,
+        clusters: impl Iterator<Item = String>,
+    ) -> Slots {
+        let per_cluster = per_cluster.max(1);
+        Slots {
+            all: Arc::new(tokio::sync::Semaphore::new(parallelism.max(1))),
+            by_cluster: clusters
+                .map(|c| (c, Arc::new(tokio::sync::Semaphore::new(per_cluster))))
+                .collect(),
+        }
+    }
+
+    /// Waits for a turn in `cluster` (its own limit first, then the global one, always in
+    /// that order, so that no two changes wait on each other).
+    async fn turn(&self, cluster: &str) -> Result<Turn, RunError> {
+        let closed = |_| fail("internal error: the apply's limits were closed");
+        let cluster = match self.by_cluster.get(cluster) {
+            Some(s) => Some(s.clone().acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        let all = self.all.clone().acquire_owned().await.map_err(closed)?;
+        Ok(Turn {
+            _cluster: cluster,
+            _all: all,
+        })
+    }
 }
 
 /// Ready changes by (address, index), the smallest address on top.
@@ -346,8 +407,11 @@ async fn save(store: &Mutex<StateStore>, op: crate::state::JournalOp) -> Result<
     durable.wait().await.map_err(|e| fatal(e.to_string()))
 }
 
-/// How often a wait looks again.
+/// How often a wait looks again: first after [`FIRST_POLL`], then half as long again each
+/// time, up to this. What a controller does in a moment is seen soon after, and what
+/// takes long costs no more requests than a steady poll at this interval.
 const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+const FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 /// A wait says what it waits for once it has taken this long…
 const FIRST_NOTICE: std::time::Duration = std::time::Duration::from_secs(2);
 /// …and again this often after that.
@@ -360,6 +424,8 @@ struct Patience {
     deadline: tokio::time::Instant,
     total: std::time::Duration,
     next: std::time::Duration,
+    /// How long the next sleep between looks is.
+    poll: std::time::Duration,
 }
 
 impl Patience {
@@ -370,7 +436,14 @@ impl Patience {
             deadline: started + total,
             total,
             next: FIRST_NOTICE,
+            poll: FIRST_POLL,
         }
+    }
+
+    /// Sleeps until the next look.
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.poll).await;
+        self.poll = (self.poll + self.poll / 2).min(POLL);
     }
 
     fn expired(&self) -> bool {
@@ -456,7 +529,7 @@ async fn fill_in_known_after_apply(
             ),
             ValueSource::ApiServer { .. } => format!("{name}, for {}", d.id.address()),
         });
-        tokio::time::sleep(POLL).await;
+        patience.sleep().await;
     }
     Ok(())
 }
@@ -509,7 +582,7 @@ async fn wait_until_ready(
             return Err(patience.gave_up(what()));
         }
         patience.notice(what);
-        tokio::time::sleep(POLL).await;
+        patience.sleep().await;
     }
 }
 
@@ -551,7 +624,7 @@ async fn wait_until_gone(
             return Err(patience.gave_up(what()));
         }
         patience.notice(what);
-        tokio::time::sleep(POLL).await;
+        patience.sleep().await;
     }
 }
 
@@ -559,6 +632,7 @@ async fn run(
     job: &Job,
     targets: &Targets,
     store: &Mutex<StateStore>,
+    slots: &Slots,
     wait: std::time::Duration,
     force_conflicts: bool,
 ) -> Result<(), RunError> {
@@ -573,7 +647,12 @@ async fn run(
                 .object
                 .clone()
                 .ok_or_else(|| fail("the file no longer declares this object"))?;
+            // The turn is taken for the first request to a cluster and held until the
+            // last: a wait for a value known after apply holds it across the record of
+            // the intent (rare), a plain write does not.
+            let mut turn = None;
             if !d.known_after_apply.is_empty() {
+                turn = Some(slots.turn(&id.cluster).await?);
                 fill_in_known_after_apply(&mut d, targets, wait).await?;
             }
             let d = &d;
@@ -622,6 +701,9 @@ async fn run(
                 // An edit of another's object (CoreDNS's Corefile) rewrites a field its
                 // owner manages: that is what the user asked for by configuring it.
                 let force = force_conflicts || d.edit.is_some();
+                if turn.is_none() {
+                    turn = Some(slots.turn(&id.cluster).await?);
+                }
                 let uid = target.apply(oid, &object, force).await.map_err(fail)?;
                 if uid.is_some() {
                     entry.uid = uid;
@@ -636,7 +718,11 @@ async fn run(
             }
             // What depends on it starts only once it is up (a NoOp included: a re-run
             // after a timeout waits again).
+            if d.ready_when.is_some() && target.has_controllers() && turn.is_none() {
+                turn = Some(slots.turn(&id.cluster).await?);
+            }
             wait_until_ready(d, target.as_ref(), wait).await?;
+            drop(turn);
             if c.forget_after {
                 return save(store, crate::state::JournalOp::Remove(c.address.clone())).await;
             }
@@ -665,10 +751,13 @@ async fn run(
                     ));
                 }
             }
-            target.delete(&id).await.map_err(fail)?;
-            if let Some(api_version) = api_version {
+            let turn = slots.turn(&id.cluster).await?;
+            let deleted = target.delete(&id).await.map_err(fail)?;
+            // The server said it is gone: nothing to wait for (no read to make).
+            if let (crate::target::Deleted::Pending, Some(api_version)) = (deleted, api_version) {
                 wait_until_gone(&id, &api_version, target.as_ref(), wait).await?;
             }
+            drop(turn);
             save(store, crate::state::JournalOp::Remove(c.address.clone())).await
         }
         Action::Forget => save(store, crate::state::JournalOp::Remove(c.address.clone())).await,
@@ -743,8 +832,8 @@ mod tests {
             self.written.lock().unwrap().push(id.name.clone());
             Ok(None)
         }
-        async fn delete(&self, _: &ObjRef) -> Result<(), TargetError> {
-            Ok(())
+        async fn delete(&self, _: &ObjRef) -> Result<crate::target::Deleted, TargetError> {
+            Ok(crate::target::Deleted::Gone)
         }
     }
 

@@ -1,7 +1,7 @@
 //! `apply` (a fresh plan, or exactly a saved one) and `destroy`.
 
 use super::plan::make_plan;
-use super::{load, runtime, Error, Exit, Global};
+use super::{load, Error, Exit, Global};
 use crate::apply::Progress;
 use crate::plan::{render, Action, Binding, SavedPlan};
 use crate::state::StateStore;
@@ -161,7 +161,7 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
         return super::refresh::record(&fresh, store, global);
     }
     let desired = std::mem::take(&mut loaded.desired);
-    let (fresh, resolved, identities) = make_plan(
+    let (fresh, resolved, identities, planned) = make_plan(
         &loaded,
         desired,
         state,
@@ -227,14 +227,23 @@ pub fn apply(opts: &ApplyOptions, global: &Global) -> Result<Exit, Error> {
 
     // The store's state always has a key (a new state gets one), so encrypted Secrets are
     // marked even on the first apply.
-    let targets = loaded.targets(global, Some(&store.state))?;
+    let mut targets = loaded.targets(global, Some(&store.state))?;
+    // The clusters reached through the API keep the plan's clients and what they
+    // discovered; they read by this state's lineage from now on, as the new ones do.
+    for (name, cluster) in &loaded.model.clusters {
+        if matches!(cluster.target, crate::model::TargetSpec::Context(_)) {
+            let target = planned.targets.get(name)?.clone();
+            target.scope_to_lineage(&store.state.lineage);
+            targets.insert(name, target);
+        }
+    }
     // Which cluster each context reached, saved with the first object written.
     let mut store = store;
     store.state.clusters.extend(identities);
     let store = Arc::new(Mutex::new(store));
     // SIGINT and SIGTERM from here on stop new work, and the report says what was done.
     let interrupt = crate::interrupt::Interrupt::default();
-    let report = runtime()?.block_on(async {
+    let report = planned.rt.block_on(async {
         let watcher = tokio::spawn(crate::interrupt::watch(interrupt.clone()));
         let report = crate::apply::apply(
             &fresh,

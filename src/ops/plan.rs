@@ -95,7 +95,7 @@ pub(crate) fn make_plan(
     file: &Path,
     global: &Global,
     scope: &Scope<'_>,
-) -> Result<(Plan, Desired, Identities), Error> {
+) -> Result<(Plan, Desired, Identities, Connections), Error> {
     let Scope {
         destroy,
         targets: target_globs,
@@ -175,7 +175,15 @@ pub(crate) fn make_plan(
         (global.parallelism, global.cluster_parallelism),
     )?;
     super::leave_to_exit((live, probed));
-    Ok((plan, desired, identities))
+    Ok((plan, desired, identities, Connections { rt, targets }))
+}
+
+/// What a plan talked to the clusters with: an apply that follows goes on with the same
+/// clients and what they discovered (discovery once per cluster per run), on the same
+/// runtime (the clients' connections live on it).
+pub(crate) struct Connections {
+    pub rt: tokio::runtime::Runtime,
+    pub targets: crate::target::Targets,
 }
 
 /// Each cluster's identity as it is now, by cluster name.
@@ -276,27 +284,65 @@ fn guard_namespace_deletes(
     rt: &tokio::runtime::Runtime,
     cascade: bool,
 ) -> Result<(), Error> {
-    for c in plan.changes.iter_mut() {
-        let Some(id) = c.id() else { continue };
-        if c.action != plan::Action::Delete || !id.group.is_empty() || id.kind != "Namespace" {
-            continue;
+    let is_namespace_delete = |c: &plan::Change| {
+        c.id().filter(|id| {
+            c.action == plan::Action::Delete && id.group.is_empty() && id.kind == "Namespace"
+        })
+    };
+    // Every cluster's namespaces at once, each cluster's in one go (requests per kind,
+    // not per namespace).
+    let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for id in plan.changes.iter().filter_map(is_namespace_delete) {
+        by_cluster.entry(id.cluster).or_default().push(id.name);
+    }
+    if by_cluster.is_empty() {
+        return Ok(());
+    }
+    let mut reads = Vec::new();
+    for (cluster, namespaces) in by_cluster {
+        let target = targets.get(&cluster)?.clone();
+        reads.push(async move {
+            let contents = target.namespaces_contents(&namespaces).await;
+            (cluster, contents)
+        });
+    }
+    let mut contents_of = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    for (cluster, contents) in rt.block_on(futures::future::join_all(reads)) {
+        match contents {
+            Ok(by_ns) => {
+                for (ns, objects) in by_ns {
+                    contents_of.insert((cluster.clone(), ns), objects);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
         }
-        let target = targets.get(&id.cluster)?.clone();
-        let contents = rt
-            .block_on(target.namespace_contents(&id.name))
-            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+    }
+    if !errors.is_empty() {
+        return Err(crate::refresh::RefreshError(errors).into());
+    }
+    let created: std::collections::BTreeSet<crate::object::ObjRef> = state
+        .map(|s| {
+            s.objects
+                .iter()
+                .filter(|e| e.origin == crate::state::Origin::Created)
+                .map(|e| e.id())
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in plan.changes.iter_mut() {
+        let Some(id) = is_namespace_delete(c) else {
+            continue;
+        };
+        let contents = contents_of
+            .remove(&(id.cluster.clone(), id.name.clone()))
+            .unwrap_or_default();
+        // A target may leave out the cluster of what it lists (a directory does).
         let created_by_dcm = |o: &crate::object::ObjRef| {
-            state
-                .and_then(|s| {
-                    s.objects.iter().find(|e| {
-                        e.cluster == id.cluster
-                            && e.namespace == o.namespace
-                            && e.kind == o.kind
-                            && e.name == o.name
-                            && e.id().group == o.group
-                    })
-                })
-                .is_some_and(|e| e.origin == crate::state::Origin::Created)
+            created.contains(&crate::object::ObjRef {
+                cluster: id.cluster.clone(),
+                ..o.clone()
+            })
         };
         let foreign: Vec<String> = contents
             .iter()
@@ -582,7 +628,7 @@ pub fn plan(opts: &PlanOptions, global: &Global) -> Result<Exit, Error> {
         )?
     } else {
         let desired = std::mem::take(&mut loaded.desired);
-        let (p, resolved, _) = make_plan(
+        let (p, resolved, _, _) = make_plan(
             &loaded,
             desired,
             state.as_ref(),

@@ -522,10 +522,8 @@ impl Durable {
 
     /// Waits until the change is durable (or its write failed).
     pub async fn wait(self) -> Result<(), StateError> {
-        if let Some((group, seq)) = &self.local {
-            // One fsync at most, waited for off the runtime so other changes go on
-            // writing lines that the next fsync covers.
-            return crate::target::blocking(|| group.sync_through(*seq));
+        if let Some((group, seq)) = self.local {
+            return group.sync_through_async(seq).await;
         }
         let Some((mut rx, seq)) = self.pending else {
             return Ok(());
@@ -615,6 +613,8 @@ struct GroupSync {
     path: PathBuf,
     progress: std::sync::Mutex<SyncProgress>,
     done: std::sync::Condvar,
+    /// The same news for those that wait asynchronously.
+    done_async: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -636,6 +636,7 @@ impl GroupSync {
             path,
             progress: Default::default(),
             done: std::sync::Condvar::new(),
+            done_async: tokio::sync::Notify::new(),
         }))
     }
 
@@ -675,16 +676,58 @@ impl GroupSync {
                 continue;
             }
             p.syncing = true;
-            let covers = p.written;
             drop(p);
-            let result = self.file.sync_data();
+            self.sync_now();
             p = self.lock();
-            p.syncing = false;
-            match result {
-                Ok(()) => p.synced = p.synced.max(covers),
-                Err(e) => p.failed = Some(e.to_string()),
+        }
+    }
+
+    /// Runs one fsync (the caller set `syncing`), covering every line written before it
+    /// started, and tells every waiter.
+    fn sync_now(&self) {
+        let covers = self.lock().written;
+        let result = self.file.sync_data();
+        let mut p = self.lock();
+        p.syncing = false;
+        match result {
+            Ok(()) => p.synced = p.synced.max(covers),
+            Err(e) => p.failed = Some(e.to_string()),
+        }
+        drop(p);
+        self.done.notify_all();
+        self.done_async.notify_waiters();
+    }
+
+    /// As [`GroupSync::sync_through`], for async callers: the fsync runs on a blocking
+    /// thread (a runtime thread would hold the requests of other changes meanwhile), and
+    /// the changes it covers wait for it without a thread each.
+    async fn sync_through_async(self: Arc<Self>, seq: u64) -> Result<(), StateError> {
+        loop {
+            let notified = self.done_async.notified();
+            tokio::pin!(notified);
+            {
+                let mut p = self.lock();
+                if p.synced >= seq {
+                    return Ok(());
+                }
+                if let Some(why) = &p.failed {
+                    return Err(StateError::Write {
+                        path: self.path.display().to_string(),
+                        source: std::io::Error::other(why.clone()),
+                    });
+                }
+                // Registered before the lock goes, so that the news of the fsync in
+                // flight (or of the one started here) cannot be missed.
+                notified.as_mut().enable();
+                if !p.syncing {
+                    p.syncing = true;
+                    let group = self.clone();
+                    // On its own task, so that it finishes (and tells the others) even
+                    // if this caller stops waiting.
+                    tokio::task::spawn_blocking(move || group.sync_now());
+                }
             }
-            self.done.notify_all();
+            notified.await;
         }
     }
 }
@@ -948,6 +991,41 @@ mod tests {
         // Covered already: no wait.
         group.sync_through(3).unwrap();
         assert_eq!(group.lock().synced, 8);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_waiters_return_only_once_an_fsync_after_their_line_has_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let file = std::fs::File::create(&path).unwrap();
+        let group = GroupSync::new(&file, path).unwrap();
+        // Many more waiters than runtime threads, some of them blocking ones: none waits
+        // for ever, each returns with its own line covered.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let group = group.clone();
+            if i % 8 == 0 {
+                tasks.spawn_blocking(move || {
+                    let seq = group.written();
+                    group.sync_through(seq).unwrap();
+                    assert!(group.lock().synced >= seq);
+                });
+            } else {
+                tasks.spawn(async move {
+                    let seq = group.written();
+                    group.clone().sync_through_async(seq).await.unwrap();
+                    assert!(group.lock().synced >= seq);
+                });
+            }
+        }
+        let all = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Some(joined) = tasks.join_next().await {
+                joined.unwrap();
+            }
+        });
+        all.await.expect("every waiter returns");
+        assert_eq!(group.lock().synced, 64);
+        assert!(!group.lock().syncing);
     }
 
     fn entry(name: &str) -> StateEntry {

@@ -630,7 +630,7 @@ impl Target for DirTarget {
         Ok(out)
     }
 
-    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
+    async fn delete(&self, id: &ObjRef) -> Result<super::Deleted, TargetError> {
         let path = self.path_of(id);
         self.check_sealed(&path)?;
         match std::fs::remove_file(&path) {
@@ -646,7 +646,7 @@ impl Target for DirTarget {
                 _ => break,
             }
         }
-        Ok(())
+        Ok(super::Deleted::Gone)
     }
 }
 

@@ -16,7 +16,7 @@
 //!   operation is idempotent, so a retry is safe.
 
 use super::net::{describe, retry, NetSettings, RetryError};
-use super::{DryRun, ReadItem, Target, TargetError};
+use super::{Deleted, DryRun, ReadItem, Target, TargetError};
 use crate::object::ObjRef;
 use crate::ownership::Marks;
 use async_trait::async_trait;
@@ -157,13 +157,18 @@ pub struct KubeTarget {
     /// Resolved kinds by apiVersion and kind; a kind the cluster does not serve is looked
     /// up again next time (a CRD applied meanwhile may have made it served).
     resources: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// One discovery at a time per apiVersion (see [`Gate`]).
+    resource_gates: Gates,
     /// Preferred-version resources by group and kind, for deletes (which know no version).
     preferred: Mutex<BTreeMap<(String, String), (ApiResource, bool)>>,
+    /// One discovery at a time per group (see [`Gate`]).
+    preferred_gates: Gates,
     /// The state's lineage, once known: dcm's own objects are listed by it.
     lineage: std::sync::OnceLock<String>,
     /// Every namespaced kind the cluster lists, from one discovery per run (for what a
     /// namespace holds).
-    namespaced_kinds: OnceCell<Vec<ApiResource>>,
+    /// (That discovery's groups by name, for deletes too.)
+    namespaced_kinds: OnceCell<(BTreeMap<String, GroupKinds>, Vec<ApiResource>)>,
 }
 
 impl KubeTarget {
@@ -175,7 +180,9 @@ impl KubeTarget {
             net: NetSettings::default(),
             client: OnceCell::new(),
             resources: Mutex::new(BTreeMap::new()),
+            resource_gates: Gates::default(),
             preferred: Mutex::new(BTreeMap::new()),
+            preferred_gates: Gates::default(),
             lineage: std::sync::OnceLock::new(),
             namespaced_kinds: OnceCell::new(),
         }
@@ -236,6 +243,15 @@ impl KubeTarget {
         if let Some(r) = self.resources.lock().await.get(&key) {
             return Ok(Some(r.clone()));
         }
+        // Many changes of a kind start at once: one of them discovers, the others wait for
+        // its answer instead of each sending the same discovery.
+        let gate = self.resource_gates.gate(api_version).await;
+        let Some(turn) = gate.turn(Fresh::StartedAfter).await else {
+            return Ok(self.resources.lock().await.get(&key).cloned());
+        };
+        if let Some(r) = self.resources.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -251,7 +267,10 @@ impl KubeTarget {
         .await;
         let served = match found {
             Ok(g) => g.versioned_resources(version),
-            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) if not_served(&e) => {
+                turn.answered();
+                return Ok(None);
+            }
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
         let mut cache = self.resources.lock().await;
@@ -261,6 +280,7 @@ impl KubeTarget {
                 .entry((api_version.to_string(), ar.kind.clone()))
                 .or_insert((ar, namespaced));
         }
+        turn.answered();
         Ok(cache.get(&key).cloned())
     }
 
@@ -275,6 +295,28 @@ impl KubeTarget {
         if let Some(r) = self.preferred.lock().await.get(&key) {
             return Ok(Some(r.clone()));
         }
+        // What a whole discovery of the cluster (for what namespaces hold) found, when one
+        // was made in this run: no request.
+        if let Some(Some(kinds)) = self
+            .namespaced_kinds
+            .get()
+            .map(|(all, _)| all.get(group).cloned())
+        {
+            if kinds.contains_key(kind) {
+                let mut cache = self.preferred.lock().await;
+                for (k, r) in kinds {
+                    cache.entry((group.to_string(), k)).or_insert(r);
+                }
+                return Ok(cache.get(&key).cloned());
+            }
+        }
+        let gate = self.preferred_gates.gate(group).await;
+        let Some(turn) = gate.turn(Fresh::AnsweredMeanwhile).await else {
+            return Ok(self.preferred.lock().await.get(&key).cloned());
+        };
+        if let Some(r) = self.preferred.lock().await.get(&key) {
+            return Ok(Some(r.clone()));
+        }
         let client = self.client().await?.clone();
         let found = retry(&self.net, || {
             let client = client.clone();
@@ -284,25 +326,20 @@ impl KubeTarget {
         .await;
         let api_group = match found {
             Ok(g) => g,
-            Err(e) if not_served(&e) => return Ok(None),
+            Err(e) if not_served(&e) => {
+                turn.answered();
+                return Ok(None);
+            }
             Err(e) => return Err(self.unreachable(describe(&e))),
         };
-        // The preferred version first, then the others: a kind may be served only at a
-        // version that is not the group's preferred one (EnvoyFilter, v1alpha3 only).
-        let found = api_group.recommended_kind(kind).or_else(|| {
-            api_group.versions().find_map(|v| {
-                api_group
-                    .versioned_resources(v)
-                    .into_iter()
-                    .find(|(ar, _)| ar.kind == kind)
-            })
-        });
-        let Some((ar, caps)) = found else {
-            return Ok(None);
-        };
-        let r = (ar, caps.scope == kube::discovery::Scope::Namespaced);
-        self.preferred.lock().await.insert(key, r.clone());
-        Ok(Some(r))
+        // Every kind of the group, so that those who waited for this discovery find theirs.
+        let kinds = group_kinds(&api_group);
+        let mut cache = self.preferred.lock().await;
+        for (k, r) in kinds {
+            cache.insert((group.to_string(), k), r);
+        }
+        turn.answered();
+        Ok(cache.get(&key).cloned())
     }
 
     fn api(
@@ -398,6 +435,80 @@ impl KubeTarget {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// The metadata of every object `api` lists, as (namespace, name, metadata), keeping
+    /// the server's answer to a refused request.
+    async fn list_metadata_raw(
+        &self,
+        api: &Api<DynamicObject>,
+    ) -> Result<Vec<(String, String, Value)>, ListError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(PAGE);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = retry(&self.net, || {
+                let api = api.clone();
+                let lp = lp.clone();
+                async move { api.list_metadata(&lp).await }
+            })
+            .await
+            .map_err(ListError::Request)?;
+            for item in page.items {
+                let meta = serde_json::to_value(&item.metadata)
+                    .map_err(|e| ListError::Decode(self.unreachable(e)))?;
+                if let Some(name) = item.metadata.name {
+                    out.push((item.metadata.namespace.unwrap_or_default(), name, meta));
+                }
+            }
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The metadata of the objects of kind `ar` in `namespaces`, as (namespace, name,
+    /// metadata): one LIST over the whole cluster when they are many (namespace by
+    /// namespace when that is forbidden), else one per namespace.
+    async fn kind_in_namespaces<'a>(
+        &self,
+        client: &kube::Client,
+        ar: &'a ApiResource,
+        namespaces: Arc<std::collections::BTreeSet<String>>,
+    ) -> Result<(&'a ApiResource, Vec<(String, String, Value)>), TargetError> {
+        let fail = |e: ListError| match e {
+            ListError::Request(e) => self.unreachable(describe(&e)),
+            ListError::Decode(e) => e,
+        };
+        if namespaces.len() > NAMESPACES_LISTED_ONE_BY_ONE {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+            match self.list_metadata_raw(&api).await {
+                Ok(items) => {
+                    let found = items
+                        .into_iter()
+                        .filter(|(ns, _, _)| namespaces.contains(ns))
+                        .collect();
+                    return Ok((ar, found));
+                }
+                Err(ListError::Request(e)) if status_code(&e) == Some(403) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        let mut found = Vec::new();
+        for ns in namespaces.iter() {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+            let items = self.list_metadata_raw(&api).await.map_err(fail)?;
+            found.extend(
+                items
+                    .into_iter()
+                    .map(|(_, name, meta)| (ns.clone(), name, meta)),
+            );
+        }
+        Ok((ar, found))
     }
 
     /// One object, whole; None when it does not exist.
@@ -536,6 +647,104 @@ fn as_read(item: &ReadItem, mut live: Value, api_version: &str, kind: &str) -> V
     }
 }
 
+/// Every kind `api_group` serves, with its resource at the group's preferred version, or,
+/// for a kind served only at other versions, at the first of them that serves it (a kind
+/// may be served only at a version that is not the group's preferred one: EnvoyFilter,
+/// v1alpha3 only); and whether it is namespaced.
+fn group_kinds(api_group: &kube::discovery::ApiGroup) -> GroupKinds {
+    let mut kinds = GroupKinds::new();
+    let versions: Vec<String> = api_group.versions().map(str::to_string).collect();
+    for (ar, caps) in api_group.recommended_resources().into_iter().chain(
+        versions
+            .iter()
+            .flat_map(|v| api_group.versioned_resources(v)),
+    ) {
+        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+        kinds.entry(ar.kind.clone()).or_insert((ar, namespaced));
+    }
+    kinds
+}
+
+/// A group's kinds: their resources, and whether they are namespaced.
+type GroupKinds = BTreeMap<String, (ApiResource, bool)>;
+
+/// Discoveries by key (an apiVersion, a group), one at a time each.
+#[derive(Default)]
+struct Gates(Mutex<BTreeMap<String, Arc<Gate>>>);
+
+impl Gates {
+    async fn gate(&self, key: &str) -> Arc<Gate> {
+        self.0
+            .lock()
+            .await
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// Lets one discovery of a key run at a time, and lets those who waited for it use its
+/// answer (now in the cache, or that the kind is not served) rather than each asking the
+/// server again. A discovery that fails lets the next in line try on its own.
+#[derive(Default)]
+struct Gate {
+    running: Mutex<()>,
+    /// Discoveries started so far; each is numbered by this count when it starts.
+    started: std::sync::atomic::AtomicU64,
+    /// The number of the last discovery that got an answer.
+    answered: std::sync::atomic::AtomicU64,
+}
+
+/// Which discovery's answer a caller that waited may use.
+#[derive(Clone, Copy)]
+enum Fresh {
+    /// Only one that started after the caller came: a kind may have become served just
+    /// before (a CRD applied in the same run), and one that started earlier would not
+    /// know it.
+    StartedAfter,
+    /// Any that answered while the caller waited (for deletes: an object of a kind that
+    /// is not yet served cannot exist).
+    AnsweredMeanwhile,
+}
+
+/// The right to discover, for as long as it is held.
+struct Turn<'a> {
+    gate: &'a Gate,
+    number: u64,
+    _running: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Gate {
+    /// The turn to discover; None when a discovery the caller may use (`fresh`) answered
+    /// while it waited for its turn.
+    async fn turn(&self, fresh: Fresh) -> Option<Turn<'_>> {
+        use std::sync::atomic::Ordering;
+        let came = match fresh {
+            Fresh::StartedAfter => self.started.load(Ordering::SeqCst),
+            Fresh::AnsweredMeanwhile => self.answered.load(Ordering::SeqCst),
+        };
+        let running = self.running.lock().await;
+        if self.answered.load(Ordering::SeqCst) > came {
+            return None;
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        Some(Turn {
+            gate: self,
+            number,
+            _running: running,
+        })
+    }
+}
+
+impl Turn<'_> {
+    /// The discovery got an answer, now in the cache: those waiting use it.
+    fn answered(self) {
+        self.gate
+            .answered
+            .fetch_max(self.number, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Why a LIST failed: the request (with the server's answer), or an object in the answer
 /// that could not be read.
 enum ListError {
@@ -608,6 +817,19 @@ impl Target for KubeTarget {
     }
 
     async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
+        let mut all = self.namespaces_contents(&[namespace.to_string()]).await?;
+        Ok(all.remove(namespace).unwrap_or_default())
+    }
+
+    /// One metadata-only LIST per namespaced kind the cluster serves, all kinds at once
+    /// (up to the reads in flight): over the whole cluster when the namespaces are many,
+    /// else namespace by namespace (what a user limited to them may do; a 403 over the
+    /// whole cluster falls back to that too). Requests grow with kinds, not namespaces.
+    async fn namespaces_contents(
+        &self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, Vec<ObjRef>>, TargetError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
         let client = self.client().await?.clone();
         let kinds = self
             .namespaced_kinds
@@ -619,6 +841,7 @@ impl Target for KubeTarget {
                 .await
                 .map_err(|e| self.unreachable(describe(&e)))?;
                 let mut kinds = Vec::new();
+                let mut groups = BTreeMap::new();
                 for group in discovery.groups() {
                     for (ar, caps) in group.recommended_resources() {
                         if caps.scope == kube::discovery::Scope::Namespaced
@@ -627,28 +850,44 @@ impl Target for KubeTarget {
                             kinds.push(ar);
                         }
                     }
+                    groups.insert(group.name().to_string(), group_kinds(group));
                 }
-                Ok::<_, TargetError>(kinds)
+                Ok::<_, TargetError>((groups, kinds))
             })
             .await?;
-        let mut out = Vec::new();
+        let kinds = &kinds.1;
+        let wanted: Arc<std::collections::BTreeSet<String>> =
+            Arc::new(namespaces.iter().cloned().collect());
+        let mut lists = Vec::new();
         for ar in kinds {
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
-            for (name, meta) in self.list_metadata(&api).await? {
+            lists.push(self.kind_in_namespaces(&client, ar, wanted.clone()));
+        }
+        let listed: Vec<(&ApiResource, Vec<(String, String, Value)>)> = stream::iter(lists)
+            .buffer_unordered(self.net.reads_in_flight.max(1))
+            .try_collect()
+            .await?;
+        let mut out: BTreeMap<String, Vec<ObjRef>> = namespaces
+            .iter()
+            .map(|ns| (ns.clone(), Vec::new()))
+            .collect();
+        for (ar, items) in listed {
+            for (namespace, name, meta) in items {
                 if super::made_by_the_cluster(&ar.group, &ar.kind, &name, &meta) {
                     continue;
                 }
-                out.push(ObjRef {
+                out.entry(namespace.clone()).or_default().push(ObjRef {
                     cluster: self.cluster.clone(),
                     group: ar.group.clone(),
                     kind: ar.kind.clone(),
-                    namespace: namespace.to_string(),
+                    namespace,
                     name,
                 });
             }
         }
-        out.sort();
-        out.dedup();
+        for objects in out.values_mut() {
+            objects.sort();
+            objects.dedup();
+        }
         Ok(out)
     }
 
@@ -785,10 +1024,10 @@ impl Target for KubeTarget {
         }
     }
 
-    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError> {
+    async fn delete(&self, id: &ObjRef) -> Result<Deleted, TargetError> {
         let client = self.client().await?.clone();
         let Some((ar, namespaced)) = self.preferred_resource(&id.group, &id.kind).await? else {
-            return Ok(()); // the kind is gone, and its objects with it
+            return Ok(Deleted::Gone); // the kind is gone, and its objects with it
         };
         let api = self.api(&client, &ar, namespaced, &id.namespace);
         let result = retry(&self.net, || {
@@ -798,8 +1037,12 @@ impl Target for KubeTarget {
         })
         .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            // A Status is the answer for an object deleted at once; the object itself is
+            // the answer for one that stays until a controller or finalizer is done (or
+            // for a kind whose server returns what it deleted, which cannot be told apart).
+            Ok(answer) if answer.is_right() => Ok(Deleted::Gone),
+            Ok(_) => Ok(Deleted::Pending),
+            Err(e) if status_code(&e) == Some(404) => Ok(Deleted::Gone),
             Err(e) => Err(self.failed(format!("deleting {}", id.address()), &e)),
         }
     }

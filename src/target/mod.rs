@@ -78,6 +78,16 @@ pub enum DryRun {
     NotServed,
 }
 
+/// What a delete left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// The object is gone (the server said so, or it was not there).
+    Gone,
+    /// The server accepted the delete and still holds the object, or did not say: whoever
+    /// needs it gone waits for that.
+    Pending,
+}
+
 /// One cluster's live objects.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -93,8 +103,10 @@ pub trait Target: Send + Sync {
         object: &Value,
         force: bool,
     ) -> Result<Option<String>, TargetError>;
-    /// Deletes one object; deleting an object that is already gone succeeds.
-    async fn delete(&self, id: &ObjRef) -> Result<(), TargetError>;
+    /// Deletes one object; deleting an object that is already gone succeeds. Says whether
+    /// the object is known to be gone now, or may still be there while a controller
+    /// finishes its deletion (finalizers, a Namespace's content).
+    async fn delete(&self, id: &ObjRef) -> Result<Deleted, TargetError>;
     /// The sha256 of the bytes that hold `id` as they are now, where the target keeps
     /// bytes of its own (a directory's file); None otherwise. Apply records it after a
     /// write; a delete goes ahead only while it is still what dcm wrote.
@@ -139,6 +151,18 @@ pub trait Target: Send + Sync {
     async fn namespace_contents(&self, namespace: &str) -> Result<Vec<ObjRef>, TargetError> {
         let _ = namespace;
         Ok(Vec::new())
+    }
+    /// What each of `namespaces` holds (as [`Target::namespace_contents`]), by namespace;
+    /// every one of them is a key.
+    async fn namespaces_contents(
+        &self,
+        namespaces: &[String],
+    ) -> Result<BTreeMap<String, Vec<ObjRef>>, TargetError> {
+        let mut out = BTreeMap::new();
+        for ns in namespaces {
+            out.insert(ns.clone(), self.namespace_contents(ns).await?);
+        }
+        Ok(out)
     }
     /// From now on, read dcm's objects by this state's lineage label (`dcm.io/lineage`)
     /// rather than by dcm's `managed-by` label: other dcm projects' objects are then seen

@@ -111,3 +111,125 @@ fn a_no_change_plan_makes_no_more_requests_than_kinds_times_namespaces_whatever_
     };
     assert_eq!(shape(&fewer), shape(&requests));
 }
+
+/// The requests of an apply and then a destroy of `per_cluster` objects per cluster, per
+/// cluster, as `METHOD path?query`.
+type PerCluster = Vec<(String, Vec<String>)>;
+
+fn apply_and_destroy_requests(per_cluster: usize) -> (PerCluster, PerCluster) {
+    let p = Project::new();
+    estate(&p, per_cluster);
+    let clusters = Clusters::start(SPREAD.len(), p.dir.path()).expect("start emulated clusters");
+    let mut phases = Vec::new();
+    for verb in ["apply", "destroy"] {
+        for (name, _) in SPREAD {
+            clusters.get(name).expect("cluster").clear_requests();
+        }
+        dcm(&p, &clusters, &[verb, "--auto-approve"]).expect(0);
+        let mut per_cluster = Vec::new();
+        for (name, _) in SPREAD {
+            let requests = clusters
+                .get(name)
+                .expect("cluster")
+                .requests()
+                .into_iter()
+                .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+                .collect();
+            per_cluster.push((name.to_string(), requests));
+        }
+        phases.push(per_cluster);
+    }
+    let destroy = phases.pop().unwrap_or_default();
+    let apply = phases.pop().unwrap_or_default();
+    (apply, destroy)
+}
+
+fn is_discovery(r: &str) -> bool {
+    let path = r.split(['?', ' ']).nth(1).unwrap_or_default();
+    let segments = path.split('/').filter(|s| !s.is_empty()).count();
+    path.starts_with("/openapi")
+        || path == "/version"
+        || (path.starts_with("/api/") || path == "/api") && segments <= 2
+        || (path.starts_with("/apis/") || path == "/apis") && segments <= 3
+}
+
+/// A GET of a collection: `/api/v1/configmaps`, `/api/v1/namespaces/a/configmaps`.
+fn is_list(r: &str) -> bool {
+    let Some(path) = r.strip_prefix("GET ") else {
+        return false;
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.as_slice() {
+        ["api", _, rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => return false,
+    };
+    matches!(rest, [_] | ["namespaces", _, _])
+}
+
+fn count(rs: &[String], what: impl Fn(&String) -> bool) -> usize {
+    rs.iter().filter(|r| what(r)).count()
+}
+
+#[test]
+fn apply_and_destroy_make_one_write_per_object_and_discover_once_whatever_the_objects() {
+    let n = objects() / SPREAD.len() / 2;
+    let (apply, destroy) = apply_and_destroy_requests(n);
+    for (cluster, rs) in &apply {
+        // One server-side apply per object (the namespaces included); no object is read
+        // back one by one.
+        let spread = SPREAD.iter().find(|(c, _)| c == cluster).map_or(0, |s| s.1);
+        let writes = count(rs, |r| r.starts_with("PATCH") && !r.contains("dryRun=All"));
+        assert_eq!(writes, n + spread, "{cluster}:\n{}", rs.join("\n"));
+        let by_name = count(rs, |r| {
+            r.starts_with("GET") && r.contains("/configmaps/settings-")
+        });
+        assert_eq!(by_name, 0, "{cluster}:\n{}", rs.join("\n"));
+        // Discovery once per cluster per run, shared by the plan and the apply: no
+        // discovery request twice.
+        let discovery: Vec<&String> = rs.iter().filter(|r| is_discovery(r)).collect();
+        let distinct: BTreeSet<&&String> = discovery.iter().collect();
+        assert_eq!(discovery.len(), distinct.len(), "{cluster}: {discovery:#?}");
+    }
+    for (cluster, rs) in &destroy {
+        let spread = SPREAD.iter().find(|(c, _)| c == cluster).map_or(0, |s| s.1);
+        let deletes = count(rs, |r| r.starts_with("DELETE"));
+        assert_eq!(deletes, n + spread, "{cluster}:\n{}", rs.join("\n"));
+        // An object the server says is gone is not read again to see that it is.
+        let by_name = count(rs, |r| {
+            r.starts_with("GET") && r.contains("/configmaps/settings-")
+        });
+        assert_eq!(by_name, 0, "{cluster}:\n{}", rs.join("\n"));
+    }
+    // What the namespaces hold is listed once per kind, not once per kind and namespace:
+    // the cluster with 12 namespaces lists about as much as the one with a single one.
+    let lists = |phase: &PerCluster, cluster: &str| {
+        phase
+            .iter()
+            .find(|(c, _)| c == cluster)
+            .map_or(0, |(_, rs)| count(rs, |r| is_list(r)))
+    };
+    let (one, twelve) = (lists(&destroy, "cluster1"), lists(&destroy, "cluster3"));
+    assert!(
+        twelve <= one + 5,
+        "LISTs: {one} with 1 namespace, {twelve} with 12"
+    );
+
+    // A tenth of the objects: as many discovery requests and LISTs.
+    let (fewer_apply, fewer_destroy) = apply_and_destroy_requests((n / 10).max(SPREAD[2].1));
+    for (phase, fewer, name) in [
+        (&apply, &fewer_apply, "apply"),
+        (&destroy, &fewer_destroy, "destroy"),
+    ] {
+        for ((cluster, rs), (_, few)) in phase.iter().zip(fewer.iter()) {
+            let d = |rs: &[String]| count(rs, |r| is_discovery(r));
+            assert_eq!(d(rs), d(few), "{name} {cluster}: discovery requests");
+            assert_eq!(
+                lists(phase, cluster),
+                lists(fewer, cluster),
+                "{name} {cluster}: LISTs"
+            );
+        }
+    }
+}

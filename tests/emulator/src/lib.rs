@@ -253,6 +253,10 @@ pub struct RequestRecord {
     /// What the client asked the answer to be (`as=PartialObjectMetadataList`: names and
     /// labels only).
     pub accept: String,
+    /// When the request came in (its headers read).
+    pub received: std::time::Instant,
+    /// When its answer was ready (injected latency included).
+    pub answered: std::time::Instant,
 }
 
 struct Shared {
@@ -420,6 +424,7 @@ async fn handle_http(
     req: hyper::Request<Incoming>,
     shared: Arc<Shared>,
 ) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
+    let received = std::time::Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or_default().to_string();
@@ -454,6 +459,8 @@ async fn handle_http(
         status,
         content_type: content_type.clone(),
         accept: accept.clone(),
+        received,
+        answered: std::time::Instant::now(),
     };
     if shared.silent || fault == Some(FaultKind::Hang) {
         lock(&shared.log).push(record(0));
