@@ -504,10 +504,29 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
             (_, Some(n)) => n.clone(),
             (_, None) => String::new(),
         };
-        let shown_before = live.as_ref().map(|l| Arc::new(redact(l)));
-        let diff = match (&live, &shown_before) {
-            (Some(l), Some(shown)) if shows_whole => Diff::whole(l, shown, '-'),
-            _ => Diff::None,
+        // The live object moves into what the plan shows (a Secret is redacted first):
+        // a destroy of 100k objects holds each once more, not twice.
+        let (shown_before, diff) = match live {
+            Some(l) => {
+                let diff_of = |shown: &Arc<Value>| Diff::whole(&l, shown, '-');
+                if crate::object::is_secret_object(&l) {
+                    let shown = Arc::new(redact(&l));
+                    let diff = if shows_whole { diff_of(&shown) } else { Diff::None };
+                    (Some(shown), diff)
+                } else {
+                    let shown = Arc::new(l);
+                    let diff = if shows_whole {
+                        Diff::Whole {
+                            tag: '-',
+                            object: Arc::clone(&shown),
+                        }
+                    } else {
+                        Diff::None
+                    };
+                    (Some(shown), diff)
+                }
+            }
+            None => (None, Diff::None),
         };
         changes.insert(
             e.address.clone(),
