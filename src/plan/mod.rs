@@ -508,10 +508,13 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         // a destroy of 100k objects holds each once more, not twice.
         let (shown_before, diff) = match live {
             Some(l) => {
-                let diff_of = |shown: &Arc<Value>| Diff::whole(&l, shown, '-');
                 if crate::object::is_secret_object(&l) {
                     let shown = Arc::new(redact(&l));
-                    let diff = if shows_whole { diff_of(&shown) } else { Diff::None };
+                    let diff = if shows_whole {
+                        Diff::whole(&l, &shown, '-')
+                    } else {
+                        Diff::None
+                    };
                     (Some(shown), diff)
                 } else {
                     let shown = Arc::new(l);
