@@ -410,31 +410,14 @@ impl KubeTarget {
         &self,
         api: &Api<DynamicObject>,
     ) -> Result<BTreeMap<String, Value>, TargetError> {
-        let mut out = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().limit(PAGE);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
-            }
-            let page = retry(&self.net, || {
-                let api = api.clone();
-                let lp = lp.clone();
-                async move { api.list_metadata(&lp).await }
-            })
-            .await
-            .map_err(|e| self.unreachable(describe(&e)))?;
-            for item in page.items {
-                let meta = serde_json::to_value(&item.metadata).map_err(|e| self.unreachable(e))?;
-                if let Some(name) = item.metadata.name {
-                    out.insert(name, meta);
-                }
-            }
-            match page.metadata.continue_ {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(out),
-            }
-        }
+        let items = self.list_metadata_raw(api).await.map_err(|e| match e {
+            ListError::Request(e) => self.unreachable(describe(&e)),
+            ListError::Decode(e) => e,
+        })?;
+        Ok(items
+            .into_iter()
+            .map(|(_, name, meta)| (name, meta))
+            .collect())
     }
 
     /// The metadata of every object `api` lists, as (namespace, name, metadata), keeping
