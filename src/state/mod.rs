@@ -653,20 +653,28 @@ impl GroupSync {
         p.written
     }
 
+    /// What a waiter for line `seq` learns from `p`: durable, the fsync failed, or
+    /// (None) not yet.
+    fn outcome(&self, p: &SyncProgress, seq: u64) -> Option<Result<(), StateError>> {
+        if p.synced >= seq {
+            return Some(Ok(()));
+        }
+        p.failed.as_ref().map(|why| {
+            Err(StateError::Write {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other(why.clone()),
+            })
+        })
+    }
+
     /// Returns once line `seq` is durable: this caller runs the fsync when none is in
     /// flight, else waits for the one in flight (and, if that started before `seq` was
     /// written, for the next).
     fn sync_through(&self, seq: u64) -> Result<(), StateError> {
         let mut p = self.lock();
         loop {
-            if p.synced >= seq {
-                return Ok(());
-            }
-            if let Some(why) = &p.failed {
-                return Err(StateError::Write {
-                    path: self.path.display().to_string(),
-                    source: std::io::Error::other(why.clone()),
-                });
+            if let Some(outcome) = self.outcome(&p, seq) {
+                return outcome;
             }
             if p.syncing {
                 p = self
@@ -707,14 +715,8 @@ impl GroupSync {
             tokio::pin!(notified);
             {
                 let mut p = self.lock();
-                if p.synced >= seq {
-                    return Ok(());
-                }
-                if let Some(why) = &p.failed {
-                    return Err(StateError::Write {
-                        path: self.path.display().to_string(),
-                        source: std::io::Error::other(why.clone()),
-                    });
+                if let Some(outcome) = self.outcome(&p, seq) {
+                    return outcome;
                 }
                 // Registered before the lock goes, so that the news of the fsync in
                 // flight (or of the one started here) cannot be missed.
