@@ -253,11 +253,21 @@ fn avoid_live_addresses(
     if let Some(s) = state {
         ours.extend(s.objects.iter().map(|e| e.id()).filter(|id| is_se(id)));
     }
+    // Every such cluster's LIST at once.
+    let mut lists = Vec::new();
     for cluster in &new_in {
         let target = targets.get(cluster)?.clone();
-        let live = rt
-            .block_on(target.list_kind(SE_API, "ServiceEntry"))
-            .map_err(|e| crate::refresh::RefreshError(vec![e.to_string()]))?;
+        lists.push(async move { (cluster, target.list_kind(SE_API, "ServiceEntry").await) });
+    }
+    let mut errors = Vec::new();
+    for (cluster, live) in rt.block_on(futures::future::join_all(lists)) {
+        let live = match live {
+            Ok(live) => live,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
         allocations.add_in_use(cluster, &live, |ns, name| {
             ours.contains(&crate::object::ObjRef {
                 cluster: cluster.clone(),
@@ -267,6 +277,9 @@ fn avoid_live_addresses(
                 name: name.to_string(),
             })
         });
+    }
+    if !errors.is_empty() {
+        return Err(crate::refresh::RefreshError(errors).into());
     }
     if allocations.in_use.values().all(|a| a.is_empty()) {
         return Ok(());
