@@ -147,7 +147,10 @@ pub async fn apply(
         let a = &plan.changes[i].address;
         a.split('/').next().unwrap_or(a).to_string()
     };
-    let mut ready = Ready::default();
+    let mut ready = Ready {
+        chain: chain_lengths(&waiting_on, &dependents),
+        ..Ready::default()
+    };
     for i in (0..n).filter(|&i| waiting_on[i] == 0) {
         ready.push(cluster_of(i), plan.changes[i].address.clone(), i);
     }
@@ -295,27 +298,57 @@ impl Slots {
     }
 }
 
-/// Ready changes by (address, index), the smallest address on top.
-type ReadyHeap = BinaryHeap<Reverse<(String, usize)>>;
+/// Ready changes by (chain length, address, index): the longest chain on top, then the
+/// smallest address.
+type ReadyHeap = BinaryHeap<(usize, Reverse<(String, usize)>)>;
 
 /// The changes ready to start, by cluster. Clusters take turns, each with at most a
 /// per-cluster number of changes in flight, so a large cluster early in address order
-/// does not hold the others back; within a cluster the smaller address starts first.
+/// does not hold the others back. Within a cluster the change with the longest chain of
+/// changes waiting on it starts first (an Istio control plane before the plain objects,
+/// so that its readiness wait overlaps their writes and its routes do not wait at the
+/// end), then the smaller address.
 #[derive(Default)]
 struct Ready {
-    /// cluster → (its ready changes, smallest address first; how many it has in flight)
+    /// cluster → (its ready changes; how many it has in flight)
     by_cluster: BTreeMap<String, (ReadyHeap, usize)>,
     /// The cluster after which the next turn starts.
     last: Option<String>,
+    /// Each change's chain length (see [`chain_lengths`]); 0 for a change not in it.
+    chain: Vec<usize>,
+}
+
+/// For each change, how many changes the longest chain that starts at it has (1 when
+/// nothing waits on it), given how many changes each waits on and its dependents.
+fn chain_lengths(waiting_on: &[usize], dependents: &[Vec<usize>]) -> Vec<usize> {
+    // A topological order (Kahn), then the lengths from the last change back.
+    let mut left = waiting_on.to_vec();
+    let mut order: Vec<usize> = (0..left.len()).filter(|&i| left[i] == 0).collect();
+    let mut next = 0;
+    while let Some(&i) = order.get(next) {
+        next += 1;
+        for &d in &dependents[i] {
+            left[d] -= 1;
+            if left[d] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    let mut chain = vec![1; left.len()];
+    for &i in order.iter().rev() {
+        chain[i] = 1 + dependents[i].iter().map(|&d| chain[d]).max().unwrap_or(0);
+    }
+    chain
 }
 
 impl Ready {
     fn push(&mut self, cluster: String, address: String, i: usize) {
+        let chain = self.chain.get(i).copied().unwrap_or(0);
         self.by_cluster
             .entry(cluster)
             .or_default()
             .0
-            .push(Reverse((address, i)));
+            .push((chain, Reverse((address, i))));
     }
 
     /// The next change to start: from the first cluster after the last one served that
@@ -337,7 +370,7 @@ impl Ready {
             .find(|(_, (heap, in_flight))| *in_flight < per_cluster && !heap.is_empty())
             .map(|(cluster, _)| cluster.clone())?;
         let (heap, in_flight) = self.by_cluster.get_mut(&turn)?;
-        let Reverse((_, i)) = heap.pop()?;
+        let (_, Reverse((_, i))) = heap.pop()?;
         *in_flight += 1;
         self.last = Some(turn);
         Some(i)
@@ -792,6 +825,28 @@ mod tests {
         assert_eq!(ready.next(2), None);
         ready.finished("c1");
         assert_eq!(ready.next(2), Some(2));
+    }
+
+    #[test]
+    fn the_change_at_the_head_of_the_longest_chain_starts_first() {
+        // 0 → 1 → 2 (a control plane, then its routes, then what needs them) and 3, 4
+        // alone: 0 has the longest chain though its address sorts last.
+        let waiting_on = vec![0, 1, 1, 0, 0];
+        let dependents = vec![vec![1], vec![2], vec![], vec![], vec![]];
+        assert_eq!(chain_lengths(&waiting_on, &dependents), vec![3, 2, 1, 1, 1]);
+        let mut ready = Ready {
+            chain: chain_lengths(&waiting_on, &dependents),
+            ..Ready::default()
+        };
+        ready.push("c".into(), "c/z/istio".into(), 0);
+        ready.push("c".into(), "c/a/cm".into(), 3);
+        ready.push("c".into(), "c/b/cm".into(), 4);
+        let started: Vec<usize> = std::iter::from_fn(|| ready.next(9)).collect();
+        assert_eq!(started, vec![0, 3, 4], "then by address");
+        // A diamond counts its longest branch, once.
+        let waiting_on = vec![0, 1, 1, 2];
+        let dependents = vec![vec![1, 2], vec![3], vec![3], vec![]];
+        assert_eq!(chain_lengths(&waiting_on, &dependents), vec![3, 2, 2, 1]);
     }
 
     /// A cluster that records how many writes run at once and fails on chosen names.
