@@ -160,13 +160,7 @@ pub fn recover(file: &Path, lineage: Option<&str>, global: &Global) -> Result<Ex
         .desired
         .objects
         .iter()
-        .map(|d| ReadItem {
-            id: d.id.clone(),
-            api_version: d.api_version.clone(),
-            desired: d.edit.is_none().then(|| d.object.clone()),
-            whole: d.edit.is_some(),
-            owned: true,
-        })
+        .map(|d| super::wanted(d, true))
         .collect();
     let live = runtime()?.block_on(crate::refresh::read_live(
         &targets,

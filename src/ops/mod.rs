@@ -270,13 +270,7 @@ pub(crate) fn read_items(
     let mut items: Vec<ReadItem> = desired
         .objects
         .iter()
-        .map(|o| ReadItem {
-            id: o.id.clone(),
-            api_version: o.api_version.clone(),
-            desired: o.edit.is_none().then(|| o.object.clone()),
-            whole: o.edit.is_some(),
-            owned: state.is_some_and(|s| s.get(&o.id).is_some()),
-        })
+        .map(|o| wanted(o, state.is_some_and(|s| s.get(&o.id).is_some())))
         .collect();
     if let Some(s) = state {
         // What the file no longer wants is read whole: a delete shows all that goes.
@@ -289,6 +283,18 @@ pub(crate) fn read_items(
         }));
     }
     items
+}
+
+/// How a refresh reads an object the file wants: with what the file wants it to be, or
+/// whole when dcm only edits part of it. `owned`: see [`ReadItem::owned`].
+pub(crate) fn wanted(o: &crate::compile::DesiredObject, owned: bool) -> ReadItem {
+    ReadItem {
+        id: o.id.clone(),
+        api_version: o.api_version.clone(),
+        desired: o.edit.is_none().then(|| o.object.clone()),
+        whole: o.edit.is_some(),
+        owned,
+    }
 }
 
 /// The objects whose fields some desired objects are waiting for (a Service's address,
