@@ -103,35 +103,34 @@ pub async fn apply(
         .enumerate()
         .map(|(i, o)| (&o.id, i))
         .collect();
-    let mut jobs: Vec<Option<Job>> = plan
-        .changes
-        .iter()
-        .map(|c| {
-            let id = c.id();
-            let di = id.as_ref().and_then(|id| desired_index.get(id).copied());
-            let revert = id
-                .as_ref()
-                .and_then(|id| desired.reverts.iter().find(|r| &r.id == id));
-            Some(Job {
-                change: c.clone(),
-                // An edit being taken back writes its revert, never the desired object
-                // with the same address (which destroy leaves in `desired`).
-                object: if c.forget_after {
-                    revert.cloned()
-                } else {
-                    di.map(|i| desired.objects[i].clone())
-                },
-                depends_on: di
-                    .map(|i| {
-                        graph.deps[i]
-                            .iter()
-                            .map(|&j| desired.objects[j].id.address())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-        })
-        .collect();
+    // Made as each change starts (and dropped when it finishes), so that a destroy of
+    // 100k objects does not hold a copy of every change at once.
+    let job_of = |c: &Change| {
+        let id = c.id();
+        let di = id.as_ref().and_then(|id| desired_index.get(id).copied());
+        let revert = id
+            .as_ref()
+            .and_then(|id| desired.reverts.iter().find(|r| &r.id == id));
+        Job {
+            change: c.clone(),
+            // An edit being taken back writes its revert, never the desired object
+            // with the same address (which destroy leaves in `desired`).
+            object: if c.forget_after {
+                revert.cloned()
+            } else {
+                di.map(|i| desired.objects[i].clone())
+            },
+            depends_on: di
+                .map(|i| {
+                    graph.deps[i]
+                        .iter()
+                        .map(|&j| desired.objects[j].id.address())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    };
+    let mut started = vec![false; n];
 
     let mut waiting_on: Vec<usize> = vec![0; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -174,10 +173,11 @@ pub async fn apply(
             let Some(i) = ready.next(per_cluster) else {
                 break;
             };
-            let Some(job) = jobs[i].take() else {
+            if std::mem::replace(&mut started[i], true) {
                 ready.finished(&cluster_of(i));
                 continue;
-            };
+            }
+            let job = job_of(&plan.changes[i]);
             let targets = targets.clone();
             let store = store.clone();
             let slots = slots.clone();
@@ -916,12 +916,12 @@ mod tests {
         parallelism: usize,
     ) -> (ApplyReport, StateStore, tempfile::TempDir) {
         let (_, desired, graph) = loaded(&toml(n));
-        let live = BTreeMap::new();
-        let plan = build(&PlanInputs {
+        let mut live = BTreeMap::new();
+        let plan = build(&mut PlanInputs {
             desired: &desired,
             graph: &graph,
             state: None,
-            live: &live,
+            live: &mut live,
             config: "t.toml".into(),
             destroy: false,
             ownership: Default::default(),

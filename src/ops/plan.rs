@@ -113,7 +113,7 @@ pub(crate) fn make_plan(
     let probes = super::probe_items(&desired);
     let rt = runtime()?;
     let identities = check_identities(state, &targets, &rt)?;
-    let live = rt.block_on(crate::refresh::read_live(
+    let mut live = rt.block_on(crate::refresh::read_live(
         &targets,
         items,
         global.parallelism,
@@ -147,11 +147,11 @@ pub(crate) fn make_plan(
     avoid_live_addresses(&mut desired, state, &targets, &rt)?;
     crate::compile::resolve_known(&mut desired, &probed, |c| targets.api_server(c));
     crate::compile::resolve_edits(&mut desired, &live, state, destroy).map_err(Error::Invalid)?;
-    let plan = plan::build(&PlanInputs {
+    let plan = plan::build(&mut PlanInputs {
         desired: &desired,
         graph: &loaded.graph,
         state,
-        live: &live,
+        live: &mut live,
         config: file.display().to_string(),
         destroy,
         ownership: plan::Ownership {

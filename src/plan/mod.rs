@@ -289,8 +289,11 @@ pub struct PlanInputs<'a> {
     pub graph: &'a Graph,
     /// None when there is no state file yet.
     pub state: Option<&'a State>,
-    /// Live objects as read (not yet normalized); absent = does not exist.
-    pub live: &'a BTreeMap<ObjRef, Value>,
+    /// Live objects as read (not yet normalized); absent = does not exist. The plan takes
+    /// out those of the objects it deletes or forgets: each moves into what the plan
+    /// shows instead of being copied (a destroy of 100k objects holds each once, not
+    /// twice). What is left is what the file wants.
+    pub live: &'a mut BTreeMap<ObjRef, Value>,
     pub config: String,
     /// Plan the deletion of everything in the state instead.
     pub destroy: bool,
@@ -374,7 +377,7 @@ impl Ownership<'_> {
 }
 
 /// Computes the plan.
-pub fn build(inputs: &PlanInputs<'_>) -> Plan {
+pub fn build(inputs: &mut PlanInputs<'_>) -> Plan {
     let empty = State::default();
     let state = inputs.state.unwrap_or(&empty);
     // What the state's hashes of Secrets are keyed with.
@@ -450,9 +453,19 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
         if wanted.contains(&id) {
             continue;
         }
-        let raw = inputs.live.get(&id);
-        let gone_to_others = raw.and_then(|l| inputs.ownership.refusal(&e.address, Some(e), l));
-        let live = raw.map(|v| normalize_live(v.clone()));
+        let raw = inputs.live.remove(&id);
+        let gone_to_others = raw
+            .as_ref()
+            .and_then(|l| inputs.ownership.refusal(&e.address, Some(e), l));
+        // An object dcm created is read whole (all of it goes) and compared by the
+        // fields dcm applied.
+        let applied_sha = match (&raw, e.origin, &gone_to_others) {
+            (Some(r), Origin::Created, None) => Some(object_sha256(&normalize_live(
+                crate::target::kube::dcm_view(r, None),
+            ))),
+            _ => None,
+        };
+        let live = raw.map(normalize_live);
         // Whether the diff shows the whole object going.
         let (action, notes, shows_whole, before) = match (&live, e.origin) {
             (Some(l), _) if gone_to_others.is_some() => (
@@ -483,11 +496,7 @@ pub fn build(inputs: &PlanInputs<'_>) -> Plan {
                 Some(object_sha256(l)),
             ),
             (Some(l), Origin::Created) => {
-                // Read whole (all of it goes), compared by the fields dcm applied.
-                let view = raw
-                    .map(|r| normalize_live(crate::target::kube::dcm_view(r, None)))
-                    .unwrap_or_else(|| l.clone());
-                let before = object_sha256(&view);
+                let before = applied_sha.unwrap_or_else(|| object_sha256(l));
                 let mut notes = Vec::new();
                 if !crate::keyed::recorded_matches(&e.sha256, &before, key.as_deref()) && !e.pending
                 {
@@ -1372,11 +1381,11 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         if let Some(v) = live {
             l.insert(d.objects[0].id.clone(), v);
         }
-        build(&PlanInputs {
+        build(&mut PlanInputs {
             desired: &d,
             graph: &g,
             state,
-            live: &l,
+            live: &mut l,
             config: "t.toml".into(),
             destroy: false,
             ownership: Default::default(),
@@ -1448,11 +1457,11 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let address: BTreeSet<String> = [d.objects[0].id.address()].into();
         let mut l = BTreeMap::new();
         l.insert(d.objects[0].id.clone(), other.clone());
-        let p = build(&PlanInputs {
+        let p = build(&mut PlanInputs {
             desired: &d,
             graph: &g,
             state: None,
-            live: &l,
+            live: &mut l,
             config: "t.toml".into(),
             destroy: false,
             ownership: Ownership {
@@ -1468,14 +1477,14 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let mut live = BTreeMap::new();
         live.insert(d.objects[0].id.clone(), other);
         let empty = Desired::default();
-        let p = build(&PlanInputs {
+        let p = build(&mut PlanInputs {
             desired: &empty,
             graph: &Graph {
                 deps: vec![],
                 order: vec![],
             },
             state: Some(&s),
-            live: &live,
+            live: &mut live,
             config: "t.toml".into(),
             destroy: false,
             ownership: Default::default(),
@@ -1488,11 +1497,11 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         let (d, g) = desired();
         let mut l = BTreeMap::new();
         l.insert(d.objects[0].id.clone(), live);
-        build(&PlanInputs {
+        build(&mut PlanInputs {
             desired: &d,
             graph: &g,
             state: Some(state),
-            live: &l,
+            live: &mut l,
             config: "t.toml".into(),
             destroy: false,
             ownership,
@@ -1554,14 +1563,14 @@ manifest = { apiVersion = "v1", kind = "ConfigMap", metadata = { name = "a", nam
         // When it leaves the file it is forgotten, never deleted.
         let mut live = BTreeMap::new();
         live.insert(d.objects[0].id.clone(), remade);
-        let p = build(&PlanInputs {
+        let p = build(&mut PlanInputs {
             desired: &Desired::default(),
             graph: &Graph {
                 deps: vec![],
                 order: vec![],
             },
             state: Some(&s),
-            live: &live,
+            live: &mut live,
             config: "t.toml".into(),
             destroy: false,
             ownership: lineage,

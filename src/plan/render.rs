@@ -364,11 +364,11 @@ mod tests {
         let model = crate::model::build(crate::config::parse(src, ".".into()).unwrap()).unwrap();
         let desired = crate::compile::compile(&model, &Default::default()).unwrap();
         let graph = crate::graph::build(&desired).unwrap();
-        crate::plan::build(&crate::plan::PlanInputs {
+        crate::plan::build(&mut crate::plan::PlanInputs {
             desired: &desired,
             graph: &graph,
             state: None,
-            live: &Default::default(),
+            live: &mut Default::default(),
             config: "t.toml".into(),
             destroy: false,
             ownership: Default::default(),
