@@ -672,7 +672,14 @@ impl Store {
             return Err(unsupported("this emulator does not speak CBOR"));
         }
         let parsed: Result<Value, String> = if req.content_type.contains("yaml") {
-            serde_yaml_ng::from_slice(&req.body).map_err(|e| e.to_string())
+            // YAML includes JSON, and clients (kube, kubectl) send apply patches as JSON
+            // under a YAML media type: JSON's parser reads those at a fraction of the cost.
+            // (A key given twice: the last one wins, as with the API server's default
+            // field validation, which only warns.) Anything else goes to YAML's.
+            match serde_json::from_slice::<Value>(&req.body) {
+                Ok(v) => Ok(v),
+                Err(_) => serde_yaml_ng::from_slice(&req.body).map_err(|e| e.to_string()),
+            }
         } else {
             serde_json::from_slice(&req.body).map_err(|e| e.to_string())
         };
