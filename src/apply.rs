@@ -1008,6 +1008,6 @@ mod tests {
         assert_eq!(report.not_started.len(), 4, "{report:?}");
         assert!(report.skipped.is_empty() && report.failed.is_empty());
         assert_eq!(store.state.objects.len(), 1);
-        assert!(!store.state.objects[0].pending);
+        assert!(store.state.objects.iter().all(|e| !e.pending));
     }
 }

@@ -600,7 +600,7 @@ pub fn resolve_edits(
             ),
         }
     }
-    for entry in state.map(|s| s.objects.as_slice()).unwrap_or(&[]) {
+    for entry in state.iter().flat_map(|s| &s.objects) {
         let id = entry.id();
         if entry.origin != crate::state::Origin::Edited || (!destroy && desired.get(&id).is_some())
         {

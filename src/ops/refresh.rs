@@ -67,7 +67,8 @@ pub(crate) fn make_refresh_plan(
             glob: g.clone(),
             example: state
                 .objects
-                .first()
+                .iter()
+                .next()
                 .map(|e| e.address.clone())
                 .unwrap_or_default(),
         }

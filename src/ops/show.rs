@@ -21,7 +21,7 @@ struct StateDoc<'a> {
     lineage: Option<&'a str>,
     serial: u64,
     clusters: std::collections::BTreeMap<&'a str, &'a crate::state::ClusterIdentity>,
-    objects: &'a [crate::state::StateEntry],
+    objects: &'a crate::state::Entries,
 }
 
 /// `dcm show [PLAN] [--json]`: a saved plan, or the state.
@@ -46,6 +46,7 @@ pub fn show(
     let target = state_target(global, file)?;
     let state = crate::state::read_at(&target.location, &target.access)?;
     if json {
+        let none = crate::state::Entries::new();
         let doc = StateDoc {
             format_version: STATE_JSON_FORMAT_VERSION,
             state: target.location.to_string(),
@@ -56,7 +57,7 @@ pub fn show(
                 .iter()
                 .flat_map(|s| s.clusters.iter().map(|(k, v)| (k.as_str(), v)))
                 .collect(),
-            objects: state.as_ref().map(|s| &s.objects[..]).unwrap_or_default(),
+            objects: state.as_ref().map_or(&none, |s| &s.objects),
         };
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::Io(format!("cannot render the state as JSON: {e}")))?;
@@ -269,13 +270,7 @@ pub fn state_mv(src: &str, dst: &str, file: Option<&Path>, global: &Global) -> R
     };
     state.remove(&old.address);
     state.upsert(moved);
-    for e in &mut state.objects {
-        for d in &mut e.depends_on {
-            if *d == old.address {
-                d.clone_from(&dst);
-            }
-        }
-    }
+    state.objects.rename_dependency(&old.address, &dst);
     if from.cluster != to.cluster && !state.clusters.contains_key(&to.cluster) {
         if let Some(identity) = state.clusters.get(&from.cluster).cloned() {
             state.clusters.insert(to.cluster.clone(), identity);

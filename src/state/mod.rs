@@ -11,10 +11,12 @@
 //! next run (or read) when a killed run left one behind. Each line carries a checksum: a
 //! torn last line is ignored with a warning.
 
+pub mod entries;
 pub mod kube;
 pub mod location;
 pub mod lock;
 
+pub use entries::Entries;
 pub use location::{KubeLocation, StateLocation};
 
 use crate::object::{split_api_version, ObjRef};
@@ -83,8 +85,7 @@ impl StateEntry {
 }
 
 /// The whole state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct State {
     pub version: u32,
     pub lineage: String,
@@ -97,8 +98,24 @@ pub struct State {
     /// context that now points at another cluster is refused before any write.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clusters: BTreeMap<String, ClusterIdentity>,
-    /// Sorted by address.
-    pub objects: Vec<StateEntry>,
+    /// One entry per object, in [`ObjRef`] order.
+    pub objects: Entries,
+}
+
+/// A state's JSON as it is read: [`State`] with its entries as listed, to be checked
+/// (order, duplicates, identities) before they become [`Entries`]. Named `State` for the
+/// messages of serde, which name it.
+#[derive(Deserialize)]
+#[serde(rename = "State", deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    lineage: String,
+    serial: u64,
+    #[serde(default)]
+    secrets_hmac_key: SecretsKey,
+    #[serde(default)]
+    clusters: BTreeMap<String, ClusterIdentity>,
+    objects: Vec<StateEntry>,
 }
 
 /// What tells one Kubernetes cluster from another: its API server, and the UID of its
@@ -149,36 +166,28 @@ impl State {
             serial: 0,
             secrets_hmac_key: SecretsKey::generate(),
             clusters: BTreeMap::new(),
-            objects: Vec::new(),
+            objects: Entries::new(),
         }
     }
 
-    /// The entry of object `id`. Entries are kept sorted, so this is a binary search.
+    /// The entry of object `id`.
     pub fn get(&self, id: &ObjRef) -> Option<&StateEntry> {
-        self.objects
-            .binary_search_by(|e| e.id().cmp(id))
-            .ok()
-            .map(|i| &self.objects[i])
+        self.objects.get(id)
     }
 
+    /// The entry whose address is `address`.
     pub fn get_address(&self, address: &str) -> Option<&StateEntry> {
-        self.objects.iter().find(|e| e.address == address)
+        self.objects.get_address(address)
     }
 
-    /// Adds or replaces the entry for the same object, keeping entries sorted.
+    /// Adds or replaces the entry for the same object.
     pub fn upsert(&mut self, entry: StateEntry) {
-        let id = entry.id();
-        match self.objects.binary_search_by(|e| e.id().cmp(&id)) {
-            Ok(i) => self.objects[i] = entry,
-            Err(i) => self.objects.insert(i, entry),
-        }
+        self.objects.upsert(entry)
     }
 
     /// Removes an object's entry; returns whether it was there.
     pub fn remove(&mut self, address: &str) -> bool {
-        let before = self.objects.len();
-        self.objects.retain(|e| e.address != address);
-        self.objects.len() != before
+        self.objects.remove(address)
     }
 }
 
@@ -424,18 +433,16 @@ pub fn parse_state(text: &str) -> Result<State, Problem> {
             ))
         }
     }
-    let mut state: State = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
-    // A file edited by hand may be out of order; lookups rely on the order.
-    state.objects.sort_by_cached_key(StateEntry::id);
-    if state
-        .objects
-        .windows(2)
-        .any(|w| w[0].address == w[1].address)
-    {
+    let file: StateFile = serde_json::from_value(raw).map_err(|e| corrupt(e.to_string()))?;
+    // A file edited by hand may be out of order: sorted (stably) as it is written.
+    let mut objects: Vec<(ObjRef, StateEntry)> =
+        file.objects.into_iter().map(|e| (e.id(), e)).collect();
+    objects.sort_by(|a, b| a.0.cmp(&b.0));
+    if objects.windows(2).any(|w| w[0].1.address == w[1].1.address) {
         return Err(corrupt("an object is listed twice".into()));
     }
-    for e in &state.objects {
-        if e.id().address() != e.address {
+    for (id, e) in &objects {
+        if id.address() != e.address {
             return Err(corrupt(format!(
                 "entry `{}` does not match its own fields",
                 e.address
@@ -457,7 +464,16 @@ pub fn parse_state(text: &str) -> Result<State, Problem> {
             )));
         }
     }
-    Ok(state)
+    // Sorted, and one entry per id: equal ids have equal addresses once each entry's
+    // address is its id's, and equal addresses were refused above.
+    Ok(State {
+        version: file.version,
+        lineage: file.lineage,
+        serial: file.serial,
+        secrets_hmac_key: file.secrets_hmac_key,
+        clusters: file.clusters,
+        objects: Entries::from_sorted(objects),
+    })
 }
 
 /// Reads the state at `location` without locking it (a read may run beside a writer);
@@ -1064,7 +1080,11 @@ mod tests {
         let first = std::fs::read_to_string(&path).unwrap();
 
         let mut s = StateStore::open(&path, "test").unwrap();
-        assert_eq!(s.state.objects[0].name, "a", "entries are sorted");
+        assert_eq!(
+            s.state.objects.iter().next().map(|e| e.name.as_str()),
+            Some("a"),
+            "entries are sorted"
+        );
         s.state.remove("c1/core/ConfigMap/default/a");
         s.persist().unwrap();
         s.state.remove("c1/core/ConfigMap/default/b");
@@ -1090,12 +1110,101 @@ mod tests {
         bad.kind = "..".into();
         bad.address = bad.id().address();
         let state = State {
-            objects: vec![bad],
+            objects: vec![bad].into(),
             ..State::new()
         };
         std::fs::write(&path, serde_json::to_string(&state).unwrap()).unwrap();
         let err = read(&path).unwrap_err().to_string();
         assert!(err.contains("is not a valid object"), "{err}");
+    }
+
+    /// One entry of a state file, as JSON.
+    fn entry_json(cluster: &str, name: &str) -> String {
+        format!(
+            r#"{{"address": "{cluster}/core/ConfigMap/default/{name}", "cluster": "{cluster}", "apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "name": "{name}", "sha256": "s", "origin": "created"}}"#
+        )
+    }
+
+    fn state_json(entries: &[String]) -> String {
+        format!(
+            r#"{{"version": 1, "lineage": "l", "serial": 1, "objects": [{}]}}"#,
+            entries.join(", ")
+        )
+    }
+
+    #[test]
+    fn a_file_edited_out_of_order_loads_sorted_and_is_written_in_order() {
+        let text = state_json(&[
+            entry_json("a-b", "x"),
+            entry_json("a", "y"),
+            entry_json("b", "x"),
+            entry_json("a", "x"),
+        ]);
+        let state = parse_state(&text).unwrap();
+        let addresses: Vec<&str> = state.objects.iter().map(|e| e.address.as_str()).collect();
+        assert_eq!(
+            addresses,
+            [
+                "a/core/ConfigMap/default/x",
+                "a/core/ConfigMap/default/y",
+                "a-b/core/ConfigMap/default/x",
+                "b/core/ConfigMap/default/x",
+            ]
+        );
+        let written = serde_json::to_string(&state).unwrap();
+        let sorted = state_json(&[
+            entry_json("a", "x"),
+            entry_json("a", "y"),
+            entry_json("a-b", "x"),
+            entry_json("b", "x"),
+        ]);
+        let want = serde_json::to_string(&parse_state(&sorted).unwrap()).unwrap();
+        assert_eq!(written, want);
+        assert!(
+            written.contains(r#""objects":[{"address":"a/core/ConfigMap/default/x","cluster":"a","apiVersion":"v1","kind":"ConfigMap","namespace":"default","name":"x","sha256":"s","origin":"created"},{"address":"a/core/ConfigMap/default/y""#),
+            "{written}"
+        );
+        // Lookups work on what was loaded out of order.
+        for e in &state.objects {
+            assert_eq!(state.get_address(&e.address), Some(e));
+            assert_eq!(state.get(&e.id()), Some(e));
+        }
+    }
+
+    #[test]
+    fn an_object_listed_twice_or_under_another_address_is_corrupt() {
+        let twice = state_json(&[
+            entry_json("a", "x"),
+            entry_json("b", "x"),
+            entry_json("a", "x"),
+        ]);
+        assert_eq!(
+            parse_state(&twice),
+            Err(Problem::Corrupt("an object is listed twice".into()))
+        );
+        // The same object under a wrong address: its fields decide.
+        let wrong = entry_json("a", "x").replace(
+            r#""address": "a/core/ConfigMap/default/x""#,
+            r#""address": "a/core/ConfigMap/default/z""#,
+        );
+        let err = parse_state(&state_json(&[entry_json("a", "x"), wrong])).unwrap_err();
+        assert_eq!(
+            err,
+            Problem::Corrupt(
+                "entry `a/core/ConfigMap/default/z` does not match its own fields".into()
+            )
+        );
+        // Fields serde refuses are named as before.
+        let err = parse_state(
+            r#"{"version": 1, "lineage": "l", "serial": 1, "objects": [], "extra": 1}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Problem::Corrupt("unknown field `extra`, expected one of `version`, `lineage`, `serial`, `secrets_hmac_key`, `clusters`, `objects`".into())
+        );
+        let err = parse_state(r#"{"version": 1, "serial": 1, "objects": []}"#).unwrap_err();
+        assert_eq!(err, Problem::Corrupt("missing field `lineage`".into()));
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Allocations {
     /// The addresses the state records (`allocated.address`).
     pub fn from_state(state: Option<&crate::state::State>) -> Allocations {
         let mut by_object = BTreeMap::new();
-        for e in state.map(|s| s.objects.as_slice()).unwrap_or(&[]) {
+        for e in state.iter().flat_map(|s| &s.objects) {
             if let Some(ip) = e.allocated.get("address").and_then(|a| a.parse().ok()) {
                 by_object.insert(e.id(), ip);
             }
